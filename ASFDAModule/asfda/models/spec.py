@@ -1,0 +1,105 @@
+"""What the engine needs to know about a segmentation model besides its weights.
+
+A model folder holds ``asfda_model.json`` (this spec) and ``model.pt`` (a state dict), or a TorchScript file,
+or a MONAI bundle (``configs/inference.json`` + ``models/model.pt``) with an optional ``asfda_model.json``
+beside it to override the preprocessing read from the bundle.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from pathlib import Path
+
+from ..errors import CheckpointError
+
+SPEC_FILE = "asfda_model.json"
+
+
+class IntensityNorm(str, Enum):
+    """How voxel intensities are normalised before the network sees them."""
+
+    ZSCORE_NONZERO = "zscore_nonzero"  # MR: mean/std over non-zero voxels
+    PERCENTILE = "percentile"  # robust 0.5-99.5 percentile scaling to [0, 1]
+    NONE = "none"
+
+
+@dataclass
+class NetworkSpec:
+    """A MONAI network by class name and constructor arguments (``monai.networks.nets``)."""
+
+    name: str
+    kwargs: dict = field(default_factory=dict)
+
+
+@dataclass
+class ModelSpec:
+    """Labels, preprocessing and inference settings of one model.
+
+    ``labels`` maps label value to structure name; value 0 is background. ``spacing`` is the voxel size in mm
+    the model works at (None keeps the volume's own), ``orientation`` the axis codes (None keeps it).
+    """
+
+    labels: dict[int, str]
+    network: NetworkSpec | None = None
+    in_channels: int = 1
+    spacing: tuple[float, float, float] | None = None
+    orientation: str | None = "RAS"
+    intensity: IntensityNorm = IntensityNorm.ZSCORE_NONZERO
+    roi_size: tuple[int, int, int] = (64, 64, 64)
+    sw_batch_size: int = 1
+    overlap: float = 0.25
+
+    @property
+    def num_classes(self) -> int:
+        return max(self.labels) + 1
+
+    @property
+    def foreground_labels(self) -> list[int]:
+        return [value for value in sorted(self.labels) if value != 0]
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["labels"] = {str(k): v for k, v in self.labels.items()}
+        data["intensity"] = self.intensity.value
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict, source: str | Path | None = None) -> ModelSpec:
+        try:
+            labels = {int(k): str(v) for k, v in data["labels"].items()}
+            if 0 not in labels:
+                labels[0] = "background"
+            network = data.get("network")
+            return cls(
+                labels=labels,
+                network=NetworkSpec(network["name"], dict(network.get("kwargs", {}))) if network else None,
+                in_channels=int(data.get("in_channels", 1)),
+                spacing=tuple(float(s) for s in data["spacing"]) if data.get("spacing") else None,
+                orientation=data.get("orientation", "RAS"),
+                intensity=IntensityNorm(data.get("intensity", IntensityNorm.ZSCORE_NONZERO.value)),
+                roi_size=tuple(int(s) for s in data.get("roi_size", (64, 64, 64))),
+                sw_batch_size=int(data.get("sw_batch_size", 1)),
+                overlap=float(data.get("overlap", 0.25)),
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise CheckpointError(f"invalid model spec ({error!r})", source) from error
+
+    def save(self, folder: str | Path) -> Path:
+        path = Path(folder) / SPEC_FILE
+        path.write_text(json.dumps(self.to_json(), indent=2))
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> ModelSpec:
+        path = Path(path)
+        if path.is_dir():
+            path = path / SPEC_FILE
+        if not path.is_file():
+            raise CheckpointError("model spec not found", path)
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise CheckpointError(f"unreadable model spec ({error})", path) from error
+        return cls.from_json(data, path)
