@@ -18,9 +18,14 @@ _DEFAULTS = {f.name: f.default for f in fields(DatasetConfig)}
 
 def make_dataset(args: argparse.Namespace) -> int:
     """Build (or find already built) the seeded T1 -> T2 benchmark and say how long it took."""
-    config = DatasetConfig(n_source=args.n_source, n_pool=args.n_pool, n_test=args.n_test,
-                           spacing_mm=args.spacing, seed=args.seed,
-                           target_skull_stripped_fraction=args.skull_stripped_fraction)
+    config = DatasetConfig(
+        n_source=args.n_source,
+        n_pool=args.n_pool,
+        n_test=args.n_test,
+        spacing_mm=args.spacing,
+        seed=args.seed,
+        target_skull_stripped_fraction=args.skull_stripped_fraction,
+    )
     cached = is_built(args.out, config)
     start = time.perf_counter()
     build_dataset(args.out, config, progress=not args.no_progress)
@@ -28,25 +33,33 @@ def make_dataset(args: argparse.Namespace) -> int:
     n_cases = sum(1 for _ in layout.pairs())
     size = "x".join(str(n) for n in layout.size)
     what = "already built" if cached else f"built in {time.perf_counter() - start:.1f} s"
-    print(f"{args.out}: {n_cases} cases ({len(layout.source)} source, {len(layout.pool)} pool, "
-          f"{len(layout.test)} test) of {size} voxels at {layout.spacing_mm:g} mm, {what}")
+    print(
+        f"{args.out}: {n_cases} cases ({len(layout.source)} source, {len(layout.pool)} pool, "
+        f"{len(layout.test)} test) of {size} voxels at {layout.spacing_mm:g} mm, {what}"
+    )
     return 0
 
 
 def _add_make_dataset(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "make-dataset", help="build the seeded two-domain (T1 source, T2 target) benchmark dataset",
-        description=make_dataset.__doc__)
+        "make-dataset",
+        help="build the seeded two-domain (T1 source, T2 target) benchmark dataset",
+        description=make_dataset.__doc__,
+    )
     parser.add_argument("--out", required=True, metavar="DIR", help="folder of the dataset (created)")
     parser.add_argument("--n-source", type=int, default=_DEFAULTS["n_source"], help="T1 training cases")
-    parser.add_argument("--n-pool", type=int, default=_DEFAULTS["n_pool"], help="T2 cases to query labels from")
+    parser.add_argument("--n-pool", type=int, default=_DEFAULTS["n_pool"], help="T2 cases to query")
     parser.add_argument("--n-test", type=int, default=_DEFAULTS["n_test"], help="held-out T2 test cases")
-    parser.add_argument("--spacing", type=float, default=_DEFAULTS["spacing_mm"], metavar="MM",
-                        help="isotropic voxel size")
+    parser.add_argument(
+        "--spacing", type=float, default=_DEFAULTS["spacing_mm"], metavar="MM", help="isotropic voxel size"
+    )
     parser.add_argument("--seed", type=int, default=_DEFAULTS["seed"])
-    parser.add_argument("--skull-stripped-fraction", type=float,
-                        default=_DEFAULTS["target_skull_stripped_fraction"],
-                        help="share of target cases drawn from the skull-stripped T2")
+    parser.add_argument(
+        "--skull-stripped-fraction",
+        type=float,
+        default=_DEFAULTS["target_skull_stripped_fraction"],
+        help="share of target cases drawn from the skull-stripped T2",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=make_dataset)
 

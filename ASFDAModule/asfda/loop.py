@@ -1,0 +1,102 @@
+"""The query, annotate, fine-tune loop, with reference masks playing the annotator (demo and benchmark)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .config import FinetuneConfig, QueryConfig, QueryStrategy
+from .evaluation import evaluate_model, paired_files
+from .io.volumes import case_name
+from .reporting import ranking_table
+from .session.session import AdaptationSession
+
+
+@dataclass
+class LoopSettings:
+    rounds: int = 3
+    budget: int = 1
+    steps: int = FinetuneConfig().steps
+    strategy: QueryStrategy = QueryStrategy.ASFDA
+    semi_supervised: bool = True
+    seed: int = 0
+    finetune: FinetuneConfig | None = None  # overrides steps / semi_supervised / seed when given
+
+
+@dataclass
+class RoundRecord:
+    round: int
+    n_labelled: int
+    picked: list[str]
+    model_version: str
+    test_dice: float | None
+    test_hd95: float | None
+    validation_dice: float | None
+    scoring_seconds: float
+    finetune_seconds: float
+    per_class_dice: dict[int, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def open_or_create(session_dir: Path, model: Path, device: str, finetune: FinetuneConfig) -> AdaptationSession:
+    if (Path(session_dir) / "session.json").is_file():
+        return AdaptationSession.open(session_dir, device)
+    return AdaptationSession.create(session_dir, model, device, finetune=finetune)
+
+
+def evaluate_round(session: AdaptationSession, test_pairs) -> tuple[float | None, float | None, dict]:
+    if not test_pairs:
+        return None, None, {}
+    evaluation = evaluate_model(session.model(), test_pairs, session.device)
+    return evaluation.mean_dice, evaluation.mean_hd95, evaluation.per_class_dice()
+
+
+def run_loop(session_dir: Path, model: Path, images: Path, references: Path, settings: LoopSettings,
+             device: str = "auto", test_images: Path | None = None, test_references: Path | None = None,
+             report: Callable[[str], None] = print) -> list[RoundRecord]:
+    """Run ``settings.rounds`` rounds; round 0 is the pretrained model before any annotation."""
+    finetune = settings.finetune or FinetuneConfig(steps=settings.steps, semi_supervised=settings.semi_supervised,
+                                                   seed=settings.seed)
+    session = open_or_create(session_dir, model, device, finetune)
+    session.add_folder(images)
+    reference_by_name = {case_name(p): p for p in Path(references).iterdir()}
+    test_pairs = paired_files(test_images, test_references) if test_images and test_references else []
+    query = QueryConfig(strategy=settings.strategy, budget=settings.budget)
+    rng = np.random.default_rng(settings.seed)
+
+    dice, hd95, per_class = evaluate_round(session, test_pairs)
+    records = [RoundRecord(0, len(session.store.labelled_ids()), [], session.store.active_version, dice, hd95,
+                           None, 0.0, 0.0, per_class)]
+    report(format_round(records[-1]))
+    for number in range(1, settings.rounds + 1):
+        started = time.perf_counter()
+        ranking = session.rank(query, rng=rng)
+        scoring_seconds = time.perf_counter() - started
+        if number == 1:
+            report(ranking_table(ranking, {r.id: r.name for r in session.store.cases()}))
+        picked = [row.case_id for row in ranking if row.picked]
+        for case_id in picked:  # the annotator: the reference mask stands in for the corrected prediction
+            session.submit_label(case_id, reference_by_name[session.store.case(case_id).name])
+        version = session.finetune(finetune)
+        dice, hd95, per_class = evaluate_round(session, test_pairs)
+        records.append(RoundRecord(number, len(session.store.labelled_ids()),
+                                   [session.store.case(c).name for c in picked], version.id, dice, hd95,
+                                   version.metrics.get("val_dice"), scoring_seconds,
+                                   version.metrics.get("seconds", 0.0), per_class))
+        report(format_round(records[-1]))
+    return records
+
+
+def format_round(record: RoundRecord) -> str:
+    dice = "n/a" if record.test_dice is None else f"{record.test_dice:.4f}"
+    hd95 = "n/a" if record.test_hd95 is None else f"{record.test_hd95:.2f} mm"
+    picked = ", ".join(record.picked) or "-"
+    return (f"round {record.round}: {record.n_labelled} labelled (picked {picked}), model {record.model_version}, "
+            f"held-out Dice {dice}, HD95 {hd95}, scoring {record.scoring_seconds:.1f} s, "
+            f"fine-tuning {record.finetune_seconds:.1f} s")
