@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -25,8 +26,10 @@ def dice_per_class(prediction, reference, num_classes: int) -> dict[int, float]:
 def hd95_per_class(prediction, reference, num_classes: int, spacing=None) -> dict[int, float]:
     """HD95 in mm per foreground class present in both (undefined otherwise)."""
     pred, ref = _one_hot(prediction, num_classes), _one_hot(reference, num_classes)
-    distances = compute_hausdorff_distance(pred, ref, include_background=False, percentile=95,
-                                           spacing=list(spacing) if spacing is not None else None)[0]
+    with warnings.catch_warnings():  # MONAI warns about classes empty in one map; those are skipped below
+        warnings.simplefilter("ignore")
+        distances = compute_hausdorff_distance(pred, ref, include_background=False, percentile=95,
+                                               spacing=list(spacing) if spacing is not None else None)[0]
     both = (pred[0, 1:].flatten(1).any(1) & ref[0, 1:].flatten(1).any(1)).tolist()
     return {c + 1: float(distances[c]) for c in range(num_classes - 1) if both[c]}
 

@@ -64,7 +64,34 @@ def _add_make_dataset(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=make_dataset)
 
 
-SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_make_dataset,)
+def train_source(args: argparse.Namespace) -> int:
+    """Train the source-domain model (the stand-in for a pretrained foundation model) on the source split."""
+    from ..models.loading import resolve_device
+    from .source_model import CPU_NETWORK, GPU_NETWORK, SourceTrainingConfig, train_source_model
+
+    layout = dataset_layout(args.dataset)
+    config = SourceTrainingConfig(network=GPU_NETWORK if args.network == "swinunetr" else CPU_NETWORK,
+                                  steps=args.steps, seed=args.seed, roi_size=(args.roi,) * 3)
+    start = time.perf_counter()
+    out = train_source_model(list(layout.source), layout.labels, args.out, config, resolve_device(args.device))
+    print(f"{out}: source model trained in {time.perf_counter() - start:.0f} s ({args.steps} steps, seed {args.seed})")
+    return 0
+
+
+def _add_train_source(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("train-source", help="train the source model on the dataset's source split",
+                                   description=train_source.__doc__)
+    parser.add_argument("--dataset", required=True, metavar="DIR", help="folder made by make-dataset")
+    parser.add_argument("--out", required=True, metavar="DIR", help="model folder to write")
+    parser.add_argument("--network", choices=("segresnet", "swinunetr"), default="segresnet")
+    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--roi", type=int, default=64, help="window and patch side in voxels")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto")
+    parser.set_defaults(func=train_source)
+
+
+SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_make_dataset, _add_train_source)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
