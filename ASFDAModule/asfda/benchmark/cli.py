@@ -71,7 +71,8 @@ def train_source(args: argparse.Namespace) -> int:
 
     layout = dataset_layout(args.dataset)
     config = SourceTrainingConfig(network=GPU_NETWORK if args.network == "swinunetr" else CPU_NETWORK,
-                                  steps=args.steps, seed=args.seed, roi_size=(args.roi,) * 3)
+                                  steps=args.steps, seed=args.seed, roi_size=(args.roi,) * 3,
+                                  spacing_mm=layout.spacing_mm)
     start = time.perf_counter()
     out = train_source_model(list(layout.source), layout.labels, args.out, config, resolve_device(args.device))
     print(f"{out}: source model trained in {time.perf_counter() - start:.0f} s ({args.steps} steps, seed {args.seed})")

@@ -17,7 +17,7 @@ def prototypes(probabilities: torch.Tensor, features: torch.Tensor, weights: tor
     """
     accumulator = PrototypeAccumulator(probabilities.shape[0], features.shape[0])
     accumulator.add(probabilities, features, weights)
-    return accumulator.prototypes(), accumulator.mass
+    return accumulator.prototypes(), accumulator.mass.float()
 
 
 class PrototypeAccumulator:

@@ -29,12 +29,12 @@ def otsu_threshold(values: torch.Tensor, bins: int = 256) -> float:
 
 
 def first_valley_threshold(values: torch.Tensor, bins: int = 256) -> float:
-    """UGTST's rule: the first local minimum after the histogram's first peak (smoothed)."""
+    """UGTST's rule: where the smoothed histogram stops falling after its first peak."""
     counts, centres = histogram(values, bins)
     smooth = F.avg_pool1d(counts[None, None], 5, stride=1, padding=2, count_include_pad=False)[0, 0]
     peak = int(torch.argmax(smooth[: max(2, bins // 2)]))
     for index in range(peak + 1, bins - 1):
-        if smooth[index] <= smooth[index - 1] and smooth[index] < smooth[index + 1]:
+        if smooth[index] <= smooth[index + 1]:
             return float(centres[index])
     return otsu_threshold(values, bins)
 
