@@ -147,7 +147,7 @@ def finetune_round(
                 best = (record["val_dice"], step, copy.deepcopy(student.state_dict()))
         history.append(record)
         if progress is not None:
-            progress(step, config.steps, f"step {step}/{config.steps} loss {float(total):.3f}")
+            progress(step, config.steps, f"step {step}/{config.steps} loss {float(total.detach()):.3f}")
 
     student.eval()
     if validate:

@@ -87,19 +87,22 @@ class AdaptationSession:
             self._pretrained = load_model(self.store.settings["model_source"])
         return self._pretrained
 
-    def model(self, version: str | None = None) -> LoadedModel:
-        """The model of ``version`` (default: the active one); fine-tuned weights load onto a fresh network."""
-        version = version or self.store.active_version
-        if self._current is not None and self._current[0] == version:
-            return self._current[1]
-        if version == PRETRAINED_VERSION:
-            model = self.pretrained()
-        else:
-            model = load_model(self.store.settings["model_source"])  # a separate copy to train and keep
+    def load_version(self, version: str) -> LoadedModel:
+        """A fresh copy of a version's model from disk (fine-tuning trains it in place)."""
+        model = load_model(self.store.settings["model_source"])
+        if version != PRETRAINED_VERSION:
             weights_path = self.store.weights_path(version)
             apply_weights(model.network, load_state_dict(weights_path), weights_path)
-        self._current = (version, model)
         return model
+
+    def model(self, version: str | None = None) -> LoadedModel:
+        """The model of ``version`` (default: the active one) for inference, kept in memory."""
+        version = version or self.store.active_version
+        if version == PRETRAINED_VERSION:
+            return self.pretrained()
+        if self._current is None or self._current[0] != version:
+            self._current = (version, self.load_version(version))
+        return self._current[1]
 
     # -- cases -------------------------------------------------------------------------------------------
     def add_volume(self, path: str | Path) -> CaseRecord:
@@ -275,8 +278,7 @@ class AdaptationSession:
         reliable = self.reliable_unlabelled(scores, labelled, exclude_from_pseudo) if config.semi_supervised else []
         self.store.log("round_started", round=number, parent=parent, labelled=labelled, reliable=reliable)
         try:
-            model = self.model(parent)
-            self._current = None  # the network is trained in place: never reuse it as the parent version
+            model = self.load_version(parent)  # never the in-memory pretrained model: it must stay frozen
             result = finetune_round(
                 model, [self.model_space_case(c) for c in labelled], [self.model_space_case(c) for c in reliable],
                 config, self.device,
