@@ -18,8 +18,12 @@ from .session.session import AdaptationSession
 
 @dataclass
 class LoopSettings:
+    """``rounds`` rounds of ``budget`` picks, or, when ``schedule`` is given, one round per entry with the
+    labelled set grown to that many cases (e.g. 1, 2, 4, 8)."""
+
     rounds: int = 3
     budget: int = 1
+    schedule: tuple[int, ...] | None = None
     steps: int = FinetuneConfig().steps
     strategy: QueryStrategy = QueryStrategy.ASFDA
     semi_supervised: bool = True
@@ -67,16 +71,15 @@ def run_loop(session_dir: Path, model: Path, images: Path, references: Path, set
     session.add_folder(images)
     reference_by_name = {case_name(p): p for p in Path(references).iterdir()}
     test_pairs = paired_files(test_images, test_references) if test_images and test_references else []
-    query = QueryConfig(strategy=settings.strategy, budget=settings.budget)
     rng = np.random.default_rng(settings.seed)
 
     dice, hd95, per_class = evaluate_round(session, test_pairs)
     records = [RoundRecord(0, len(session.store.labelled_ids()), [], session.store.active_version, dice, hd95,
                            None, 0.0, 0.0, per_class)]
     report(format_round(records[-1]))
-    for number in range(1, settings.rounds + 1):
+    for number, budget in enumerate(round_budgets(settings, len(session.store.labelled_ids())), start=1):
         started = time.perf_counter()
-        ranking = session.rank(query, rng=rng)
+        ranking = session.rank(QueryConfig(strategy=settings.strategy, budget=budget), rng=rng)
         scoring_seconds = time.perf_counter() - started
         if number == 1:
             report(ranking_table(ranking, {r.id: r.name for r in session.store.cases()}))
@@ -91,6 +94,14 @@ def run_loop(session_dir: Path, model: Path, images: Path, references: Path, set
                                    version.metrics.get("seconds", 0.0), per_class))
         report(format_round(records[-1]))
     return records
+
+
+def round_budgets(settings: LoopSettings, already_labelled: int) -> list[int]:
+    """Picks per round: constant, or the steps between the schedule's cumulative labelled counts."""
+    if settings.schedule is None:
+        return [settings.budget] * settings.rounds
+    targets = [n for n in settings.schedule if n > already_labelled]
+    return [b - a for a, b in zip([already_labelled, *targets], targets)]
 
 
 def format_round(record: RoundRecord) -> str:
