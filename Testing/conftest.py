@@ -29,9 +29,19 @@ def write_random_model(folder: Path, labels: dict[int, str], seed: int = 0) -> P
 
     spec = ModelSpec(
         labels=labels,
-        network=NetworkSpec("SegResNet", {"spatial_dims": 3, "in_channels": 1, "out_channels": max(labels) + 1,
-                                          "init_filters": 4, "blocks_down": [1, 1, 1], "blocks_up": [1, 1],
-                                          "norm": "batch", "dropout_prob": 0.1}),
+        network=NetworkSpec(
+            "SegResNet",
+            {
+                "spatial_dims": 3,
+                "in_channels": 1,
+                "out_channels": max(labels) + 1,
+                "init_filters": 4,
+                "blocks_down": [1, 1, 1],
+                "blocks_up": [1, 1],
+                "norm": "batch",
+                "dropout_prob": 0.1,
+            },
+        ),
         spacing=None,
         roi_size=(32, 32, 32),
     )
@@ -50,7 +60,7 @@ def tiny_model(tmp_path_factory, tiny_dataset):
 
 @pytest.fixture(scope="session")
 def source_model():
-    """The committed source model (trained on ICBM152 T1 by `asfda train-source`, see Resources/SourceModel)."""
+    """The committed source model (trained on ICBM152 T1 by `asfda train-source`; Resources/SourceModel)."""
     if not (SOURCE_MODEL / "model.pt").is_file():
         pytest.fail(f"{SOURCE_MODEL} is missing: it is part of the repository")
     return SOURCE_MODEL

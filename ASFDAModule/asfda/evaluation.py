@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from .errors import MaskError
 from .inference.labelmap import predict_labelmap
-from .io.volumes import Geometry, VOLUME_SUFFIXES, case_name, read_volume, volume_suffix
+from .io.volumes import VOLUME_SUFFIXES, Geometry, case_name, read_volume, volume_suffix
 from .metrics import dice_per_class, hd95_per_class, mean_of
 from .models.loading import LoadedModel
 
@@ -51,8 +51,11 @@ class Evaluation:
 def paired_files(images: Path, references: Path) -> list[tuple[Path, Path]]:
     """(image, reference) pairs matched by case name; an image without a reference is skipped."""
     refs = {case_name(p): p for p in references.iterdir() if volume_suffix(p) in VOLUME_SUFFIXES}
-    pairs = [(p, refs[case_name(p)]) for p in sorted(images.iterdir())
-             if volume_suffix(p) in VOLUME_SUFFIXES and case_name(p) in refs]
+    pairs = [
+        (p, refs[case_name(p)])
+        for p in sorted(images.iterdir())
+        if volume_suffix(p) in VOLUME_SUFFIXES and case_name(p) in refs
+    ]
     return pairs
 
 
@@ -64,14 +67,20 @@ def evaluate_case(labelmap: sitk.Image, reference_path: Path, num_classes: int, 
     prediction = sitk.GetArrayFromImage(labelmap)
     truth = sitk.GetArrayFromImage(reference).astype(np.int64)
     spacing = reference.GetSpacing()[::-1]  # arrays are (z, y, x)
-    return CaseEvaluation(name, dice_per_class(prediction, truth, num_classes),
-                          hd95_per_class(prediction, truth, num_classes, spacing))
+    return CaseEvaluation(
+        name,
+        dice_per_class(prediction, truth, num_classes),
+        hd95_per_class(prediction, truth, num_classes, spacing),
+    )
 
 
-def evaluate_model(model: LoadedModel, pairs: list[tuple[Path, Path]], device="cpu",
-                   progress: bool = False) -> Evaluation:
+def evaluate_model(
+    model: LoadedModel, pairs: list[tuple[Path, Path]], device="cpu", progress: bool = False
+) -> Evaluation:
     evaluation = Evaluation()
     for image_path, reference_path in tqdm(pairs, desc="evaluating", disable=not progress, leave=False):
         labelmap = predict_labelmap(model, read_volume(image_path), device)
-        evaluation.cases.append(evaluate_case(labelmap, reference_path, model.spec.num_classes, case_name(image_path)))
+        evaluation.cases.append(
+            evaluate_case(labelmap, reference_path, model.spec.num_classes, case_name(image_path))
+        )
     return evaluation

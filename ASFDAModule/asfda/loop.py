@@ -48,7 +48,9 @@ class RoundRecord:
         return asdict(self)
 
 
-def open_or_create(session_dir: Path, model: Path, device: str, finetune: FinetuneConfig) -> AdaptationSession:
+def open_or_create(
+    session_dir: Path, model: Path, device: str, finetune: FinetuneConfig
+) -> AdaptationSession:
     if (Path(session_dir) / "session.json").is_file():
         return AdaptationSession.open(session_dir, device)
     return AdaptationSession.create(session_dir, model, device, finetune=finetune)
@@ -61,12 +63,21 @@ def evaluate_round(session: AdaptationSession, test_pairs) -> tuple[float | None
     return evaluation.mean_dice, evaluation.mean_hd95, evaluation.per_class_dice()
 
 
-def run_loop(session_dir: Path, model: Path, images: Path, references: Path, settings: LoopSettings,
-             device: str = "auto", test_images: Path | None = None, test_references: Path | None = None,
-             report: Callable[[str], None] = print) -> list[RoundRecord]:
+def run_loop(
+    session_dir: Path,
+    model: Path,
+    images: Path,
+    references: Path,
+    settings: LoopSettings,
+    device: str = "auto",
+    test_images: Path | None = None,
+    test_references: Path | None = None,
+    report: Callable[[str], None] = print,
+) -> list[RoundRecord]:
     """Run ``settings.rounds`` rounds; round 0 is the pretrained model before any annotation."""
-    finetune = settings.finetune or FinetuneConfig(steps=settings.steps, semi_supervised=settings.semi_supervised,
-                                                   seed=settings.seed)
+    finetune = settings.finetune or FinetuneConfig(
+        steps=settings.steps, semi_supervised=settings.semi_supervised, seed=settings.seed
+    )
     session = open_or_create(session_dir, model, device, finetune)
     session.add_folder(images)
     reference_by_name = {case_name(p): p for p in Path(references).iterdir()}
@@ -74,8 +85,20 @@ def run_loop(session_dir: Path, model: Path, images: Path, references: Path, set
     rng = np.random.default_rng(settings.seed)
 
     dice, hd95, per_class = evaluate_round(session, test_pairs)
-    records = [RoundRecord(0, len(session.store.labelled_ids()), [], session.store.active_version, dice, hd95,
-                           None, 0.0, 0.0, per_class)]
+    records = [
+        RoundRecord(
+            0,
+            len(session.store.labelled_ids()),
+            [],
+            session.store.active_version,
+            dice,
+            hd95,
+            None,
+            0.0,
+            0.0,
+            per_class,
+        )
+    ]
     report(format_round(records[-1]))
     for number, budget in enumerate(round_budgets(settings, len(session.store.labelled_ids())), start=1):
         started = time.perf_counter()
@@ -88,10 +111,20 @@ def run_loop(session_dir: Path, model: Path, images: Path, references: Path, set
             session.submit_label(case_id, reference_by_name[session.store.case(case_id).name])
         version = session.finetune(finetune)
         dice, hd95, per_class = evaluate_round(session, test_pairs)
-        records.append(RoundRecord(number, len(session.store.labelled_ids()),
-                                   [session.store.case(c).name for c in picked], version.id, dice, hd95,
-                                   version.metrics.get("val_dice"), scoring_seconds,
-                                   version.metrics.get("seconds", 0.0), per_class))
+        records.append(
+            RoundRecord(
+                number,
+                len(session.store.labelled_ids()),
+                [session.store.case(c).name for c in picked],
+                version.id,
+                dice,
+                hd95,
+                version.metrics.get("val_dice"),
+                scoring_seconds,
+                version.metrics.get("seconds", 0.0),
+                per_class,
+            )
+        )
         report(format_round(records[-1]))
     return records
 
@@ -108,6 +141,9 @@ def format_round(record: RoundRecord) -> str:
     dice = "n/a" if record.test_dice is None else f"{record.test_dice:.4f}"
     hd95 = "n/a" if record.test_hd95 is None else f"{record.test_hd95:.2f} mm"
     picked = ", ".join(record.picked) or "-"
-    return (f"round {record.round}: {record.n_labelled} labelled (picked {picked}), model {record.model_version}, "
-            f"held-out Dice {dice}, HD95 {hd95}, scoring {record.scoring_seconds:.1f} s, "
-            f"fine-tuning {record.finetune_seconds:.1f} s")
+    return (
+        f"round {record.round}: {record.n_labelled} labelled (picked {picked}), "
+        f"model {record.model_version}, "
+        f"held-out Dice {dice}, HD95 {hd95}, scoring {record.scoring_seconds:.1f} s, "
+        f"fine-tuning {record.finetune_seconds:.1f} s"
+    )

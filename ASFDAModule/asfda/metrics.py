@@ -28,8 +28,13 @@ def hd95_per_class(prediction, reference, num_classes: int, spacing=None) -> dic
     pred, ref = _one_hot(prediction, num_classes), _one_hot(reference, num_classes)
     with warnings.catch_warnings():  # MONAI warns about classes empty in one map; those are skipped below
         warnings.simplefilter("ignore")
-        distances = compute_hausdorff_distance(pred, ref, include_background=False, percentile=95,
-                                               spacing=list(spacing) if spacing is not None else None)[0]
+        distances = compute_hausdorff_distance(
+            pred,
+            ref,
+            include_background=False,
+            percentile=95,
+            spacing=list(spacing) if spacing is not None else None,
+        )[0]
     both = (pred[0, 1:].flatten(1).any(1) & ref[0, 1:].flatten(1).any(1)).tolist()
     return {c + 1: float(distances[c]) for c in range(num_classes - 1) if both[c]}
 

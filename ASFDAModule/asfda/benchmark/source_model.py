@@ -19,12 +19,23 @@ from ..models.loading import WEIGHTS_FILE, LoadedModel, ModelKind, build_network
 from ..models.spec import IntensityNorm, ModelSpec, NetworkSpec
 
 # Small enough to train on 2 CPU cores in minutes; BatchNorm so that DKD has source statistics to compare to.
-CPU_NETWORK = NetworkSpec("SegResNet", {"spatial_dims": 3, "in_channels": 1, "init_filters": 8,
-                                        "blocks_down": [1, 2, 2, 2], "blocks_up": [1, 1, 1],
-                                        "norm": "batch", "dropout_prob": 0.1})
+CPU_NETWORK = NetworkSpec(
+    "SegResNet",
+    {
+        "spatial_dims": 3,
+        "in_channels": 1,
+        "init_filters": 8,
+        "blocks_down": [1, 2, 2, 2],
+        "blocks_up": [1, 1, 1],
+        "norm": "batch",
+        "dropout_prob": 0.1,
+    },
+)
 # The GPU configuration: a Swin transformer encoder, the architecture of MONAI's Med-VFM-style models.
-GPU_NETWORK = NetworkSpec("SwinUNETR", {"spatial_dims": 3, "in_channels": 1, "feature_size": 24,
-                                        "norm_name": "batch", "drop_rate": 0.1})
+GPU_NETWORK = NetworkSpec(
+    "SwinUNETR",
+    {"spatial_dims": 3, "in_channels": 1, "feature_size": 24, "norm_name": "batch", "drop_rate": 0.1},
+)
 
 
 @dataclass
@@ -46,9 +57,15 @@ def network_spec(network: NetworkSpec, num_classes: int) -> NetworkSpec:
     return NetworkSpec(network.name, kwargs)
 
 
-def train_source_model(pairs: list[tuple[Path, Path]], labels: dict[int, str], out_dir: str | Path,
-                       config: SourceTrainingConfig = SourceTrainingConfig(), device="cpu") -> Path:
+def train_source_model(
+    pairs: list[tuple[Path, Path]],
+    labels: dict[int, str],
+    out_dir: str | Path,
+    config: SourceTrainingConfig | None = None,
+    device="cpu",
+) -> Path:
     """Train from scratch on labelled source volumes and write ``asfda_model.json`` + ``model.pt``."""
+    config = config or SourceTrainingConfig()
     out_dir = Path(out_dir)
     spec = ModelSpec(
         labels=labels,
@@ -67,10 +84,19 @@ def train_source_model(pairs: list[tuple[Path, Path]], labels: dict[int, str], o
         bar.set_postfix_str(message.split(" ", 2)[-1])
 
     result = finetune_round(
-        model, cases, [],
-        FinetuneConfig(steps=config.steps, learning_rate=config.learning_rate, batch_size=config.batch_size,
-                       semi_supervised=False, validate_every=max(config.steps // 4, 1), seed=config.seed),
-        device, progress=progress,
+        model,
+        cases,
+        [],
+        FinetuneConfig(
+            steps=config.steps,
+            learning_rate=config.learning_rate,
+            batch_size=config.batch_size,
+            semi_supervised=False,
+            validate_every=max(config.steps // 4, 1),
+            seed=config.seed,
+        ),
+        device,
+        progress=progress,
     )
     bar.close()
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -35,9 +35,13 @@ def add_session_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def run_create(args) -> int:
-    session = AdaptationSession.create(args.session, args.model, args.device,
-                                       query=QueryConfig(budget=args.budget),
-                                       finetune=FinetuneConfig(steps=args.steps))
+    session = AdaptationSession.create(
+        args.session,
+        args.model,
+        args.device,
+        query=QueryConfig(budget=args.budget),
+        finetune=FinetuneConfig(steps=args.steps),
+    )
     added = session.add_folder(args.images) if args.images else []
     print(f"created session {session.store.root} with {len(added)} cases, model {args.model}")
     return 0
@@ -96,27 +100,48 @@ def run_finetune(args) -> int:
 def run_evaluate(args) -> int:
     session = AdaptationSession.open(args.session, args.device)
     images = Path(args.images) if args.images else None
-    pairs = paired_files(images, Path(args.references)) if images else [
-        (Path(r.source_path), ref) for r in session.store.cases()
-        for ref in Path(args.references).iterdir() if case_name(ref) == r.name
-    ]
+    pairs = (
+        paired_files(images, Path(args.references))
+        if images
+        else [
+            (Path(r.source_path), ref)
+            for r in session.store.cases()
+            for ref in Path(args.references).iterdir()
+            if case_name(ref) == r.name
+        ]
+    )
     evaluation = evaluate_model(session.model(), pairs, session.device, progress=True)
     for case in evaluation.cases:
         print(f"{case.name:<24} Dice {case.mean_dice:.4f}  HD95 {case.mean_hd95:.2f} mm")
-    print(f"mean Dice {evaluation.mean_dice:.4f}, mean HD95 {evaluation.mean_hd95:.2f} mm "
-          f"({len(evaluation.cases)} cases, model {session.store.active_version})")
+    print(
+        f"mean Dice {evaluation.mean_dice:.4f}, mean HD95 {evaluation.mean_hd95:.2f} mm "
+        f"({len(evaluation.cases)} cases, model {session.store.active_version})"
+    )
     return 0
 
 
 def run_loop(args) -> int:
     """The whole loop with reference masks playing the annotator."""
-    from ..loop import LoopSettings, run_loop as loop
+    from ..loop import LoopSettings
+    from ..loop import run_loop as loop
 
-    settings = LoopSettings(rounds=args.rounds, budget=args.budget, steps=args.steps,
-                            strategy=QueryStrategy(args.strategy), semi_supervised=not args.no_semi_supervised)
-    loop(args.session, args.model, Path(args.images), Path(args.references), settings, args.device,
-         test_images=Path(args.test_images) if args.test_images else None,
-         test_references=Path(args.test_references) if args.test_references else None)
+    settings = LoopSettings(
+        rounds=args.rounds,
+        budget=args.budget,
+        steps=args.steps,
+        strategy=QueryStrategy(args.strategy),
+        semi_supervised=not args.no_semi_supervised,
+    )
+    loop(
+        args.session,
+        args.model,
+        Path(args.images),
+        Path(args.references),
+        settings,
+        args.device,
+        test_images=Path(args.test_images) if args.test_images else None,
+        test_references=Path(args.test_references) if args.test_references else None,
+    )
     return 0
 
 
@@ -129,7 +154,9 @@ def resolve_case(session: AdaptationSession, case: str) -> str:
 def register(subparsers) -> None:
     parser = subparsers.add_parser("create", help="create a session from a model and a folder of volumes")
     add_session_argument(parser)
-    parser.add_argument("--model", required=True, help="MONAI bundle folder, model folder or TorchScript file")
+    parser.add_argument(
+        "--model", required=True, help="MONAI bundle folder, model folder or TorchScript file"
+    )
     parser.add_argument("--images", help="folder of target-domain volumes to add")
     parser.add_argument("--budget", type=int, default=1, help="cases to ask for each round")
     parser.add_argument("--steps", type=int, default=FinetuneConfig().steps, help="training steps a round")
@@ -179,7 +206,8 @@ def register(subparsers) -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--budget", type=int, default=1)
     parser.add_argument("--steps", type=int, default=FinetuneConfig().steps)
-    parser.add_argument("--strategy", default=QueryStrategy.ASFDA.value, choices=[s.value for s in QueryStrategy])
+    parser.add_argument(
+        "--strategy", default=QueryStrategy.ASFDA.value, choices=[s.value for s in QueryStrategy]
+    )
     parser.add_argument("--no-semi-supervised", action="store_true", help="labelled cases only")
     parser.set_defaults(func=run_loop)
-

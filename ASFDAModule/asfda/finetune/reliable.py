@@ -8,8 +8,9 @@ import numpy as np
 import torch
 
 
-def reliable_cases(confidence: np.ndarray, distance_to_labelled: np.ndarray, tau_conf: float,
-                   tau_dist: float | None = None) -> np.ndarray:
+def reliable_cases(
+    confidence: np.ndarray, distance_to_labelled: np.ndarray, tau_conf: float, tau_dist: float | None = None
+) -> np.ndarray:
     """Mask of cases with mean confidence >= tau_conf AND distance to the labelled set <= tau_dist.
 
     tau_dist defaults to the median distance over the pool: only cases that look like something an annotator

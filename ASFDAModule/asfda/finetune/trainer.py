@@ -45,22 +45,34 @@ class RoundResult:
 
 def labelled_sampler(patch_size, ratio: float) -> Compose:
     keys = (IMAGE, LABEL)
-    return Compose([
-        SpatialPadd(keys=keys, spatial_size=patch_size),
-        RandCropByPosNegLabeld(keys=keys, label_key=LABEL, spatial_size=patch_size, pos=ratio, neg=1.0,
-                               num_samples=1, allow_smaller=True),
-    ])
+    return Compose(
+        [
+            SpatialPadd(keys=keys, spatial_size=patch_size),
+            RandCropByPosNegLabeld(
+                keys=keys,
+                label_key=LABEL,
+                spatial_size=patch_size,
+                pos=ratio,
+                neg=1.0,
+                num_samples=1,
+                allow_smaller=True,
+            ),
+        ]
+    )
 
 
 def unlabelled_sampler(patch_size) -> Compose:
-    return Compose([
-        SpatialPadd(keys=IMAGE, spatial_size=patch_size),
-        RandSpatialCropd(keys=IMAGE, roi_size=patch_size, random_size=False),
-    ])
+    return Compose(
+        [
+            SpatialPadd(keys=IMAGE, spatial_size=patch_size),
+            RandSpatialCropd(keys=IMAGE, roi_size=patch_size, random_size=False),
+        ]
+    )
 
 
-def draw_batch(cases: list[ModelSpaceCase], sampler: Compose, rng: np.random.Generator, size: int,
-               with_labels: bool) -> dict[str, torch.Tensor]:
+def draw_batch(
+    cases: list[ModelSpaceCase], sampler: Compose, rng: np.random.Generator, size: int, with_labels: bool
+) -> dict[str, torch.Tensor]:
     images, labels = [], []
     for index in rng.integers(0, len(cases), size):
         case = cases[index]
@@ -105,7 +117,9 @@ def finetune_round(
     patch = tuple(config.patch_size or model.spec.roi_size)
     student: nn.Module = model.network.to(device)
     teacher = make_teacher(student) if (config.semi_supervised and unlabelled) else None
-    optimizer = torch.optim.AdamW(student.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(
+        student.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
     loss_function = DiceCELoss(to_onehot_y=True, softmax=True)
     use_amp = config.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
@@ -128,7 +142,9 @@ def finetune_round(
             weight_u = unlabelled_weight(step, config.steps, config.lambda_u_max) if teacher else 0.0
             loss_u = torch.zeros((), device=device)
             if teacher is not None and weight_u > 0:
-                images = draw_batch(unlabelled, sample_unlabelled, rng, config.batch_size, False)[IMAGE].to(device)
+                images = draw_batch(unlabelled, sample_unlabelled, rng, config.batch_size, False)[IMAGE].to(
+                    device
+                )
                 with torch.no_grad():
                     teacher_probabilities = torch.softmax(teacher(images).float(), dim=1)
                 loss_u = masked_cross_entropy(student(images), teacher_probabilities, config.tau_vox)

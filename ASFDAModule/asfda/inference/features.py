@@ -40,8 +40,11 @@ def class_weights(layer: nn.Module | None, num_classes: int) -> torch.Tensor:
 def batchnorm_layers(network: nn.Module) -> list[nn.Module]:
     if isinstance(network, torch.jit.ScriptModule):
         return []
-    return [m for m in network.modules() if isinstance(m, BATCHNORM_LAYERS) and m.track_running_stats
-            and m.running_mean is not None]
+    return [
+        m
+        for m in network.modules()
+        if isinstance(m, BATCHNORM_LAYERS) and m.track_running_stats and m.running_mean is not None
+    ]
 
 
 def dropout_layers(network: nn.Module) -> list[nn.Module]:
@@ -69,8 +72,12 @@ class ChannelStatistics:
         """(target mean, target variance, running mean, running variance)."""
         mean = self.total / max(self.count, 1)
         variance = (self.squares / max(self.count, 1) - mean * mean).clamp_min(0)
-        return mean, variance, self.layer.running_mean.detach().double().cpu(), \
-            self.layer.running_var.detach().double().cpu()
+        return (
+            mean,
+            variance,
+            self.layer.running_mean.detach().double().cpu(),
+            self.layer.running_var.detach().double().cpu(),
+        )
 
     def remove(self):
         self.handle.remove()

@@ -11,9 +11,12 @@ from ..models.loading import LoadedModel
 from .predictor import predict
 
 
-def predict_labelmap(model: LoadedModel, image: sitk.Image, device: torch.device | str = "cpu",
-                     **options) -> sitk.Image:
+def predict_labelmap(
+    model: LoadedModel, image: sitk.Image, device: torch.device | str = "cpu", **options
+) -> sitk.Image:
     """Preprocess, predict in the model's space, invert the probabilities onto the volume's grid, arg-max."""
     case = preprocess_case(image, model.spec)
-    probabilities = case.to_source_grid(predict(model, case.image.as_tensor(), device, **options).probabilities)
+    probabilities = case.to_source_grid(
+        predict(model, case.image.as_tensor(), device, **options).probabilities
+    )
     return labelmap_like(probabilities.argmax(0).numpy(), image)

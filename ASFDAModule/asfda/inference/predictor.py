@@ -131,7 +131,9 @@ def predict(
     padded, region = pad_to_window(image.float(), roi)
     weights, window_count = window_weights(padded.shape[1:], roi, overlap, region)
     layer = final_layer(network, spec.num_classes)
-    accumulator = PrototypeAccumulator(spec.num_classes, layer.in_channels if layer is not None else spec.num_classes)
+    accumulator = PrototypeAccumulator(
+        spec.num_classes, layer.in_channels if layer is not None else spec.num_classes
+    )
     store: dict = {}
     use_amp = amp and device.type == "cuda"
     windows_done = [0]
@@ -158,12 +160,20 @@ def predict(
         recorders = [ChannelStatistics(bn) for bn in batchnorm_layers(network)] if batchnorm_stats else []
         try:
             output = sliding_window_inference(
-                padded[None].to(device), roi, spec.sw_batch_size, run_windows, overlap=overlap, with_coord=True,
+                padded[None].to(device),
+                roi,
+                spec.sw_batch_size,
+                run_windows,
+                overlap=overlap,
+                with_coord=True,
             )
         finally:
             for recorder in recorders:
                 recorder.remove()
     probabilities = output[0].float().cpu()[(slice(None), *region)]
-    return Prediction(probabilities, accumulator.prototypes(), accumulator.mass.float(),
-                      [recorder.result() for recorder in recorders])
-
+    return Prediction(
+        probabilities,
+        accumulator.prototypes(),
+        accumulator.mass.float(),
+        [recorder.result() for recorder in recorders],
+    )

@@ -53,7 +53,9 @@ def preprocessing(spec: ModelSpec) -> Compose:
     keys = (IMAGE, LABEL)
     transforms = [EnsureTyped(keys=keys, allow_missing_keys=True, track_meta=True)]
     if spec.orientation:
-        transforms.append(Orientationd(keys=keys, axcodes=spec.orientation, labels=None, allow_missing_keys=True))
+        transforms.append(
+            Orientationd(keys=keys, axcodes=spec.orientation, labels=None, allow_missing_keys=True)
+        )
     if spec.spacing:
         transforms.append(
             Spacingd(keys=keys, pixdim=spec.spacing, mode=("bilinear", "nearest"), allow_missing_keys=True)
@@ -62,7 +64,9 @@ def preprocessing(spec: ModelSpec) -> Compose:
         transforms.append(NormalizeIntensityd(keys=IMAGE, nonzero=True, channel_wise=True))
     elif spec.intensity is IntensityNorm.PERCENTILE:
         transforms.append(
-            ScaleIntensityRangePercentilesd(keys=IMAGE, lower=0.5, upper=99.5, b_min=0.0, b_max=1.0, clip=True)
+            ScaleIntensityRangePercentilesd(
+                keys=IMAGE, lower=0.5, upper=99.5, b_min=0.0, b_max=1.0, clip=True
+            )
         )
     return Compose(transforms)
 

@@ -53,7 +53,8 @@ class Geometry:
         for name in ("spacing", "origin", "direction"):
             mine, theirs = np.asarray(getattr(self, name)), np.asarray(getattr(other, name))
             if not np.allclose(mine, theirs, atol=tolerance * max(1.0, float(np.abs(mine).max()))):
-                return f"{name} {tuple(np.round(theirs, 4))} differs from the volume's {tuple(np.round(mine, 4))}"
+                theirs_text, mine_text = tuple(np.round(theirs, 4)), tuple(np.round(mine, 4))
+                return f"{name} {theirs_text} differs from the volume's {mine_text}"
         return None
 
 
@@ -82,9 +83,16 @@ def content_hash(image: sitk.Image, length: int = 16) -> str:
     """A stable case id: the same voxels on the same grid give the same id, whatever the file format."""
     digest = hashlib.sha256()
     geometry = Geometry.of(image)
-    digest.update(repr((geometry.size, np.round(geometry.spacing, 5).tolist(),
-                        np.round(geometry.origin, 4).tolist(),
-                        np.round(geometry.direction, 5).tolist())).encode())
+    digest.update(
+        repr(
+            (
+                geometry.size,
+                np.round(geometry.spacing, 5).tolist(),
+                np.round(geometry.origin, 4).tolist(),
+                np.round(geometry.direction, 5).tolist(),
+            )
+        ).encode()
+    )
     array = np.ascontiguousarray(sitk.GetArrayViewFromImage(image))
     digest.update(str(array.dtype).encode())
     digest.update(array.tobytes())
@@ -112,7 +120,9 @@ def write_volume(image: sitk.Image, path: str | Path, *, compress: bool = True) 
 def labelmap_like(array_xyz: np.ndarray, reference: sitk.Image) -> sitk.Image:
     """A label image from an (x, y, z) array on the grid of ``reference``."""
     if tuple(array_xyz.shape) != tuple(reference.GetSize()):
-        raise ValueError(f"label array {array_xyz.shape} does not match the volume size {reference.GetSize()}")
+        raise ValueError(
+            f"label array {array_xyz.shape} does not match the volume size {reference.GetSize()}"
+        )
     image = sitk.GetImageFromArray(np.ascontiguousarray(np.transpose(array_xyz, (2, 1, 0)).astype(np.uint8)))
     image.CopyInformation(reference)
     return image

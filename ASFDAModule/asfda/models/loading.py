@@ -50,7 +50,9 @@ def build_network(network: NetworkSpec, source: Path | None = None) -> nn.Module
     try:
         return factory(**network.kwargs)
     except TypeError as error:
-        raise CheckpointError(f"cannot build {network.name} with {network.kwargs}: {error}", source) from error
+        raise CheckpointError(
+            f"cannot build {network.name} with {network.kwargs}: {error}", source
+        ) from error
 
 
 def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -60,8 +62,9 @@ def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # pickle, zip and runtime errors all mean the same to the user
-        raise CheckpointError(f"not a loadable weights-only checkpoint ({type(error).__name__}: {error})",
-                              path) from error
+        raise CheckpointError(
+            f"not a loadable weights-only checkpoint ({type(error).__name__}: {error})", path
+        ) from error
     for key in ("state_dict", "model", "network"):
         if isinstance(data, dict) and isinstance(data.get(key), dict):
             data = data[key]

@@ -46,19 +46,28 @@ def top_fraction_mean(entropy: torch.Tensor, fraction: float) -> float:
 
 
 def anatomical_segmentation_difficulty(
-    probabilities: torch.Tensor, entropy: torch.Tensor, config: AsdConfig = AsdConfig()
+    probabilities: torch.Tensor, entropy: torch.Tensor, config: AsdConfig | None = None
 ) -> AsdResult:
     """ASD of one case from its (C, x, y, z) probabilities and (x, y, z) normalised entropy."""
+    config = config or AsdConfig()
     labels = probabilities.argmax(0)
     threshold = entropy_threshold(entropy, config.threshold_rule, config.histogram_bins)
     region = adaptive_foreground(labels, entropy, config.dilation_voxels, threshold)
     confidence_map = probabilities.max(0).values
     if not region.any():
-        return AsdResult(top_fraction_mean(entropy, config.fallback_top_fraction), threshold, 0, True, {},
-                         float(confidence_map.mean()))
+        return AsdResult(
+            top_fraction_mean(entropy, config.fallback_top_fraction),
+            threshold,
+            0,
+            True,
+            {},
+            float(confidence_map.mean()),
+        )
     if (labels > 0).any():
         per_class = class_balanced_mean(entropy, region, nearest_class(labels))
         score = float(np.mean(list(per_class.values())))
     else:  # uncertain voxels but no structure predicted: nothing to balance over
         per_class, score = {}, float(entropy[region].mean())
-    return AsdResult(score, threshold, int(region.sum()), False, per_class, float(confidence_map[region].mean()))
+    return AsdResult(
+        score, threshold, int(region.sum()), False, per_class, float(confidence_map[region].mean())
+    )

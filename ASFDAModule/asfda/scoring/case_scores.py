@@ -55,8 +55,13 @@ def knowledge_gap(pretrained_prediction: Prediction, class_weights: torch.Tensor
     )
 
 
-def score_case(case_id: str, model_version: str, prediction: Prediction, gap: KnowledgeGap,
-               asd_config: AsdConfig = AsdConfig()) -> CaseScores:
+def score_case(
+    case_id: str,
+    model_version: str,
+    prediction: Prediction,
+    gap: KnowledgeGap,
+    asd_config: AsdConfig | None = None,
+) -> CaseScores:
     asd = anatomical_segmentation_difficulty(prediction.probabilities, prediction.entropy, asd_config)
     return CaseScores(
         case_id=case_id,

@@ -52,8 +52,9 @@ def cosine_gap(target_prototypes: torch.Tensor, class_weights: torch.Tensor, pre
     return float((1 - cos).mean())
 
 
-def gaussian_kl(mean_t: torch.Tensor, var_t: torch.Tensor, mean_s: torch.Tensor, var_s: torch.Tensor,
-                eps: float = 1e-5) -> torch.Tensor:
+def gaussian_kl(
+    mean_t: torch.Tensor, var_t: torch.Tensor, mean_s: torch.Tensor, var_s: torch.Tensor, eps: float = 1e-5
+) -> torch.Tensor:
     """KL(N(mean_t, var_t) || N(mean_s, var_s)) per channel."""
     var_t, var_s = var_t.double() + eps, var_s.double() + eps
     return 0.5 * (torch.log(var_s / var_t) + (var_t + (mean_t.double() - mean_s.double()) ** 2) / var_s - 1)

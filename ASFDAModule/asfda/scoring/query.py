@@ -52,12 +52,17 @@ def rank_pool(
     asd = np.array([s.asd for s in scores])
     strategy = config.strategy
     diversity_raw = distance_to_set(embeddings, labelled)
-    diversity = np.ones(len(scores)) if not np.isfinite(diversity_raw).all() else rank_normalize(diversity_raw)
+    diversity = (
+        np.ones(len(scores)) if not np.isfinite(diversity_raw).all() else rank_normalize(diversity_raw)
+    )
 
     if strategy in (QueryStrategy.ASFDA, QueryStrategy.DKD, QueryStrategy.ASD):
         base, w_div = weighted_base(scores, config)
         combined = base + w_div * diversity
-        picks = [p.index for p in greedy_select(base, embeddings, labelled, config.budget, w_div, last_served, names)]
+        picks = [
+            p.index
+            for p in greedy_select(base, embeddings, labelled, config.budget, w_div, last_served, names)
+        ]
     elif strategy is QueryStrategy.CORESET:
         combined = diversity_raw if np.isfinite(diversity_raw).all() else np.zeros(len(scores))
         picks = k_center_greedy(embeddings, labelled, config.budget)
@@ -77,7 +82,14 @@ def rank_pool(
     )
     picked = set(order[: config.budget])
     return [
-        RankedCase(names[i], float(kg[i]), float(asd[i]), float(diversity[i]), float(combined[i]), rank + 1,
-                   i in picked)
+        RankedCase(
+            names[i],
+            float(kg[i]),
+            float(asd[i]),
+            float(diversity[i]),
+            float(combined[i]),
+            rank + 1,
+            i in picked,
+        )
         for rank, i in enumerate(order)
     ]

@@ -56,5 +56,5 @@ def dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
 def adaptive_foreground(
     labels: torch.Tensor, entropy: torch.Tensor, dilation: int, threshold: float
 ) -> torch.Tensor:
-    """F: predicted foreground dilated by ``dilation`` voxels, united with voxels whose entropy > threshold."""
+    """F: the predicted foreground dilated by ``dilation`` voxels, plus voxels with entropy > threshold."""
     return dilate(labels > 0, dilation) | (entropy > threshold)

@@ -33,7 +33,15 @@ from ..models.loading import LoadedModel, apply_weights, load_model, load_state_
 from ..scoring.case_scores import CaseScores, KnowledgeGap, knowledge_gap, score_case
 from ..scoring.query import RankedCase, rank_pool
 from ..scoring.selection import distance_to_set
-from .store import PRETRAINED_VERSION, CaseRecord, ModelVersion, SessionStore, now_iso, read_json, write_json_atomic
+from .store import (
+    PRETRAINED_VERSION,
+    CaseRecord,
+    ModelVersion,
+    SessionStore,
+    now_iso,
+    read_json,
+    write_json_atomic,
+)
 
 Progress = Callable[[float, str], None]  # (fraction done, message)
 Cancelled = Callable[[], bool]
@@ -55,9 +63,15 @@ class AdaptationSession:
 
     # -- opening -----------------------------------------------------------------------------------------
     @classmethod
-    def create(cls, root: str | Path, model_source: str | Path, device: str = "auto",
-               query: QueryConfig | None = None, finetune: FinetuneConfig | None = None,
-               asd: AsdConfig | None = None) -> AdaptationSession:
+    def create(
+        cls,
+        root: str | Path,
+        model_source: str | Path,
+        device: str = "auto",
+        query: QueryConfig | None = None,
+        finetune: FinetuneConfig | None = None,
+        asd: AsdConfig | None = None,
+    ) -> AdaptationSession:
         """Create a session folder for a model; the model is loaded once here so a bad one fails early."""
         model = load_model(model_source)
         settings = {
@@ -167,8 +181,12 @@ class AdaptationSession:
         if path.is_file():
             return KnowledgeGap(**read_json(path))
         if prediction is None:
-            prediction = predict(self.pretrained(), self.model_space_case(case_id).image.as_tensor(), self.device,
-                                 batchnorm_stats=True)
+            prediction = predict(
+                self.pretrained(),
+                self.model_space_case(case_id).image.as_tensor(),
+                self.device,
+                batchnorm_stats=True,
+            )
         layer = final_layer(self.pretrained().network, self.pretrained().spec.num_classes)
         gap = knowledge_gap(prediction, class_weights(layer, self.pretrained().spec.num_classes))
         write_json_atomic(path, asdict(gap))
@@ -196,12 +214,15 @@ class AdaptationSession:
         """MONAI Label's epistemic baseline: mean entropy of the mean of MC-dropout passes."""
         from ..scoring.entropy import normalized_entropy
 
-        passes = [self.predict_case(case_id, mc_dropout_rate=self.query_config.mc_dropout_rate).probabilities
-                  for _ in range(self.query_config.mc_dropout_passes)]
+        passes = [
+            self.predict_case(case_id, mc_dropout_rate=self.query_config.mc_dropout_rate).probabilities
+            for _ in range(self.query_config.mc_dropout_passes)
+        ]
         return float(normalized_entropy(torch.stack(passes).mean(0)).mean())
 
-    def score_all(self, progress: Progress | None = None, cancelled: Cancelled | None = None,
-                  epistemic: bool = False) -> dict[str, CaseScores]:
+    def score_all(
+        self, progress: Progress | None = None, cancelled: Cancelled | None = None, epistemic: bool = False
+    ) -> dict[str, CaseScores]:
         records = self.store.cases()
         scores = {}
         for index, record in enumerate(records):
@@ -217,8 +238,13 @@ class AdaptationSession:
         return scores
 
     # -- query -------------------------------------------------------------------------------------------
-    def rank(self, config: QueryConfig | None = None, progress: Progress | None = None,
-             cancelled: Cancelled | None = None, rng: np.random.Generator | None = None) -> list[RankedCase]:
+    def rank(
+        self,
+        config: QueryConfig | None = None,
+        progress: Progress | None = None,
+        cancelled: Cancelled | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> list[RankedCase]:
         """The unlabelled pool ranked by the query strategy; the labelled cases count for diversity."""
         config = config or self.query_config
         scores = self.score_all(progress, cancelled, epistemic=config.strategy is QueryStrategy.EPISTEMIC)
@@ -226,10 +252,17 @@ class AdaptationSession:
         records = {r.id: r for r in self.store.cases()}
         pool = [s for case_id, s in scores.items() if case_id not in labelled]
         labelled_embeddings = [scores[case_id].embedding for case_id in labelled if case_id in scores]
-        ranking = rank_pool(pool, labelled_embeddings, config, [records[s.case_id].last_served for s in pool], rng)
-        write_json_atomic(self.store.root / "scores" / self.store.active_version / "ranking.json",
-                          {"created": now_iso(), "strategy": config.strategy.value,
-                           "ranking": [asdict(r) for r in ranking]})
+        ranking = rank_pool(
+            pool, labelled_embeddings, config, [records[s.case_id].last_served for s in pool], rng
+        )
+        write_json_atomic(
+            self.store.root / "scores" / self.store.active_version / "ranking.json",
+            {
+                "created": now_iso(),
+                "strategy": config.strategy.value,
+                "ranking": [asdict(r) for r in ranking],
+            },
+        )
         return ranking
 
     def latest_ranking(self) -> list[RankedCase] | None:
@@ -243,14 +276,19 @@ class AdaptationSession:
         records = {r.id: r for r in self.store.cases()}
         now = time.time()
         candidates = [r for r in ranking if r.case_id not in labelled]
-        free = [r for r in candidates
-                if records[r.case_id].last_served is None or now - records[r.case_id].last_served > SERVE_LEASE_SECONDS]
+        free = [
+            r
+            for r in candidates
+            if records[r.case_id].last_served is None
+            or now - records[r.case_id].last_served > SERVE_LEASE_SECONDS
+        ]
         chosen = (free or sorted(candidates, key=lambda r: records[r.case_id].last_served or 0.0))[:1]
         return self.store.mark_served(chosen[0].case_id, now) if chosen else None
 
     # -- fine-tuning -------------------------------------------------------------------------------------
-    def reliable_unlabelled(self, scores: dict[str, CaseScores], labelled: list[str],
-                            exclude: Iterable[str] = ()) -> list[str]:
+    def reliable_unlabelled(
+        self, scores: dict[str, CaseScores], labelled: list[str], exclude: Iterable[str] = ()
+    ) -> list[str]:
         excluded = set(labelled) | set(exclude)
         pool = [s for case_id, s in scores.items() if case_id not in excluded]
         if not pool or not labelled:
@@ -258,12 +296,21 @@ class AdaptationSession:
         embeddings = np.asarray([s.embedding for s in pool])
         labelled_embeddings = np.asarray([scores[c].embedding for c in labelled if c in scores])
         distances = distance_to_set(embeddings, labelled_embeddings)
-        mask = reliable_cases(np.array([s.confidence for s in pool]), distances, self.finetune_config.tau_conf,
-                              self.finetune_config.tau_dist)
+        mask = reliable_cases(
+            np.array([s.confidence for s in pool]),
+            distances,
+            self.finetune_config.tau_conf,
+            self.finetune_config.tau_dist,
+        )
         return [s.case_id for s, keep in zip(pool, mask) if keep]
 
-    def finetune(self, config: FinetuneConfig | None = None, progress: Progress | None = None,
-                 cancelled: Cancelled | None = None, exclude_from_pseudo: Iterable[str] = ()) -> ModelVersion:
+    def finetune(
+        self,
+        config: FinetuneConfig | None = None,
+        progress: Progress | None = None,
+        cancelled: Cancelled | None = None,
+        exclude_from_pseudo: Iterable[str] = (),
+    ) -> ModelVersion:
         """One round: train from the active version, save a new version with its parent, activate it.
 
         Cases in ``exclude_from_pseudo`` (held-out test cases) are never used as pseudo-labelled cases.
@@ -275,41 +322,65 @@ class AdaptationSession:
         parent = self.store.active_version
         number = self.store.round_number + 1
         scores = self.score_all(cancelled=cancelled) if config.semi_supervised else {}
-        reliable = self.reliable_unlabelled(scores, labelled, exclude_from_pseudo) if config.semi_supervised else []
+        reliable = (
+            self.reliable_unlabelled(scores, labelled, exclude_from_pseudo) if config.semi_supervised else []
+        )
         self.store.log("round_started", round=number, parent=parent, labelled=labelled, reliable=reliable)
         try:
             model = self.load_version(parent)  # never the in-memory pretrained model: it must stay frozen
             result = finetune_round(
-                model, [self.model_space_case(c) for c in labelled], [self.model_space_case(c) for c in reliable],
-                config, self.device,
+                model,
+                [self.model_space_case(c) for c in labelled],
+                [self.model_space_case(c) for c in reliable],
+                config,
+                self.device,
                 progress=None if progress is None else (lambda s, n, m: progress(s / n, m)),
                 cancelled=cancelled,
             )
         except BaseException as error:
             from ..errors import CancelledError
 
-            event = "round_cancelled" if isinstance(error, (CancelledError, KeyboardInterrupt)) else "round_failed"
+            event = (
+                "round_cancelled"
+                if isinstance(error, (CancelledError, KeyboardInterrupt))
+                else "round_failed"
+            )
             self.store.log(event, round=number, error=str(error))
             raise
         version = self._save_version(result, parent, number, labelled, reliable)
         self._current = (version.id, model)
         return version
 
-    def _save_version(self, result: RoundResult, parent: str, number: int, labelled: list[str],
-                      reliable: list[str]) -> ModelVersion:
+    def _save_version(
+        self, result: RoundResult, parent: str, number: int, labelled: list[str], reliable: list[str]
+    ) -> ModelVersion:
         partial = self.store.partial_version_folder()
         try:
             torch.save(result.state_dict, partial / "model.pt")
         except OSError as error:
             raise StoreError(f"could not save the fine-tuned weights ({error})", partial) from error
-        metrics = {"val_dice": result.validation_dice, "seconds": round(result.seconds, 2),
-                   "steps": result.steps, "best_step": result.best_step, "n_labelled": result.n_labelled,
-                   "n_pseudo_labelled": result.n_unlabelled}
+        metrics = {
+            "val_dice": result.validation_dice,
+            "seconds": round(result.seconds, 2),
+            "steps": result.steps,
+            "best_step": result.best_step,
+            "n_labelled": result.n_labelled,
+            "n_pseudo_labelled": result.n_unlabelled,
+        }
         version = ModelVersion(self.store.next_version_id(), parent, now_iso(), number, metrics)
         self.store.commit_version(partial, version)
-        self.store.save_round(number, {"round": number, "model_version": version.id, "parent": parent,
-                                       "labelled": labelled, "pseudo_labelled": reliable, "metrics": metrics,
-                                       "history": result.history})
+        self.store.save_round(
+            number,
+            {
+                "round": number,
+                "model_version": version.id,
+                "parent": parent,
+                "labelled": labelled,
+                "pseudo_labelled": reliable,
+                "metrics": metrics,
+                "history": result.history,
+            },
+        )
         self.store.activate(version.id)
         self.store.log("round_completed", round=number, version=version.id, **metrics)
         return version

@@ -124,7 +124,12 @@ class SessionStore:
         for event in self.journal():
             if event["event"] == "round_started":
                 open_rounds[event["round"]] = event
-            elif event["event"] in ("round_completed", "round_failed", "round_cancelled", "round_interrupted"):
+            elif event["event"] in (
+                "round_completed",
+                "round_failed",
+                "round_cancelled",
+                "round_interrupted",
+            ):
                 open_rounds.pop(event.get("round"), None)
         for partial in (self.root / "models").glob(".partial-*"):
             shutil.rmtree(partial, ignore_errors=True)
@@ -142,7 +147,9 @@ class SessionStore:
                 stream.flush()
                 os.fsync(stream.fileno())
         except OSError as error:
-            raise StoreError(f"could not append to the journal ({error.strerror})", self.root / "journal.jsonl")
+            raise StoreError(
+                f"could not append to the journal ({error.strerror})", self.root / "journal.jsonl"
+            ) from error
 
     def journal(self) -> list[dict]:
         path = self.root / "journal.jsonl"
@@ -203,8 +210,11 @@ class SessionStore:
     # -- model versions ----------------------------------------------------------------------------------
     def versions(self) -> list[ModelVersion]:
         folders = sorted(p for p in (self.root / "models").iterdir() if p.is_dir() and p.name.startswith("v"))
-        return [ModelVersion(**read_json(folder / "version.json")) for folder in folders
-                if (folder / "version.json").is_file()]
+        return [
+            ModelVersion(**read_json(folder / "version.json"))
+            for folder in folders
+            if (folder / "version.json").is_file()
+        ]
 
     def version(self, version_id: str) -> ModelVersion:
         path = self.root / "models" / version_id / "version.json"

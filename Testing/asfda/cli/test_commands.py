@@ -3,7 +3,6 @@
 from pathlib import Path
 
 import SimpleITK as sitk
-
 from asfda.cli.main import main
 from asfda.io.volumes import Geometry
 
@@ -12,8 +11,24 @@ def test_create_rank_predict_label_finetune_evaluate(tmp_path, tiny_dataset, tin
     session = str(tmp_path / "session")
     pool = str(tiny_dataset.pool[0][0].parent)
     references = str(tiny_dataset.pool[0][1].parent)
-    assert main(["create", "--session", session, "--model", str(tiny_model), "--images", pool,
-                 "--device", "cpu", "--steps", "2"]) == 0
+    assert (
+        main(
+            [
+                "create",
+                "--session",
+                session,
+                "--model",
+                str(tiny_model),
+                "--images",
+                pool,
+                "--device",
+                "cpu",
+                "--steps",
+                "2",
+            ]
+        )
+        == 0
+    )
     assert "with 4 cases" in capsys.readouterr().out
 
     table = tmp_path / "ranking.json"
@@ -25,7 +40,9 @@ def test_create_rank_predict_label_finetune_evaluate(tmp_path, tiny_dataset, tin
     name = image.name.removesuffix(".nii.gz")
     prediction = tmp_path / "prediction.seg.nrrd"
     assert main(["predict", "--session", session, "--case", name, "--output", str(prediction)]) == 0
-    assert Geometry.of(sitk.ReadImage(str(prediction))).mismatch(Geometry.of(sitk.ReadImage(str(image)))) is None
+    assert (
+        Geometry.of(sitk.ReadImage(str(prediction))).mismatch(Geometry.of(sitk.ReadImage(str(image)))) is None
+    )
 
     assert main(["label", "--session", session, "--case", name, "--mask", str(reference)]) == 0
     assert main(["finetune", "--session", session, "--device", "cpu", "--steps", "2"]) == 0
@@ -37,15 +54,29 @@ def test_create_rank_predict_label_finetune_evaluate(tmp_path, tiny_dataset, tin
 
 def test_errors_name_the_file_and_exit_with_status_2(tmp_path, tiny_dataset, tiny_model, capsys):
     session = str(tmp_path / "session")
-    assert main(["create", "--session", session, "--model", str(tiny_model), "--images",
-                 str(tiny_dataset.pool[0][0].parent)]) == 0
+    assert (
+        main(
+            [
+                "create",
+                "--session",
+                session,
+                "--model",
+                str(tiny_model),
+                "--images",
+                str(tiny_dataset.pool[0][0].parent),
+            ]
+        )
+        == 0
+    )
     image, reference = tiny_dataset.pool[0]
     other = tiny_dataset.test[0][1]  # a real mask, moved onto another grid
     wrong = sitk.ReadImage(str(other))
     wrong.SetSpacing((1.0, 1.0, 1.0))
     sitk.WriteImage(wrong, str(tmp_path / "wrong.nii.gz"))
     name = image.name.removesuffix(".nii.gz")
-    assert main(["label", "--session", session, "--case", name, "--mask", str(tmp_path / "wrong.nii.gz")]) == 2
+    assert (
+        main(["label", "--session", session, "--case", name, "--mask", str(tmp_path / "wrong.nii.gz")]) == 2
+    )
     assert "wrong.nii.gz: geometry does not match its case" in capsys.readouterr().err
     assert main(["label", "--session", session, "--case", "nobody", "--mask", str(reference)]) == 2
     assert "no case named 'nobody'" in capsys.readouterr().err

@@ -3,7 +3,6 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from asfda.finetune.ema import make_teacher, update_teacher
 from asfda.finetune.reliable import masked_cross_entropy, reliable_cases, unlabelled_weight
 
@@ -13,7 +12,12 @@ def test_reliable_cases_need_confidence_and_closeness_to_labelled_cases():
     distance = np.array([0.10, 0.40, 0.05, 0.20])
     # median distance is 0.15: the second and fourth case are too far from anything annotated
     assert reliable_cases(confidence, distance, tau_conf=0.9).tolist() == [True, False, False, False]
-    assert reliable_cases(confidence, distance, tau_conf=0.9, tau_dist=0.3).tolist() == [True, False, False, True]
+    assert reliable_cases(confidence, distance, tau_conf=0.9, tau_dist=0.3).tolist() == [
+        True,
+        False,
+        False,
+        True,
+    ]
 
 
 def test_no_labelled_case_means_nothing_is_reliable():

@@ -1,13 +1,12 @@
 import pytest
 import torch
-from monai.networks.nets import SegResNet, UNet
-from torch import nn
-
 from asfda.inference.features import batchnorm_layers, class_weights, final_layer
 from asfda.inference.predictor import predict, window_weights
 from asfda.models.loading import LoadedModel, ModelKind
 from asfda.models.spec import ModelSpec
 from asfda.scoring.dkd import prototypes
+from monai.networks.nets import SegResNet, UNet
+from torch import nn
 
 
 def model_of(network: nn.Module, num_classes: int = 4, roi=(16, 16, 16), overlap=0.5) -> LoadedModel:
@@ -28,7 +27,7 @@ def test_window_weights_count_each_voxel_once():
     # the windows start at 0 and 4 on each axis; summed over them, the weights count every voxel once
     corners = [(x, y, z) for x in (0, 4) for y in (0, 4) for z in (0, 4)]
     total = sum(weights[tuple(slice(a, a + 16) for a in corner)].sum() for corner in corners)
-    assert float(total) == pytest.approx(20 ** 3)
+    assert float(total) == pytest.approx(20**3)
 
 
 def test_sliding_window_prototypes_equal_whole_volume_prototypes():
@@ -86,5 +85,7 @@ def test_cancel_stops_prediction():
 
 def test_progress_reports_every_window():
     seen = []
-    predict(model_of(pointwise_network()), torch.randn(1, 20, 20, 20), progress=lambda d, n: seen.append((d, n)))
+    predict(
+        model_of(pointwise_network()), torch.randn(1, 20, 20, 20), progress=lambda d, n: seen.append((d, n))
+    )
     assert seen[-1] == (8, 8) and len(seen) == 8

@@ -2,7 +2,6 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
-
 from asfda.errors import MaskError, VolumeReadError
 from asfda.inference.labelmap import predict_labelmap
 from asfda.io.masks import validated_mask
@@ -61,8 +60,9 @@ def one_hot_model(spec: ModelSpec) -> LoadedModel:
 
 def test_prediction_lands_on_the_volume_grid_exactly_without_resampling():
     _, label = oblique_volume()
-    spec = ModelSpec(labels=LABELS, spacing=None, orientation="RAS", intensity=IntensityNorm.NONE,
-                     roi_size=(16, 16, 16))
+    spec = ModelSpec(
+        labels=LABELS, spacing=None, orientation="RAS", intensity=IntensityNorm.NONE, roi_size=(16, 16, 16)
+    )
     prediction = predict_labelmap(one_hot_model(spec), sitk.Cast(label, sitk.sitkFloat32))
     assert Geometry.of(prediction).mismatch(Geometry.of(label)) is None
     assert np.array_equal(sitk.GetArrayFromImage(prediction), sitk.GetArrayFromImage(label))
@@ -70,8 +70,13 @@ def test_prediction_lands_on_the_volume_grid_exactly_without_resampling():
 
 def test_prediction_made_at_another_spacing_is_inverted_onto_the_volume_grid():
     _, label = oblique_volume()
-    spec = ModelSpec(labels=LABELS, spacing=(2.0, 2.0, 2.0), orientation="RAS", intensity=IntensityNorm.NONE,
-                     roi_size=(16, 16, 16))
+    spec = ModelSpec(
+        labels=LABELS,
+        spacing=(2.0, 2.0, 2.0),
+        orientation="RAS",
+        intensity=IntensityNorm.NONE,
+        roi_size=(16, 16, 16),
+    )
     case = preprocess_case(sitk.Cast(label, sitk.sitkFloat32), spec)
     assert case.image.shape[1:] != tuple(label.GetSize())  # really resampled
     prediction = predict_labelmap(one_hot_model(spec), sitk.Cast(label, sitk.sitkFloat32))

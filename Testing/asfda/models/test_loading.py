@@ -3,14 +3,22 @@ import pickle
 
 import pytest
 import torch
-
 from asfda.errors import CheckpointError
 from asfda.models.loading import ModelKind, load_model
 from asfda.models.spec import ModelSpec, NetworkSpec
 
 LABELS = {0: "background", 1: "a", 2: "b"}
-UNET = NetworkSpec("UNet", {"spatial_dims": 3, "in_channels": 1, "out_channels": 3, "channels": [4, 8],
-                            "strides": [2], "num_res_units": 0})
+UNET = NetworkSpec(
+    "UNet",
+    {
+        "spatial_dims": 3,
+        "in_channels": 1,
+        "out_channels": 3,
+        "channels": [4, 8],
+        "strides": [2],
+        "num_res_units": 0,
+    },
+)
 
 
 def write_network_folder(folder, spec=None):
@@ -34,10 +42,23 @@ def test_monai_bundle_loads(tmp_path):
     (bundle / "configs").mkdir(parents=True)
     (bundle / "models").mkdir()
     network_def = {"_target_": "UNet", **UNET.kwargs}
-    (bundle / "configs" / "inference.json").write_text(json.dumps(
-        {"network_def": network_def, "inferer": {"_target_": "SlidingWindowInferer", "roi_size": [16, 16, 16]}}))
-    (bundle / "configs" / "metadata.json").write_text(json.dumps(
-        {"network_data_format": {"outputs": {"pred": {"channel_def": {"0": "background", "1": "a", "2": "b"}}}}}))
+    (bundle / "configs" / "inference.json").write_text(
+        json.dumps(
+            {
+                "network_def": network_def,
+                "inferer": {"_target_": "SlidingWindowInferer", "roi_size": [16, 16, 16]},
+            }
+        )
+    )
+    (bundle / "configs" / "metadata.json").write_text(
+        json.dumps(
+            {
+                "network_data_format": {
+                    "outputs": {"pred": {"channel_def": {"0": "background", "1": "a", "2": "b"}}}
+                }
+            }
+        )
+    )
     from asfda.models.loading import build_network
 
     torch.save(build_network(UNET).state_dict(), bundle / "models" / "model.pt")
@@ -69,8 +90,10 @@ def test_missing_checkpoint_is_named(tmp_path):
 
 def test_incompatible_weights_are_refused(tmp_path):
     folder = write_network_folder(tmp_path / "net")
-    other = ModelSpec(labels={0: "bg", 1: "a", 2: "b", 3: "c"},
-                      network=NetworkSpec("UNet", {**UNET.kwargs, "out_channels": 4}))
+    other = ModelSpec(
+        labels={0: "bg", 1: "a", 2: "b", 3: "c"},
+        network=NetworkSpec("UNet", {**UNET.kwargs, "out_channels": 4}),
+    )
     other.save(folder)  # the spec now asks for 4 classes; the weights have 3
     with pytest.raises(CheckpointError, match="model.pt: weights do not fit the network"):
         load_model(folder)

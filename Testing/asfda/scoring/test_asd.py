@@ -1,6 +1,5 @@
 import pytest
 import torch
-
 from asfda.config import AsdConfig
 from asfda.scoring.asd import anatomical_segmentation_difficulty, nearest_class
 from asfda.scoring.entropy import normalized_entropy
@@ -30,7 +29,7 @@ def test_asd_is_class_balanced_mean_entropy_over_the_region():
     entropy = normalized_entropy(probabilities)
     result = anatomical_segmentation_difficulty(probabilities, entropy, AsdConfig(dilation_voxels=1))
     assert not result.no_foreground_found
-    # by hand: class 1's share of F has the low entropy of 0.98 everywhere; class 2's share is its dilated cube
+    # by hand: class 1's share of F has the entropy of p = 0.98 everywhere; class 2's is its dilated cube
     low = float(normalized_entropy(torch.tensor([0.98, 0.01, 0.01]).reshape(3, 1)))
     cube = entropy[8:11, 8:11, 8:11]
     assert result.per_class[1] == pytest.approx(low, abs=1e-5)

@@ -2,7 +2,6 @@ import math
 
 import pytest
 import torch
-
 from asfda.scoring.dkd import (
     PrototypeAccumulator,
     batchnorm_divergence,
@@ -33,8 +32,9 @@ def test_prototypes_accumulated_by_overlapping_windows_equal_prototypes_at_once(
         coverage[window] += 1
     accumulator = PrototypeAccumulator(3, 5)
     for window in reversed(windows):  # order must not matter
-        accumulator.add(probabilities[(slice(None), *window)], features[(slice(None), *window)],
-                        (1 / coverage)[window])
+        accumulator.add(
+            probabilities[(slice(None), *window)], features[(slice(None), *window)], (1 / coverage)[window]
+        )
     assert torch.allclose(accumulator.prototypes(), expected, atol=1e-6)
     assert torch.allclose(accumulator.mass.float(), expected_mass, atol=1e-5)
 
@@ -58,10 +58,14 @@ def test_cosine_gap_hand_values():
 
 
 def test_gaussian_kl_hand_values():
-    zero = gaussian_kl(torch.tensor([0.5]), torch.tensor([2.0]), torch.tensor([0.5]), torch.tensor([2.0]), eps=0)
+    zero = gaussian_kl(
+        torch.tensor([0.5]), torch.tensor([2.0]), torch.tensor([0.5]), torch.tensor([2.0]), eps=0
+    )
     assert zero.item() == pytest.approx(0.0)
     # KL(N(1, 1) || N(0, 4)) = 0.5 * (log 4 + (1 + 1) / 4 - 1)
-    value = gaussian_kl(torch.tensor([1.0]), torch.tensor([1.0]), torch.tensor([0.0]), torch.tensor([4.0]), eps=0)
+    value = gaussian_kl(
+        torch.tensor([1.0]), torch.tensor([1.0]), torch.tensor([0.0]), torch.tensor([4.0]), eps=0
+    )
     assert value.item() == pytest.approx(0.5 * (math.log(4) + 0.5 - 1))
 
 

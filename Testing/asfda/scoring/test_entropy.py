@@ -2,7 +2,6 @@ import math
 
 import pytest
 import torch
-
 from asfda.scoring.entropy import normalized_entropy
 
 

@@ -1,5 +1,4 @@
 import torch
-
 from asfda.config import ThresholdRule
 from asfda.scoring.region import adaptive_foreground, dilate, entropy_threshold, otsu_threshold
 
@@ -13,8 +12,12 @@ def test_otsu_separates_two_clusters():
 
 def test_first_valley_rule_also_separates_clusters():
     generator = torch.Generator().manual_seed(0)
-    values = torch.cat([0.1 + 0.02 * torch.randn(900, generator=generator),
-                        0.7 + 0.02 * torch.randn(100, generator=generator)]).clamp(0, 1)
+    values = torch.cat(
+        [
+            0.1 + 0.02 * torch.randn(900, generator=generator),
+            0.7 + 0.02 * torch.randn(100, generator=generator),
+        ]
+    ).clamp(0, 1)
     threshold = entropy_threshold(values, ThresholdRule.FIRST_PEAK, bins=100)
     assert values[:900].max() < threshold < values[900:].min()
 

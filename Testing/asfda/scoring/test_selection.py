@@ -1,6 +1,5 @@
 import numpy as np
 import pytest
-
 from asfda.scoring.selection import greedy_select, k_center_greedy, rank_normalize
 
 
@@ -20,9 +19,10 @@ def test_greedy_selection_recomputes_diversity_after_each_pick():
     # a and b are near-duplicates with the highest base scores; c is different with a lower score
     embeddings = np.stack([unit(1, 0), unit(1, 0.05), unit(0, 1)])
     base = np.array([1.0, 0.95, 0.6])
-    picks = greedy_select(base, embeddings, np.empty((0, 2)), budget=2, w_div=1.0,
-                          last_served=[None] * 3, names=["a", "b", "c"])
-    # first pick: S empty -> D = 1 for all, a wins on base; second: b is next to a (D rank 0), c far (D rank 1)
+    picks = greedy_select(
+        base, embeddings, np.empty((0, 2)), budget=2, w_div=1.0, last_served=[None] * 3, names=["a", "b", "c"]
+    )
+    # first pick: S empty, D = 1 for all, a wins on base; second: b is next to a (D rank 0), c far (rank 1)
     assert [p.index for p in picks] == [0, 2]
     assert picks[0].diversity == 1.0
     assert picks[1].score == pytest.approx(0.6 + 1.0)

@@ -5,7 +5,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
 from asfda.config import FinetuneConfig, QueryConfig, QueryStrategy
 from asfda.errors import CancelledError, StoreError
 from asfda.io.volumes import Geometry, read_volume
@@ -37,8 +36,9 @@ def test_ranking_scores_every_case_once_per_model_version(session):
 
 @pytest.mark.parametrize("strategy", list(QueryStrategy))
 def test_every_strategy_ranks_the_pool(session, strategy):
-    ranking = session.rank(QueryConfig(strategy=strategy, budget=1, mc_dropout_passes=2),
-                           rng=np.random.default_rng(0))
+    ranking = session.rank(
+        QueryConfig(strategy=strategy, budget=1, mc_dropout_passes=2), rng=np.random.default_rng(0)
+    )
     assert len(ranking) == 4 and sum(r.picked for r in ranking) == 1
 
 

@@ -6,7 +6,6 @@ import os
 
 import pytest
 import SimpleITK as sitk
-
 from asfda.errors import MaskError, StoreError, UnknownCaseError
 from asfda.session.session import AdaptationSession
 from asfda.session.store import SessionStore, write_json_atomic
@@ -14,8 +13,11 @@ from asfda.session.store import SessionStore, write_json_atomic
 
 def snapshot(root):
     """Every file of the session folder with its bytes (the journal aside, which logs attempts)."""
-    return {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*"))
-            if p.is_file() and p.name != "journal.jsonl"}
+    return {
+        p.relative_to(root): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.name != "journal.jsonl"
+    }
 
 
 @pytest.fixture
