@@ -1,0 +1,232 @@
+"""HTTP client of the ASFDA backend (contract: ``asfda/server/API.md``).
+
+Standard library only (``urllib``), because it runs inside Slicer's Python before any dependency is installed
+and must not pull ``requests`` into it. Every call is blocking: the module calls it off the GUI thread.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from .BackendTypes import BackendInfo, Case, Job, ModelVersion, Ranking, RoundMetrics
+
+# Short calls answer in well under a second; a generous limit still notices a hung backend.
+DEFAULT_TIMEOUT_S = 30.0
+# GET /ranking may score the whole pool first, and files may be hundreds of MB.
+LONG_TIMEOUT_S = 1800.0
+CHUNK_BYTES = 1 << 20
+
+
+class BackendError(Exception):
+    """The backend answered with an error; ``detail`` is its own explanation (it names the file or case)."""
+
+    def __init__(self, method: str, path: str, status: int | None, detail: str):
+        self.method = method
+        self.path = path
+        self.status = status
+        self.detail = detail
+        where = f"{method} {path}"
+        super().__init__(f"{where} failed ({status}): {detail}" if status else f"{where} failed: {detail}")
+
+
+class BackendUnreachableError(BackendError):
+    """No answer at all: the backend is not running, the URL is wrong, or it timed out."""
+
+
+class BackendClient:
+    """One backend, addressed by its URL and the token it wrote to ``server.json``."""
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None,
+        timeout: float = DEFAULT_TIMEOUT_S,
+        longTimeout: float = LONG_TIMEOUT_S,
+    ):
+        self.url = url.rstrip("/")
+        self.token = token
+        self.timeout = timeout
+        self.longTimeout = longTimeout
+
+    @classmethod
+    def fromServerFile(cls, serverFile: str | Path, **kwargs) -> BackendClient:
+        """A client for the backend that wrote ``serverFile`` (``DIR/server.json``)."""
+        data = json.loads(Path(serverFile).read_text())
+        return cls(data["url"], data.get("token"), **kwargs)
+
+    def __repr__(self) -> str:  # never print the token
+        return f"BackendClient({self.url!r})"
+
+    # -- the contract, one method an endpoint ------------------------------------------------------
+
+    def health(self) -> bool:
+        return self._getJson("/health").get("status") == "ok"
+
+    def info(self) -> BackendInfo:
+        return BackendInfo.fromJson(self._getJson("/info"))
+
+    def cases(self) -> list[Case]:
+        return [Case.fromJson(item) for item in self._getJson("/cases")]
+
+    def addCaseFile(self, path: str | Path) -> list[Case]:
+        """Add a volume the backend can read from disk (inside its session folder or an allowed folder)."""
+        answer = self._sendJson("POST", "/cases", {"path": str(Path(path).resolve())})
+        return [Case.fromJson(item) for item in answer]
+
+    def addCaseFolder(self, folder: str | Path) -> list[Case]:
+        answer = self._sendJson(
+            "POST", "/cases", {"folder": str(Path(folder).resolve())}, timeout=self.longTimeout
+        )
+        return [Case.fromJson(item) for item in answer]
+
+    def uploadCase(self, path: str | Path) -> Case:
+        """Send a volume file to a backend that cannot read this machine's disk."""
+        answer = self._sendFile("POST", "/cases/upload", Path(path))
+        return Case.fromJson(answer)
+
+    def ranking(self) -> Ranking:
+        return Ranking.fromJson(self._getJson("/ranking", timeout=self.longTimeout))
+
+    def nextCase(self, client: str) -> Case:
+        return Case.fromJson(self._sendJson("POST", "/next", {"client": client}, timeout=self.longTimeout))
+
+    def downloadImage(self, caseId: str, destination: str | Path) -> Path:
+        return self._download(f"/cases/{_quote(caseId)}/image", Path(destination))
+
+    def downloadPrediction(self, caseId: str, destination: str | Path, fileFormat: str = "nii.gz") -> Path:
+        query = urllib.parse.urlencode({"format": fileFormat})
+        return self._download(f"/cases/{_quote(caseId)}/prediction?{query}", Path(destination))
+
+    def submitLabel(self, caseId: str, labelFile: str | Path) -> Case:
+        answer = self._sendFile("PUT", f"/cases/{_quote(caseId)}/label", Path(labelFile))
+        return Case.fromJson(answer)
+
+    def startFineTuning(self, steps: int | None = None) -> Job:
+        body = {} if steps is None else {"steps": int(steps)}
+        return Job.fromJson(self._sendJson("POST", "/finetune", body))
+
+    def jobs(self) -> list[Job]:
+        return [Job.fromJson(item) for item in self._getJson("/jobs")]
+
+    def job(self, jobId: str) -> Job:
+        return Job.fromJson(self._getJson(f"/jobs/{_quote(jobId)}"))
+
+    def cancelJob(self, jobId: str) -> Job:
+        return Job.fromJson(self._sendJson("POST", f"/jobs/{_quote(jobId)}/cancel", None))
+
+    def modelVersions(self) -> list[ModelVersion]:
+        return [ModelVersion.fromJson(item) for item in self._getJson("/models")]
+
+    def activateModelVersion(self, version: str) -> ModelVersion:
+        return ModelVersion.fromJson(self._sendJson("POST", f"/models/{_quote(version)}/activate", None))
+
+    def metrics(self) -> list[RoundMetrics]:
+        return [RoundMetrics.fromJson(item) for item in self._getJson("/metrics")]
+
+    # -- transport ---------------------------------------------------------------------------------
+
+    def _getJson(self, path: str, timeout: float | None = None):
+        return _decodeJson("GET", path, self._call("GET", path, timeout=timeout))
+
+    def _sendJson(self, method: str, path: str, body: dict | None, timeout: float | None = None):
+        data = json.dumps(body if body is not None else {}).encode()
+        headers = {"Content-Type": "application/json"}
+        return _decodeJson(method, path, self._call(method, path, data, headers, timeout))
+
+    def _sendFile(self, method: str, path: str, file: Path):
+        if not file.is_file():
+            raise FileNotFoundError(f"{file}: no such file to send to the backend")
+        body, headers = _multipartFile(file)
+        return _decodeJson(method, path, self._call(method, path, body, headers, self.longTimeout))
+
+    def _download(self, path: str, destination: Path) -> Path:
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        # Write beside the destination and rename, so a cancelled download never leaves half a volume.
+        handle, partial = tempfile.mkstemp(dir=destination.parent, suffix=".part")
+        try:
+            with os.fdopen(handle, "wb") as out, self._open("GET", path, timeout=self.longTimeout) as answer:
+                shutil.copyfileobj(answer, out, CHUNK_BYTES)
+            os.replace(partial, destination)
+        finally:
+            if os.path.exists(partial):
+                os.unlink(partial)
+        return destination
+
+    def _call(self, method: str, path: str, data=None, headers=None, timeout=None) -> bytes:
+        with self._open(method, path, data, headers, timeout) as answer:
+            return answer.read()
+
+    def _open(self, method: str, path: str, data=None, headers=None, timeout=None):
+        request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers or {})
+        if self.token:
+            request.add_header("Authorization", f"Bearer {self.token}")
+        try:
+            return urllib.request.urlopen(request, timeout=timeout or self.timeout)
+        except urllib.error.HTTPError as error:
+            raise BackendError(method, path.split("?")[0], error.code, _errorDetail(error)) from None
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
+            reason = getattr(error, "reason", error)
+            raise BackendUnreachableError(
+                method, path.split("?")[0], None, f"no answer from {self.url} ({reason})"
+            ) from None
+
+
+def _quote(segment: str) -> str:
+    return urllib.parse.quote(str(segment), safe="")
+
+
+def _decodeJson(method: str, path: str, raw: bytes):
+    try:
+        return json.loads(raw.decode() or "null")
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise BackendError(method, path, None, f"the answer is not JSON: {raw[:200]!r}") from None
+
+
+def _errorDetail(error: urllib.error.HTTPError) -> str:
+    """The server's ``{"detail": ...}``; FastAPI validation errors carry a list there."""
+    raw = error.read() or b""
+    try:
+        detail = json.loads(raw.decode()).get("detail")
+    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        detail = None
+    if detail is None:
+        return raw.decode(errors="replace").strip() or error.reason or "no detail"
+    if isinstance(detail, list):
+        return "; ".join(
+            str(item.get("msg", item)) if isinstance(item, dict) else str(item) for item in detail
+        )
+    return str(detail)
+
+
+def _multipartFile(file: Path) -> tuple[Iterator[bytes], dict[str, str]]:
+    """A ``multipart/form-data`` body with one field ``file``, streamed so large volumes stay on disk."""
+    boundary = uuid.uuid4().hex
+    safeName = file.name.replace('"', "_")
+    head = (
+        f"--{boundary}\r\n"
+        f'Content-Disposition: form-data; name="file"; filename="{safeName}"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
+    tail = f"\r\n--{boundary}--\r\n".encode()
+
+    def chunks() -> Iterator[bytes]:
+        yield head
+        with file.open("rb") as stream:
+            while chunk := stream.read(CHUNK_BYTES):
+                yield chunk
+        yield tail
+
+    headers = {
+        "Content-Type": f"multipart/form-data; boundary={boundary}",
+        "Content-Length": str(len(head) + file.stat().st_size + len(tail)),
+    }
+    return chunks(), headers

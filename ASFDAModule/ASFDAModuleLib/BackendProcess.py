@@ -1,0 +1,392 @@
+"""The local backend as a background process: ``PythonSlicer -m asfda serve ...``.
+
+Like SlicerMONAIAuto3DSeg's background process: a reader thread keeps the output (the GUI shows it), readiness
+is polled, never waited for on the GUI thread, and stopping takes the whole process tree down (the launcher,
+the server and any data-loader workers), because ``PythonSlicer`` is a launcher that starts Python as a child.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import weakref
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Protocol
+
+READY_MARKER = "ASFDA backend ready on "
+SERVER_FILE = "server.json"
+
+
+class BackendState(Enum):
+    NOT_STARTED = "not started"
+    STARTING = "starting"
+    READY = "ready"
+    EXITED = "exited"
+    STOPPED = "stopped"
+
+
+class BackendStartError(RuntimeError):
+    """The backend exited or did not become ready; the message ends with the last lines of its log."""
+
+
+@dataclass
+class ServerInfo:
+    """What a ready backend wrote to ``DIR/server.json``."""
+
+    url: str
+    port: int
+    token: str | None
+    pid: int | None
+
+    @classmethod
+    def fromJson(cls, data: dict) -> ServerInfo:
+        return cls(
+            url=str(data["url"]).rstrip("/"),
+            port=int(data["port"]),
+            token=data.get("token"),
+            pid=data.get("pid"),
+        )
+
+    @classmethod
+    def fromFile(cls, path: str | Path) -> ServerInfo:
+        return cls.fromJson(json.loads(Path(path).read_text()))
+
+
+def pythonForBackend() -> str:
+    """``PythonSlicer`` inside Slicer (Slicer's Python with its environment), this interpreter elsewhere."""
+    pythonSlicer = shutil.which("PythonSlicer")
+    return pythonSlicer or sys.executable
+
+
+@dataclass
+class BackendLaunch:
+    """How to start ``asfda serve``; ``enginePath`` is the folder holding the ``asfda`` package."""
+
+    sessionDir: Path
+    model: Path | None = None
+    device: str = "auto"
+    port: int = 0
+    allowDirs: list[Path] = field(default_factory=list)
+    python: str | None = None
+    enginePath: Path | None = None
+    environment: dict[str, str] | None = None
+
+    def command(self) -> list[str]:
+        command = [
+            self.python or pythonForBackend(),
+            "-m",
+            "asfda",
+            "serve",
+            "--session",
+            str(self.sessionDir),
+            "--device",
+            self.device,
+            "--port",
+            str(self.port),
+        ]
+        if self.model is not None:
+            command += ["--model", str(self.model)]
+        for folder in self.allowDirs:
+            command += ["--allow-dir", str(folder)]
+        return command
+
+    def processEnvironment(self) -> dict[str, str]:
+        environment = dict(os.environ if self.environment is None else self.environment)
+        # Line by line, or the ready line sits in a pipe buffer and the module waits for nothing.
+        environment["PYTHONUNBUFFERED"] = "1"
+        if self.enginePath is not None:
+            paths = [str(self.enginePath)] + [
+                p for p in environment.get("PYTHONPATH", "").split(os.pathsep) if p
+            ]
+            environment["PYTHONPATH"] = os.pathsep.join(paths)
+        return environment
+
+
+class BackendProcessProtocol(Protocol):
+    """What the module needs of a backend process; tests and scripts may pass their own."""
+
+    serverInfo: ServerInfo | None
+
+    @property
+    def state(self) -> BackendState: ...
+
+    @property
+    def returnCode(self) -> int | None: ...
+
+    def logTail(self, count: int = 20) -> str: ...
+
+    def start(self) -> None: ...
+
+    def pollReady(self) -> ServerInfo | None: ...
+
+    def waitUntilReady(self, timeout: float) -> ServerInfo: ...
+
+    def takeNewLogLines(self) -> list[str]: ...
+
+    def stop(self, timeout: float = 10.0) -> None: ...
+
+
+class BackendProcess:
+    """One ``asfda serve`` process, its log, its readiness and its shutdown."""
+
+    def __init__(self, launch: BackendLaunch, logFile: Path | None = None, keptLogLines: int = 5000):
+        self.launch = launch
+        self.logFile = logFile
+        self.serverInfo: ServerInfo | None = None
+        self._process: subprocess.Popen | None = None
+        self._reader: threading.Thread | None = None
+        self._lines: collections.deque[str] = collections.deque(maxlen=keptLogLines)
+        self._newLines: collections.deque[str] = collections.deque(maxlen=keptLogLines)
+        self._readyUrl: str | None = None
+        self._stopped = False
+        self._lock = threading.Lock()
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    @property
+    def returnCode(self) -> int | None:
+        return self._process.poll() if self._process else None
+
+    @property
+    def state(self) -> BackendState:
+        if self._process is None:
+            return BackendState.NOT_STARTED
+        if self._process.poll() is not None:
+            return BackendState.STOPPED if self._stopped else BackendState.EXITED
+        return BackendState.READY if self.serverInfo else BackendState.STARTING
+
+    @property
+    def log(self) -> list[str]:
+        with self._lock:
+            return list(self._lines)
+
+    def start(self) -> None:
+        if self._process is not None:
+            raise RuntimeError("this backend process was already started; make a new one")
+        serverFile = self.launch.sessionDir / SERVER_FILE
+        # A server.json left by an earlier run must not pass for this one's: its token is stale.
+        self._staleServerText = _readText(serverFile)
+        self._process = subprocess.Popen(
+            self.launch.command(),
+            env=self.launch.processEnvironment(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            bufsize=1,
+            **_ownProcessGroup(),
+        )
+        self._reader = threading.Thread(target=self._readOutput, name="ASFDA backend log", daemon=True)
+        self._reader.start()
+        atexit.register(_stopAtExit, weakref.ref(self))
+
+    def takeNewLogLines(self) -> list[str]:
+        """Log lines since the last call, for a GUI that appends them to its log view."""
+        with self._lock:
+            lines = list(self._newLines)
+            self._newLines.clear()
+        return lines
+
+    def pollReady(self) -> ServerInfo | None:
+        """The server's address once it is ready, None while it starts; raises once it has exited."""
+        if self._process is None:
+            raise BackendStartError("the backend was not started")
+        if self._process.poll() is not None:
+            self._reader.join(timeout=2)
+            when = "after it was ready" if self.serverInfo else "before it was ready"
+            raise BackendStartError(
+                f"the backend exited with code {self._process.returncode} {when}. "
+                f"Last lines of its log:\n{self.logTail()}"
+            )
+        if self.serverInfo is None and self._readyUrl is not None:
+            info = self._readServerFile()
+            if info is not None and info.url == self._readyUrl:
+                self.serverInfo = info
+        return self.serverInfo
+
+    def waitUntilReady(self, timeout: float = 120.0, interval: float = 0.1) -> ServerInfo:
+        """Blocking wait, for scripts and tests; the GUI polls :meth:`pollReady` from a timer instead."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            info = self.pollReady()
+            if info is not None:
+                return info
+            time.sleep(interval)
+        self.stop()
+        raise BackendStartError(
+            f"the backend was not ready after {timeout:.0f} s and was stopped. "
+            f"Last lines of its log:\n{self.logTail()}"
+        )
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the backend and every process it started; safe to call twice."""
+        if self._process is None:
+            return
+        self._stopped = True
+        terminateProcessTree(self._process, timeout)
+        if self._reader is not None:
+            self._reader.join(timeout=2)
+
+    def _readServerFile(self) -> ServerInfo | None:
+        text = _readText(self.launch.sessionDir / SERVER_FILE)
+        if text is None or text == self._staleServerText:
+            return None
+        try:
+            return ServerInfo.fromJson(json.loads(text))
+        except (ValueError, KeyError, TypeError):  # being written
+            return None
+
+    def _readOutput(self) -> None:
+        logStream = self._openLogFile()
+        try:
+            for line in self._process.stdout:
+                line = line.rstrip("\n")
+                with self._lock:
+                    self._lines.append(line)
+                    self._newLines.append(line)
+                if logStream:
+                    logStream.write(line + "\n")
+                    logStream.flush()
+                if READY_MARKER in line and self._readyUrl is None:
+                    self._readyUrl = line.split(READY_MARKER, 1)[1].strip().split()[0].rstrip("/")
+        finally:
+            if logStream:
+                logStream.close()
+
+    def _openLogFile(self):
+        if self.logFile is None:
+            return None
+        self.logFile.parent.mkdir(parents=True, exist_ok=True)
+        return self.logFile.open("a", encoding="utf-8")
+
+    def logTail(self, count: int = 20) -> str:
+        return "\n".join(self.log[-count:]) or "(no output)"
+
+
+def _readText(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:
+        return None
+
+
+def _ownProcessGroup() -> dict:
+    """Start the backend as the leader of its own process group, so the group can be stopped as one."""
+    if os.name == "nt":
+        return {
+            "creationflags": subprocess.CREATE_NEW_PROCESS_GROUP | getattr(subprocess, "CREATE_NO_WINDOW", 0)
+        }
+    return {"start_new_session": True}
+
+
+def terminateProcessTree(process: subprocess.Popen, timeout: float = 10.0) -> None:
+    """Ask the process and all its descendants to stop, then kill what is left after ``timeout``."""
+    try:
+        import psutil
+    except ImportError:
+        psutil = None
+    if psutil is not None:
+        _terminateWithPsutil(psutil, process, timeout)
+    elif os.name == "nt":
+        subprocess.run(["taskkill", "/T", "/F", "/PID", str(process.pid)], capture_output=True, check=False)
+    if os.name == "posix":
+        # Also the backend's process group: it holds any worker started after psutil listed the tree.
+        _terminateProcessGroup(process, timeout)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=timeout)
+
+
+def _terminateWithPsutil(psutil, process: subprocess.Popen, timeout: float) -> None:
+    try:
+        parent = psutil.Process(process.pid)
+        tree = [parent, *parent.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    _signalEach(psutil, tree, "terminate")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        process.poll()  # reap our own child
+        if not any(_isRunning(psutil, member) for member in tree):
+            return
+        time.sleep(0.02)
+    _signalEach(psutil, tree, "kill")
+
+
+def _signalEach(psutil, processes, method: str) -> None:
+    for member in processes:
+        try:
+            getattr(member, method)()
+        except psutil.NoSuchProcess:
+            pass
+
+
+def _isRunning(psutil, member) -> bool:
+    """A process that exited but waits for its parent (or init) to collect its status is not running."""
+    try:
+        return member.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _terminateProcessGroup(process: subprocess.Popen, timeout: float) -> None:
+    """POSIX without psutil: the backend leads its own group (``start_new_session``), so signal the group."""
+    group = process.pid
+    if not _signalGroup(group, signal.SIGTERM):
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        process.poll()  # reap the leader, or the group never looks empty
+        if not _groupIsRunning(group):
+            return
+        time.sleep(0.02)
+    _signalGroup(group, signal.SIGKILL)
+
+
+def _signalGroup(group: int, signalNumber: int) -> bool:
+    """Send a signal to a process group; False once no process of the group is left."""
+    try:
+        os.killpg(group, signalNumber)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # a member changed user: nothing of ours left to stop
+        return False
+
+
+def _groupIsRunning(group: int) -> bool:
+    """Whether a process of the group still runs; an exited child waiting to be reaped by init does not."""
+    if not _signalGroup(group, 0):
+        return False
+    proc = Path("/proc")
+    if not proc.is_dir():  # no /proc (macOS): a member that exited is reaped by launchd at once
+        return True
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # exited while we looked
+            continue
+        if int(fields[2]) == group and fields[0] not in ("Z", "X"):
+            return True
+    return False
+
+
+def _stopAtExit(reference: weakref.ReferenceType) -> None:
+    backend = reference()
+    if backend is not None and backend.state in (BackendState.STARTING, BackendState.READY):
+        backend.stop(timeout=5.0)

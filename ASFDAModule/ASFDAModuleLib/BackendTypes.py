@@ -1,0 +1,203 @@
+"""The records of the backend's HTTP contract (``asfda/server/API.md``) as dataclasses.
+
+Parsing is lenient about extra keys (a newer backend may add fields) and strict about the ones the module
+needs (a missing ``id`` is a broken backend, not something to paper over).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class CaseStatus(str, Enum):
+    UNLABELLED = "unlabelled"
+    SUGGESTED = "suggested"
+    LABELLED = "labelled"
+    PSEUDO_LABELLED = "pseudo_labelled"
+
+    @property
+    def label(self) -> str:
+        return self.value.replace("_", "-")
+
+
+class JobKind(str, Enum):
+    SCORE = "score"
+    FINETUNE = "finetune"
+
+
+class JobState(str, Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    INTERRUPTED = "interrupted"
+
+    @property
+    def finished(self) -> bool:
+        return self not in (JobState.QUEUED, JobState.RUNNING)
+
+
+def _optionalFloat(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _optionalInt(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def _optionalStr(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+@dataclass
+class Case:
+    """One volume of the pool, with its scores under the model version that computed them."""
+
+    id: str
+    name: str
+    status: CaseStatus
+    sourcePath: str | None = None
+    dkd: float | None = None
+    asd: float | None = None
+    score: float | None = None
+    rank: int | None = None
+    modelVersion: str | None = None
+    lastServed: str | None = None
+
+    @property
+    def scored(self) -> bool:
+        return self.score is not None
+
+    @classmethod
+    def fromJson(cls, data: dict) -> Case:
+        return cls(
+            id=str(data["id"]),
+            name=str(data.get("name") or data["id"]),
+            status=CaseStatus(data.get("status", CaseStatus.UNLABELLED.value)),
+            sourcePath=_optionalStr(data.get("source_path")),
+            dkd=_optionalFloat(data.get("dkd")),
+            asd=_optionalFloat(data.get("asd")),
+            score=_optionalFloat(data.get("score")),
+            rank=_optionalInt(data.get("rank")),
+            modelVersion=_optionalStr(data.get("model_version")),
+            lastServed=_optionalStr(data.get("last_served")),
+        )
+
+
+@dataclass
+class Ranking:
+    """The pool sorted by rank, and the case the backend would serve next."""
+
+    modelVersion: str | None
+    round: int | None
+    cases: list[Case]
+    nextCaseId: str | None
+
+    @classmethod
+    def fromJson(cls, data: dict) -> Ranking:
+        return cls(
+            modelVersion=_optionalStr(data.get("model_version")),
+            round=_optionalInt(data.get("round")),
+            cases=[Case.fromJson(item) for item in data.get("cases", [])],
+            nextCaseId=_optionalStr(data.get("next")),
+        )
+
+
+@dataclass
+class Job:
+    """A scoring pass or a fine-tuning round running in the backend."""
+
+    id: str
+    kind: JobKind
+    state: JobState
+    progress: float = 0.0
+    message: str = ""
+    modelVersion: str | None = None
+
+    @classmethod
+    def fromJson(cls, data: dict) -> Job:
+        return cls(
+            id=str(data["id"]),
+            kind=JobKind(data.get("kind", JobKind.FINETUNE.value)),
+            state=JobState(data["state"]),
+            progress=float(data.get("progress") or 0.0),
+            message=str(data.get("message") or ""),
+            modelVersion=_optionalStr(data.get("model_version")),
+        )
+
+
+@dataclass
+class ModelVersion:
+    id: str
+    parent: str | None
+    created: str | None
+    round: int | None
+    metrics: dict = field(default_factory=dict)
+    active: bool = False
+
+    @classmethod
+    def fromJson(cls, data: dict) -> ModelVersion:
+        return cls(
+            id=str(data["id"]),
+            parent=_optionalStr(data.get("parent")),
+            created=_optionalStr(data.get("created")),
+            round=_optionalInt(data.get("round")),
+            metrics=dict(data.get("metrics") or {}),
+            active=bool(data.get("active", False)),
+        )
+
+
+@dataclass
+class RoundMetrics:
+    """What one fine-tuning round achieved; ``valDice`` is None while fewer than 2 cases are labelled."""
+
+    round: int
+    modelVersion: str | None
+    labelledCount: int
+    valDice: float | None
+    seconds: float | None
+
+    @classmethod
+    def fromJson(cls, data: dict) -> RoundMetrics:
+        return cls(
+            round=int(data["round"]),
+            modelVersion=_optionalStr(data.get("model_version")),
+            labelledCount=int(data.get("n_labelled") or 0),
+            valDice=_optionalFloat(data.get("val_dice")),
+            seconds=_optionalFloat(data.get("seconds")),
+        )
+
+
+@dataclass
+class BackendInfo:
+    """What the backend runs on and which labels its model segments."""
+
+    version: str
+    device: str
+    gpuName: str | None
+    gpuFreeMb: float | None
+    torch: str | None
+    monai: str | None
+    modelVersion: str | None
+    labels: dict[int, str]
+
+    @property
+    def summary(self) -> str:
+        where = self.gpuName or self.device
+        return f"ASFDA {self.version} on {where}, model version {self.modelVersion or 'none'}"
+
+    @classmethod
+    def fromJson(cls, data: dict) -> BackendInfo:
+        return cls(
+            version=str(data.get("version", "?")),
+            device=str(data.get("device", "?")),
+            gpuName=_optionalStr(data.get("gpu_name")),
+            gpuFreeMb=_optionalFloat(data.get("gpu_free_mb")),
+            torch=_optionalStr(data.get("torch")),
+            monai=_optionalStr(data.get("monai")),
+            modelVersion=_optionalStr(data.get("model_version")),
+            labels={int(value): str(name) for value, name in (data.get("labels") or {}).items()},
+        )

@@ -1,0 +1,177 @@
+"""The extension's files as Slicer's build and catalog read them, checked without a Slicer build tree.
+
+CMake configures the real top-level ``CMakeLists.txt`` (and through it ``ASFDAModule/CMakeLists.txt``)
+against ``FakeSlicer/``, a stand-in for the Slicer build tree that checks each macro call and writes what
+was listed. Building and packaging need a real Slicer build tree and are not done here.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import shutil
+import struct
+import subprocess
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+
+import pytest
+from conftest import MODULE_DIR, ROOT, TESTING_DIR
+
+CMAKE = shutil.which("cmake")
+needsCMake = pytest.mark.skipif(
+    CMAKE is None, reason="cmake is not installed, so the CMake files cannot be configured"
+)
+CATALOG_PROPERTIES = {
+    "$schema",
+    "category",
+    "scm_url",
+    "scm_revision",
+    "scm_type",
+    "build_dependencies",
+    "build_subdirectory",
+    "enabled",
+    "tier",
+}  # schema v1.0.1, additionalProperties false
+SCHEMA = "https://raw.githubusercontent.com/Slicer/Slicer/main/Schemas/slicer-extension-catalog-entry-schema-v1.0.1.json"
+
+
+def configure(source: Path, build: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [
+            CMAKE,
+            "-S",
+            str(source),
+            "-B",
+            str(build),
+            "-DBUILD_TESTING=ON",
+            f"-DSlicer_DIR={TESTING_DIR / 'FakeSlicer'}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory) -> dict[str, list[str]]:
+    if CMAKE is None:
+        pytest.skip("cmake is not installed, so the CMake files cannot be configured")
+    build = tmp_path_factory.mktemp("cmake-build")
+    result = configure(ROOT, build)
+    assert result.returncode == 0, result.stdout + result.stderr
+    entries: dict[str, list[str]] = {}
+    for line in (build / "asfda-manifest.txt").read_text().splitlines():
+        kind, value = line.split(" ", 1)
+        entries.setdefault(kind, []).append(value)
+    return entries
+
+
+@needsCMake
+def test_the_module_lists_its_library_and_every_engine_file(manifest):
+    library = {f"ASFDAModuleLib/{path.name}" for path in (MODULE_DIR / "ASFDAModuleLib").glob("*.py")}
+    engine = {
+        path.relative_to(MODULE_DIR).as_posix()
+        for path in (MODULE_DIR / "asfda").rglob("*.py")
+        if "__pycache__" not in path.parts
+    }
+
+    assert manifest["module"] == ["ASFDAModule"]
+    assert set(manifest["script"]) == {"ASFDAModule.py"} | library | engine
+    assert "asfda/server/__init__.py" in manifest["script"] and "asfda/__main__.py" in manifest["script"]
+    assert set(manifest["resource"]) == {
+        "Resources/Icons/ASFDAModule.png",
+        "Resources/UI/ASFDAModule.ui",
+        "Resources/requirements.txt",
+    }
+    assert manifest["generic-tests"] == ["ASFDAModule"] and manifest["unittest"] == ["ASFDAModule.py"]
+    assert manifest["cpack"] == ["ASFDA"]
+
+
+@needsCMake
+def test_the_extension_metadata_names_its_category_and_the_pytorch_dependency(manifest):
+    metadata = dict(entry.split("=", 1) for entry in manifest["metadata"])
+
+    assert metadata["EXTENSION_CATEGORY"] == "Segmentation"
+    assert metadata["EXTENSION_DEPENDS"] == "PyTorch"
+    assert metadata["EXTENSION_ICONURL"].endswith("/Resources/ASFDA.png")
+    assert "DKD" in metadata["EXTENSION_DESCRIPTION"] and "ASD" in metadata["EXTENSION_DESCRIPTION"]
+
+
+@needsCMake
+def test_the_stand_in_rejects_a_listed_file_that_does_not_exist(tmp_path):
+    """So that a passing configure means something: a missing script fails it, as in a real build."""
+    source = tmp_path / "source"
+    (source / "ASFDAModule").mkdir(parents=True)
+    shutil.copy(ROOT / "CMakeLists.txt", source / "CMakeLists.txt")
+    moduleCMake = (MODULE_DIR / "CMakeLists.txt").read_text()
+    (source / "ASFDAModule" / "CMakeLists.txt").write_text(moduleCMake)
+
+    result = configure(source, tmp_path / "build")
+
+    assert result.returncode != 0
+    assert "ASFDAModule.py does not exist" in result.stdout + result.stderr
+
+
+def test_the_catalog_entry_fits_the_extensions_index_schema():
+    entry = json.loads((ROOT / "ASFDAExtension" / "ASFDA.json").read_text())
+    category = re.search(r'set\(EXTENSION_CATEGORY "([^"]+)"\)', (ROOT / "CMakeLists.txt").read_text()).group(
+        1
+    )
+
+    assert set(entry) <= CATALOG_PROPERTIES
+    assert {"$schema", "category", "scm_url"} <= set(entry)
+    assert entry["$schema"] == SCHEMA
+    assert entry["build_dependencies"] == ["PyTorch"] and entry["build_subdirectory"] == "."
+    assert entry["tier"] in (1, 3, 5) and entry["scm_type"] in ("git", "local")
+    assert entry["category"] == category == "Segmentation"
+    assert entry["scm_url"].startswith("https://") and entry["scm_revision"]
+
+
+def test_the_ui_file_has_every_widget_the_module_uses_and_binds_only_real_parameters():
+    ui = ElementTree.parse(MODULE_DIR / "Resources" / "UI" / "ASFDAModule.ui")
+    widgets = {widget.get("name") for widget in ui.iter("widget")}
+    moduleSource = (MODULE_DIR / "ASFDAModule.py").read_text()
+    used = set(re.findall(r"self\.ui\.(\w+)", moduleSource))
+    bound = {
+        prop.findtext("string") for prop in ui.iter("property") if prop.get("name") == "SlicerParameterName"
+    }
+
+    assert ui.getroot().find("widget").get("class") == "qMRMLWidget"
+    assert used <= widgets, f"widgets missing in the .ui file: {sorted(used - widgets)}"
+    assert bound <= parameterNames(moduleSource), (
+        f"unknown parameters: {bound - parameterNames(moduleSource)}"
+    )
+    assert {"sessionFolder", "modelPath", "device", "backendUrl", "fineTuneSteps"} <= bound
+
+
+def parameterNames(moduleSource: str) -> set[str]:
+    tree = ast.parse(moduleSource)
+    parameterClass = next(
+        node
+        for node in tree.body
+        if isinstance(node, ast.ClassDef) and node.name == "ASFDAModuleParameterNode"
+    )
+    return {node.target.id for node in parameterClass.body if isinstance(node, ast.AnnAssign)}
+
+
+@pytest.mark.parametrize("icon", ["ASFDAModule/Resources/Icons/ASFDAModule.png", "Resources/ASFDA.png"])
+def test_icons_are_128_pixel_pngs(icon):
+    data = (ROOT / icon).read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert struct.unpack(">II", data[16:24]) == (128, 128)
+
+
+def test_the_layout_is_the_extension_wizard_one():
+    expected = [
+        "ASFDAExtension/ASFDA.json",
+        "ASFDAExtension/README.md",
+        "ASFDAModule/ASFDAModule.py",
+        "ASFDAModule/CMakeLists.txt",
+        "ASFDAModule/Resources/requirements.txt",
+        "CMakeLists.txt",
+        "Resources/Screenshots/README.md",
+        "Testing/requirements-slicer.txt",
+    ]
+    assert [path for path in expected if not (ROOT / path).is_file()] == []
