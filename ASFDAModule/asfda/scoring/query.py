@@ -76,9 +76,10 @@ def rank_pool(
             raise ValueError(f"strategy {strategy.value} needs scores computed with MC dropout")
         combined = np.asarray(values, dtype=np.float64)
         picks = []
+    ties = tie_order(last_served, names)
     order = picks + sorted(
         (i for i in range(len(scores)) if i not in picks),
-        key=lambda i: (-round(float(combined[i]), 12), tie_order(last_served, names)[i]),
+        key=lambda i: (-round(float(combined[i]), 12), ties[i]),
     )
     picked = set(order[: config.budget])
     return [

@@ -12,7 +12,7 @@ import SimpleITK as sitk
 import torch
 
 from ..config import AsdConfig, FinetuneConfig, QueryConfig, QueryStrategy, config_from_dict, config_to_dict
-from ..errors import StoreError, UnknownCaseError
+from ..errors import CancelledError, StoreError, UnknownCaseError
 from ..finetune.reliable import reliable_cases
 from ..finetune.trainer import RoundResult, finetune_round
 from ..inference.features import class_weights, final_layer
@@ -31,6 +31,7 @@ from ..io.volumes import (
 )
 from ..models.loading import LoadedModel, apply_weights, load_model, load_state_dict, resolve_device
 from ..scoring.case_scores import CaseScores, KnowledgeGap, knowledge_gap, score_case
+from ..scoring.entropy import normalized_entropy
 from ..scoring.query import RankedCase, rank_pool
 from ..scoring.selection import distance_to_set
 from .store import (
@@ -212,8 +213,6 @@ class AdaptationSession:
 
     def epistemic_score(self, case_id: str) -> float:
         """MONAI Label's epistemic baseline: mean entropy of the mean of MC-dropout passes."""
-        from ..scoring.entropy import normalized_entropy
-
         passes = [
             self.predict_case(case_id, mc_dropout_rate=self.query_config.mc_dropout_rate).probabilities
             for _ in range(self.query_config.mc_dropout_passes)
@@ -227,8 +226,6 @@ class AdaptationSession:
         scores = {}
         for index, record in enumerate(records):
             if cancelled is not None and cancelled():
-                from ..errors import CancelledError
-
                 raise CancelledError("scoring cancelled")
             if progress is not None:
                 progress(index / max(len(records), 1), f"scoring {record.name}")
@@ -338,8 +335,6 @@ class AdaptationSession:
                 cancelled=cancelled,
             )
         except BaseException as error:
-            from ..errors import CancelledError
-
             event = (
                 "round_cancelled"
                 if isinstance(error, (CancelledError, KeyboardInterrupt))
