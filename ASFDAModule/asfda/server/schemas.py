@@ -1,0 +1,147 @@
+"""Request and response bodies of the HTTP API (the contract in ``API.md``; FastAPI derives the OpenAPI)."""
+
+from __future__ import annotations
+
+import math
+from enum import Enum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from .jobs import JobKind, JobState
+
+
+def finite(value: float | None) -> float | None:
+    """JSON has no NaN or infinity: an undefined number (a Dice with nothing to compare) becomes null."""
+    return None if value is None or not math.isfinite(value) else float(value)
+
+
+def finite_tree(value: Any) -> Any:
+    if isinstance(value, float):
+        return finite(value)
+    if isinstance(value, dict):
+        return {str(k): finite_tree(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_tree(v) for v in value]
+    return value
+
+
+class ErrorResponse(BaseModel):
+    detail: str = Field(description="what went wrong, naming the file or case and the problem")
+
+
+class Health(BaseModel):
+    status: str = "ok"
+
+
+class Info(BaseModel):
+    version: str = Field(description="version of the asfda engine")
+    device: str
+    gpu_name: str | None
+    gpu_free_mb: float | None
+    torch: str
+    monai: str
+    model_version: str = Field(description="the active model version")
+    round: int = Field(description="the last completed fine-tuning round")
+    labels: dict[str, str] = Field(description="label value -> structure name")
+    session: str
+    model_source: str
+    max_upload_mb: float
+
+
+class CaseStatus(str, Enum):
+    UNLABELLED = "unlabelled"
+    SUGGESTED = "suggested"  # picked by the current ranking, or handed to an annotator in the last half hour
+    LABELLED = "labelled"
+    PSEUDO_LABELLED = "pseudo_labelled"  # used with pseudo-labels by the round that made the active model
+
+
+class Case(BaseModel):
+    id: str
+    name: str
+    source_path: str
+    status: CaseStatus
+    dkd: float | None = Field(None, description="knowledge gap to the pretrained model (DKD)")
+    asd: float | None = Field(None, description="anatomical segmentation difficulty")
+    score: float | None = Field(None, description="combined query score of the current ranking")
+    rank: int | None = Field(None, description="1 = annotate first; null for labelled or unscored cases")
+    model_version: str | None = Field(None, description="the model version the scores are from")
+    last_served: str | None = Field(None, description="when the case was last handed to an annotator")
+    added: str | None = None
+
+
+class AddCases(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    path: str | None = Field(None, max_length=4096, description="an absolute path to one volume file")
+    folder: str | None = Field(None, max_length=4096, description="an absolute path to a folder of volumes")
+
+    @model_validator(mode="after")
+    def one_of(self) -> AddCases:
+        if (self.path is None) == (self.folder is None):
+            raise ValueError("give exactly one of 'path' and 'folder'")
+        return self
+
+
+class NextRequest(BaseModel):
+    client: str = Field("", max_length=200, description="who asks (an annotator or a Slicer instance)")
+
+
+class Job(BaseModel):
+    id: str
+    kind: JobKind
+    state: JobState
+    progress: float = Field(ge=0.0, le=1.0)
+    message: str
+    model_version: str | None = None
+    created: str | None = None
+    started: str | None = None
+    finished: str | None = None
+    worker_pid: int | None = None
+    options: dict[str, Any] = Field(default_factory=dict, description="the options it was started with")
+    result: dict[str, Any] = Field(default_factory=dict, description="what it produced (version, metrics)")
+
+    @classmethod
+    def of(cls, job) -> Job:
+        """The view of a ``jobs.Job`` record."""
+        return cls(**finite_tree(job.to_json()))
+
+
+class Ranking(BaseModel):
+    model_version: str
+    round: int
+    cases: list[Case] = Field(description="ranked cases by rank, then unscored cases, then labelled cases")
+    next: str | None = Field(description="the case the next POST /next would hand out")
+    complete: bool = Field(description="false while some cases still wait for their scores")
+    job: Job | None = Field(None, description="the scoring job, while one is needed")
+
+
+class FinetuneRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    steps: int | None = Field(None, ge=1, le=100_000, description="training steps of this round")
+    learning_rate: float | None = Field(None, gt=0.0, le=1.0)
+    batch_size: int | None = Field(None, ge=1, le=64)
+    semi_supervised: bool | None = Field(None, description="use reliable unlabelled cases with pseudo-labels")
+    seed: int | None = Field(None, ge=0, le=2**31 - 1)
+    validate_every: int | None = Field(None, ge=1, le=100_000)
+
+
+class ModelVersion(BaseModel):
+    id: str
+    parent: str | None
+    created: str
+    round: int
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    active: bool
+
+
+class RoundMetrics(BaseModel):
+    round: int
+    model_version: str
+    parent: str | None = None
+    n_labelled: int
+    n_pseudo_labelled: int | None = None
+    val_dice: float | None = Field(None, description="Dice of the kept weights on the labelled cases")
+    seconds: float | None = None
+    steps: int | None = None

@@ -1,0 +1,103 @@
+"""The backend's small parts without a server: path confinement, tokens, upload names, job bookkeeping."""
+
+from __future__ import annotations
+
+import pytest
+from asfda.server.auth import new_token, token_matches
+from asfda.server.jobs import Job, JobKind, JobManager, JobState, close_open_rounds, open_rounds
+from asfda.server.paths import InvalidPathError, PathForbiddenError, PathGuard
+from asfda.server.uploads import safe_file_name
+from asfda.session.store import SessionStore
+
+
+def test_path_guard_allows_the_session_and_allowed_folders_only(tmp_path):
+    session, data, other = tmp_path / "session", tmp_path / "data", tmp_path / "other"
+    for folder in (session, data, other):
+        folder.mkdir()
+    (data / "link").symlink_to(other)
+    guard = PathGuard(session, [data])
+    assert guard.check(session / "a.nii.gz") == (session / "a.nii.gz").resolve()
+    assert guard.check(data / "sub" / "b.nii.gz").is_relative_to(data.resolve())
+    outside = (other / "c.nii.gz", data / ".." / "other" / "c.nii.gz", data / "link" / "c.nii.gz", "/etc/x")
+    for path in outside:
+        with pytest.raises(PathForbiddenError):
+            guard.check(path)
+    for path in ("relative.nii.gz", "", "/a\x00b"):
+        with pytest.raises(InvalidPathError):
+            guard.check(path)
+
+
+def test_token_check():
+    token = new_token()
+    assert token_matches(f"Bearer {token}", token) and token_matches(f"bearer  {token}", token)
+    assert not token_matches(None, token) and not token_matches(token, token)
+    assert not token_matches(f"Bearer {token}x", token) and not token_matches(f"Basic {token}", token)
+    assert new_token() != token
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("scan.nii.gz", "scan.nii.gz"),
+        ("../../etc/x.nrrd", "x.nrrd"),
+        ("C:\\data\\my scan.mha", "my_scan.mha"),
+        ("seg.seg.nrrd", "seg.seg.nrrd"),
+        (".nii.gz", "volume.nii.gz"),
+    ],
+)
+def test_upload_names_are_made_safe(name, expected):
+    assert safe_file_name(name) == expected
+
+
+@pytest.mark.parametrize("name", [None, "", "notes.txt", "head.mhd", "scan"])
+def test_upload_names_must_be_volumes(name):
+    with pytest.raises(ValueError):
+        safe_file_name(name)
+
+
+def make_store(tmp_path) -> SessionStore:
+    return SessionStore.create(tmp_path / "session", {"model_source": str(tmp_path / "model"), "labels": {}})
+
+
+def test_a_killed_round_is_closed_in_the_journal(tmp_path):
+    store = make_store(tmp_path)
+    store.log("round_started", round=1, parent="v0000")
+    partial = store.partial_version_folder()
+    assert open_rounds(store) == [1]
+    assert close_open_rounds(store, "round_cancelled", "stopped") == [1]
+    assert open_rounds(store) == [] and not partial.exists()
+    assert SessionStore(store.root).interrupted_rounds == []
+
+
+def test_jobs_left_running_are_reported_interrupted(tmp_path):
+    store = make_store(tmp_path)
+    store.log("round_started", round=1, parent="v0000")
+    store = SessionStore(store.root)  # the restart: the store finds the unfinished round
+    folder = store.root / "jobs"
+    folder.mkdir()
+    from asfda.session.store import write_json_atomic
+
+    for job in (
+        Job("j0001", JobKind.SCORE, JobState.DONE),
+        Job("j0002", JobKind.FINETUNE, JobState.RUNNING),
+        Job("j0003", JobKind.SCORE, JobState.QUEUED),
+    ):
+        write_json_atomic(folder / f"{job.id}.json", job.to_json())
+    manager = JobManager(store, "cpu", worker=print)
+    states = {job.id: (job.state, job.message) for job in manager.list()}
+    assert states["j0001"][0] is JobState.DONE
+    assert states["j0002"][0] is JobState.INTERRUPTED and "round 1" in states["j0002"][1]
+    assert states["j0003"][0] is JobState.INTERRUPTED
+    assert JobManager(store, "cpu", worker=print).get("j0002").state is JobState.INTERRUPTED  # persisted
+
+
+def test_one_finetune_at_a_time_and_scoring_jobs_are_shared(tmp_path):
+    from asfda.server.jobs import JobConflictError
+
+    manager = JobManager(make_store(tmp_path), "cpu", worker=print)  # never started: jobs stay queued
+    first = manager.submit_finetune({"steps": 3})
+    with pytest.raises(JobConflictError, match=first.id):
+        manager.submit_finetune({"steps": 3})
+    assert manager.ensure_scoring("v0000").id == manager.ensure_scoring("v0000").id
+    assert manager.cancel(first.id).state is JobState.CANCELLED
+    assert manager.submit_finetune({}).id != first.id
