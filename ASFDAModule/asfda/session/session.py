@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict
@@ -317,12 +318,19 @@ class AdaptationSession:
         if not labelled:
             raise StoreError("no labelled case yet: submit a mask before fine-tuning", self.store.root)
         parent = self.store.active_version
-        number = self.store.round_number + 1
+        number = self.store.next_round_number()
         scores = self.score_all(cancelled=cancelled) if config.semi_supervised else {}
         reliable = (
             self.reliable_unlabelled(scores, labelled, exclude_from_pseudo) if config.semi_supervised else []
         )
-        self.store.log("round_started", round=number, parent=parent, labelled=labelled, reliable=reliable)
+        self.store.log(
+            "round_started",
+            round=number,
+            parent=parent,
+            labelled=labelled,
+            reliable=reliable,
+            pid=os.getpid(),
+        )
         try:
             model = self.load_version(parent)  # never the in-memory pretrained model: it must stay frozen
             result = finetune_round(

@@ -35,6 +35,31 @@ from ..errors import StoreError, UnknownCaseError
 
 FORMAT_VERSION = 1
 PRETRAINED_VERSION = "v0000"
+ROUND_END_EVENTS = ("round_completed", "round_failed", "round_cancelled", "round_interrupted")
+
+
+def process_alive(pid: int | None) -> bool:
+    """Whether a process with this id runs on this machine (None: unknown, taken as dead)."""
+    if not pid:
+        return False
+    try:
+        import psutil
+
+        return psutil.pid_exists(pid)
+    except ImportError:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except (PermissionError, OSError):
+            return True
+        return True
+
+
+def partial_owner(folder: Path) -> int | None:
+    """The process id in a ``.partial-<pid>-...`` folder name."""
+    parts = folder.name.split("-")
+    return int(parts[1]) if len(parts) > 2 and parts[1].isdigit() else None
 
 
 def now_iso() -> str:
@@ -118,24 +143,29 @@ class SessionStore:
         store.log("session_created", model_source=settings["model_source"])
         return store
 
-    def _recover(self) -> list[int]:
-        """Find rounds that started but never ended, mark them interrupted, drop their partial files."""
-        open_rounds: dict[int, dict] = {}
+    def open_rounds(self) -> dict[int, dict]:
+        """Rounds whose start is in the journal but not their end, with their start events."""
+        started: dict[int, dict] = {}
         for event in self.journal():
             if event["event"] == "round_started":
-                open_rounds[event["round"]] = event
-            elif event["event"] in (
-                "round_completed",
-                "round_failed",
-                "round_cancelled",
-                "round_interrupted",
-            ):
-                open_rounds.pop(event.get("round"), None)
+                started[event["round"]] = event
+            elif event["event"] in ROUND_END_EVENTS:
+                started.pop(event.get("round"), None)
+        return started
+
+    def _recover(self) -> list[int]:
+        """Mark rounds whose process died as interrupted and drop their partial files.
+
+        A round whose process is still alive (a backend worker training now) is left alone, so opening the
+        session from another process never breaks a live round.
+        """
+        dead = sorted(n for n, event in self.open_rounds().items() if not process_alive(event.get("pid")))
         for partial in (self.root / "models").glob(".partial-*"):
-            shutil.rmtree(partial, ignore_errors=True)
-        for number in sorted(open_rounds):
+            if not process_alive(partial_owner(partial)):
+                shutil.rmtree(partial, ignore_errors=True)
+        for number in dead:
             self.log("round_interrupted", round=number)
-        return sorted(open_rounds)
+        return dead
 
     # -- journal -----------------------------------------------------------------------------------------
     def log(self, event: str, **details) -> None:
@@ -241,7 +271,7 @@ class SessionStore:
 
     def partial_version_folder(self) -> Path:
         """A folder to write a new version into; it only becomes a version through ``commit_version``."""
-        return Path(tempfile.mkdtemp(prefix=".partial-", dir=self.root / "models"))
+        return Path(tempfile.mkdtemp(prefix=f".partial-{os.getpid()}-", dir=self.root / "models"))
 
     def commit_version(self, partial: Path, version: ModelVersion) -> ModelVersion:
         write_json_atomic(partial / "version.json", asdict(version))
@@ -269,3 +299,8 @@ class SessionStore:
         """The number of the last completed fine-tuning round."""
         completed = [e["round"] for e in self.journal() if e["event"] == "round_completed"]
         return max(completed, default=0)
+
+    def next_round_number(self) -> int:
+        """Numbers are never reused: a cancelled or interrupted round keeps its number."""
+        started = [e["round"] for e in self.journal() if e["event"] == "round_started"]
+        return max(started, default=0) + 1

@@ -80,10 +80,14 @@ def test_full_disk_keeps_the_old_file(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["state.json"]  # no temporary file left behind
 
 
+DEAD_PID = 2**22 + 12345  # above Linux's pid_max: no process has it
+
+
 def test_a_round_cut_short_is_reported_interrupted_and_never_applied(session):
     store = session.store
-    store.log("round_started", round=1, parent="v0000", labelled=[], reliable=[])
-    partial = store.partial_version_folder()
+    store.log("round_started", round=1, parent="v0000", labelled=[], reliable=[], pid=DEAD_PID)
+    partial = store.root / "models" / f".partial-{DEAD_PID}-abc"
+    partial.mkdir()
     (partial / "model.pt").write_bytes(b"half written")
     reopened = SessionStore(store.root)
     assert reopened.interrupted_rounds == [1]
@@ -91,6 +95,17 @@ def test_a_round_cut_short_is_reported_interrupted_and_never_applied(session):
     assert [v.id for v in reopened.versions()] == ["v0000"]
     assert not partial.exists()
     assert SessionStore(store.root).interrupted_rounds == []  # reported once
+    assert reopened.next_round_number() == 2  # the interrupted round keeps its number
+
+
+def test_opening_the_session_during_a_live_round_leaves_the_round_alone(session):
+    store = session.store
+    store.log("round_started", round=1, parent="v0000", labelled=[], reliable=[], pid=os.getpid())
+    partial = store.partial_version_folder()  # named after this (live) process
+    reopened = SessionStore(store.root)
+    assert reopened.interrupted_rounds == []
+    assert partial.is_dir()
+    assert list(reopened.open_rounds()) == [1]
 
 
 def test_opening_a_folder_that_is_not_a_session_fails_clearly(tmp_path):
