@@ -22,8 +22,6 @@ import csv
 import importlib.resources
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from enum import Enum, IntEnum
@@ -33,8 +31,9 @@ import numpy as np
 import SimpleITK as sitk
 
 from .. import __version__
-from ..errors import ASFDAError, StoreError
+from ..errors import ASFDAError
 from ..io.volumes import write_volume
+from ..session.store import write_json_atomic
 
 DATASET_FILE = "dataset.json"
 # Bump when the voxels a config produces change, so that datasets built by older code are rebuilt.
@@ -575,21 +574,6 @@ def _clear_previous_build(root: Path) -> None:
                 stale.unlink()
 
 
-def _write_json(payload: dict, path: Path) -> None:
-    """Write via a temporary file and rename, so dataset.json is either absent or complete."""
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w") as stream:
-            json.dump(payload, stream, indent=2)
-            stream.write("\n")
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except OSError as error:
-        Path(temporary).unlink(missing_ok=True)
-        raise StoreError(f"could not write the dataset description ({error})", path) from error
-
-
 def manifest(
     root: Path, config: DatasetConfig, references: References, plans: list[CasePlan], files: ReferenceFiles
 ) -> dict:
@@ -660,5 +644,5 @@ def build_dataset(
         image, label = draw_case(loaded, plan, config)
         write_volume(_on_grid(image, loaded.grid), plan.image_path(root))
         write_volume(_on_grid(label, loaded.grid), plan.label_path(root))
-    _write_json(manifest(root, config, loaded, plans, files), root / DATASET_FILE)
+    write_json_atomic(root / DATASET_FILE, manifest(root, config, loaded, plans, files))
     return root

@@ -38,7 +38,6 @@ from . import processes
 log = logging.getLogger(__name__)
 
 JOB_FILE = re.compile(r"^(j\d+)\.json$")
-ROUND_END_EVENTS = ("round_completed", "round_failed", "round_cancelled", "round_interrupted")
 
 
 class JobKind(str, Enum):
@@ -171,21 +170,10 @@ def stop_leftover_workers(session_root: Path) -> list[int]:
     return stopped
 
 
-def open_rounds(store: SessionStore) -> list[int]:
-    """Rounds the journal shows started but not ended."""
-    started: set[int] = set()
-    for event in store.journal():
-        if event["event"] == "round_started":
-            started.add(event["round"])
-        elif event["event"] in ROUND_END_EVENTS:
-            started.discard(event.get("round"))
-    return sorted(started)
-
-
 def close_open_rounds(store: SessionStore, event: str, reason: str) -> list[int]:
     """After a fine-tuning worker was killed: end its round in the journal and drop its partial files, as the
     store would on its next open; the active version stays the parent's."""
-    rounds = open_rounds(store)
+    rounds = sorted(store.open_rounds())
     for number in rounds:
         store.log(event, round=number, error=reason)
     for partial in (store.root / "models").glob(".partial-*"):

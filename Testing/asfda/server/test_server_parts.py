@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from asfda.server.auth import new_token, token_matches
-from asfda.server.jobs import Job, JobKind, JobManager, JobState, close_open_rounds, open_rounds
+from asfda.server.jobs import Job, JobKind, JobManager, JobState, close_open_rounds
 from asfda.server.paths import InvalidPathError, PathForbiddenError, PathGuard
 from asfda.server.uploads import safe_file_name
 from asfda.session.store import SessionStore
@@ -63,9 +63,9 @@ def test_a_killed_round_is_closed_in_the_journal(tmp_path):
     store = make_store(tmp_path)
     store.log("round_started", round=1, parent="v0000")
     partial = store.partial_version_folder()
-    assert open_rounds(store) == [1]
+    assert list(store.open_rounds()) == [1]
     assert close_open_rounds(store, "round_cancelled", "stopped") == [1]
-    assert open_rounds(store) == [] and not partial.exists()
+    assert list(store.open_rounds()) == [] and not partial.exists()
     assert SessionStore(store.root).interrupted_rounds == []
 
 
