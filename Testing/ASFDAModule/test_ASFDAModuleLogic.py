@@ -16,8 +16,8 @@ import module_volumes as volumes
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from conftest import MODULE_DIR, TESTING_DIR, importSlicerCore
 from module_fake_backend import TOKEN
+from module_paths import MODULE_DIR, TESTING_DIR, importSlicerCore
 from module_processes import needsRealBackend, waitGone, writeTinyModel
 
 

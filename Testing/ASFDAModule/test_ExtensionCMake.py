@@ -17,7 +17,7 @@ import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 import pytest
-from conftest import MODULE_DIR, ROOT, TESTING_DIR
+from module_paths import MODULE_DIR, ROOT, TESTING_DIR
 
 CMAKE = shutil.which("cmake")
 needsCMake = pytest.mark.skipif(

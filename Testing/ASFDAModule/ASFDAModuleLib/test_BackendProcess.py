@@ -203,7 +203,7 @@ def test_a_backend_that_ignores_the_stop_request_is_killed(fakeEngine, tmp_path,
 @needsRealBackend
 def test_the_real_backend_starts_answers_and_stops(tmp_path):
     from ASFDAModuleLib.BackendClient import BackendClient
-    from conftest import MODULE_DIR
+    from module_paths import MODULE_DIR
 
     model = writeTinyModel(tmp_path / "model", {0: "background", 1: "liver"})
     launch = BackendLaunch(

@@ -6,6 +6,8 @@ only in the Slicer application and would change this Python.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from ASFDAModuleLib import InstallLogic as install
 
@@ -49,13 +51,18 @@ def test_requirements_are_read_and_checked_without_importing(requirements):
 
 
 def test_the_module_requirements_file_lists_the_engine_dependencies_but_not_torch():
-    from conftest import MODULE_DIR
+    from module_paths import MODULE_DIR, ROOT
 
-    names = [
-        r.split(">")[0].split("=")[0].strip().lower()
-        for r in install.readRequirements(MODULE_DIR / "Resources" / "requirements.txt")
-    ]
-    assert names == ["monai", "simpleitk", "numpy", "scipy", "tqdm", "fastapi", "uvicorn", "python-multipart"]
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    engine = project["dependencies"] + project["optional-dependencies"]["server"]
+
+    def name(requirement: str) -> str:
+        return re.split(r"[<>=!~;\[ ]", requirement, maxsplit=1)[0].strip().lower()
+
+    listed = {name(r) for r in install.readRequirements(MODULE_DIR / "Resources" / "requirements.txt")}
+    assert "torch" not in listed  # torch comes from the PyTorch extension
+    assert listed == {name(r) for r in engine} - {"torch"}
 
 
 def test_one_confirmation_then_torch_first_then_the_rest(requirements, monkeypatch):
