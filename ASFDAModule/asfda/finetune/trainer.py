@@ -155,7 +155,12 @@ def finetune_round(
         scaler.update()
         if teacher is not None:
             update_teacher(teacher, student, config.ema_decay)
-        record = {"step": step, "loss": float(loss), "loss_u": float(loss_u), "lambda_u": weight_u}
+        record = {
+            "step": step,
+            "loss": loss.detach().item(),
+            "loss_u": loss_u.detach().item(),
+            "lambda_u": weight_u,
+        }
         if validate and (step % config.validate_every == 0 or step == config.steps):
             student.eval()
             record["val_dice"] = validation_dice(model, labelled, device)
