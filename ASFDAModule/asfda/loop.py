@@ -13,6 +13,7 @@ from .config import FinetuneConfig, QueryConfig, QueryStrategy
 from .evaluation import evaluate_model, paired_files
 from .io.volumes import case_name
 from .reporting import ranking_table
+from .scoring.query import RankedCase
 from .session.session import AdaptationSession
 
 
@@ -29,6 +30,9 @@ class LoopSettings:
     semi_supervised: bool = True
     seed: int = 0
     finetune: FinetuneConfig | None = None  # overrides steps / semi_supervised / seed when given
+    evaluate_start: bool = (
+        True  # evaluate the starting model (round 0); the benchmark does it once for all runs
+    )
 
 
 @dataclass
@@ -73,8 +77,12 @@ def run_loop(
     test_images: Path | None = None,
     test_references: Path | None = None,
     report: Callable[[str], None] = print,
+    on_round: Callable[[RoundRecord], None] | None = None,
 ) -> list[RoundRecord]:
-    """Run ``settings.rounds`` rounds; round 0 is the pretrained model before any annotation."""
+    """Run ``settings.rounds`` rounds; round 0 is the pretrained model before any annotation.
+
+    ``on_round`` is called with each record as soon as its round is evaluated (the benchmark meters costs).
+    """
     finetune = settings.finetune or FinetuneConfig(
         steps=settings.steps, semi_supervised=settings.semi_supervised, seed=settings.seed
     )
@@ -84,7 +92,7 @@ def run_loop(
     test_pairs = paired_files(test_images, test_references) if test_images and test_references else []
     rng = np.random.default_rng(settings.seed)
 
-    dice, hd95, per_class = evaluate_round(session, test_pairs)
+    dice, hd95, per_class = evaluate_round(session, test_pairs if settings.evaluate_start else [])
     records = [
         RoundRecord(
             0,
@@ -100,9 +108,11 @@ def run_loop(
         )
     ]
     report(format_round(records[-1]))
+    if on_round is not None:
+        on_round(records[-1])
     for number, budget in enumerate(round_budgets(settings, len(session.store.labelled_ids())), start=1):
         started = time.perf_counter()
-        ranking = session.rank(QueryConfig(strategy=settings.strategy, budget=budget), rng=rng)
+        ranking = query(session, settings.strategy, budget, rng)
         scoring_seconds = time.perf_counter() - started
         if number == 1:
             report(ranking_table(ranking, {r.id: r.name for r in session.store.cases()}))
@@ -126,7 +136,27 @@ def run_loop(
             )
         )
         report(format_round(records[-1]))
+        if on_round is not None:
+            on_round(records[-1])
     return records
+
+
+def query(
+    session: AdaptationSession, strategy: QueryStrategy, budget: int, rng: np.random.Generator
+) -> list[RankedCase]:
+    """The round's ranking. Random picks need no scores, so they do not pay for a pass over the pool (the
+    benchmark's cost table would otherwise charge random with our scoring)."""
+    if strategy is not QueryStrategy.RANDOM:
+        return session.rank(QueryConfig(strategy=strategy, budget=budget), rng=rng)
+    labelled = set(session.store.labelled_ids())
+    pool = [r.id for r in session.store.cases() if r.id not in labelled]
+    draws = rng.random(len(pool))
+    order = sorted(range(len(pool)), key=lambda i: -draws[i])
+    nan = float("nan")
+    return [
+        RankedCase(pool[i], nan, nan, nan, float(draws[i]), rank + 1, rank < budget)
+        for rank, i in enumerate(order)
+    ]
 
 
 def round_budgets(settings: LoopSettings, already_labelled: int) -> list[int]:

@@ -10,6 +10,7 @@ import argparse
 import time
 from collections.abc import Callable
 from dataclasses import fields
+from pathlib import Path
 
 from .dataset import DatasetConfig, build_dataset, dataset_layout, is_built
 
@@ -70,18 +71,30 @@ def train_source(args: argparse.Namespace) -> int:
     from .source_model import CPU_NETWORK, GPU_NETWORK, SourceTrainingConfig, train_source_model
 
     layout = dataset_layout(args.dataset)
-    config = SourceTrainingConfig(network=GPU_NETWORK if args.network == "swinunetr" else CPU_NETWORK,
-                                  steps=args.steps, seed=args.seed, roi_size=(args.roi,) * 3,
-                                  spacing_mm=layout.spacing_mm)
+    config = SourceTrainingConfig(
+        network=GPU_NETWORK if args.network == "swinunetr" else CPU_NETWORK,
+        steps=args.steps,
+        seed=args.seed,
+        roi_size=(args.roi,) * 3,
+        spacing_mm=layout.spacing_mm,
+    )
     start = time.perf_counter()
-    out = train_source_model(list(layout.source), layout.labels, args.out, config, resolve_device(args.device))
-    print(f"{out}: source model trained in {time.perf_counter() - start:.0f} s ({args.steps} steps, seed {args.seed})")
+    out = train_source_model(
+        list(layout.source), layout.labels, args.out, config, resolve_device(args.device)
+    )
+    print(
+        f"{out}: source model trained in {time.perf_counter() - start:.0f} s "
+        f"({args.steps} steps, seed {args.seed})"
+    )
     return 0
 
 
 def _add_train_source(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("train-source", help="train the source model on the dataset's source split",
-                                   description=train_source.__doc__)
+    parser = subparsers.add_parser(
+        "train-source",
+        help="train the source model on the dataset's source split",
+        description=train_source.__doc__,
+    )
     parser.add_argument("--dataset", required=True, metavar="DIR", help="folder made by make-dataset")
     parser.add_argument("--out", required=True, metavar="DIR", help="model folder to write")
     parser.add_argument("--network", choices=("segresnet", "swinunetr"), default="segresnet")
@@ -92,7 +105,174 @@ def _add_train_source(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=train_source)
 
 
-SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (_add_make_dataset, _add_train_source)
+def command_line(name: str, args: argparse.Namespace) -> str:
+    """The command that reproduces ``args`` (every option spelled out, defaults included), for run.json."""
+    import shlex
+
+    words = ["asfda", name]
+    for key, value in vars(args).items():
+        if key in ("func", "command", "verbose") or value is None or value is False:
+            continue
+        option = "--" + key.replace("_", "-")
+        if value is True:
+            words.append(option)
+        elif isinstance(value, (list, tuple)):
+            words += [option, *map(str, value)]
+        else:
+            words += [option, str(value)]
+    return shlex.join(words)
+
+
+def benchmark(args: argparse.Namespace) -> int:
+    """Adapt the source model with every strategy at the same schedule, several seeds; write the tables,
+    the plot and the costs. Resumable: finished (strategy, seed) runs are kept and skipped."""
+    import sys
+
+    from .demo import committed_model
+    from .runner import ARMS, BenchmarkConfig, Window, run_benchmark
+
+    config = BenchmarkConfig(
+        arms=tuple(args.strategies or ARMS),
+        seeds=tuple(args.seeds),
+        schedule=tuple(args.schedule),
+        steps=args.steps,
+        patch_size=args.patch,
+        batch_size=args.batch_size,
+        validate_every=args.validate_every,
+        window=Window(args.window),
+        all_labelled=not args.no_all_labelled,
+        all_labelled_steps=args.all_labelled_steps,
+        device=args.device,
+        threads=args.threads,
+        workers=args.workers,
+        isolate=not args.in_process,
+        keep_sessions=args.keep_sessions,
+    )
+    command = command_line("benchmark", args)
+    outcome = run_benchmark(
+        args.dataset,
+        args.model or committed_model(),
+        args.out,
+        config,
+        args.work,
+        command,
+        progress=not args.no_progress,
+        report_only=args.report_only,
+    )
+    print((Path(args.out) / "results.md").read_text())
+    print("wrote " + ", ".join(str(p) for p in outcome.files))
+    for name, error in outcome.failures.items():
+        print(f"run {name} failed: {error}", file=sys.stderr)
+    return 1 if outcome.failures else 0
+
+
+def _add_benchmark(subparsers: argparse._SubParsersAction) -> None:
+    from ..config import FinetuneConfig
+    from .runner import ARMS, KNOWN_ARMS, BenchmarkConfig, Window
+
+    defaults = BenchmarkConfig()
+    parser = subparsers.add_parser(
+        "benchmark",
+        help="every query strategy at the same annotation schedule: Dice/HD95 tables, AUC, plot, costs",
+        description=benchmark.__doc__,
+    )
+    parser.add_argument(
+        "--dataset", required=True, type=Path, metavar="DIR", help="folder made by make-dataset"
+    )
+    parser.add_argument(
+        "--model", type=Path, help="source model folder (default: the repository's Resources/SourceModel)"
+    )
+    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="results folder")
+    parser.add_argument("--work", type=Path, metavar="DIR", help="sessions and scratch (default: OUT/work)")
+    parser.add_argument(
+        "--strategies",
+        nargs="+",
+        choices=list(KNOWN_ARMS),
+        metavar="NAME",
+        help=f"default: all of {', '.join(ARMS)}; variants: {', '.join(set(KNOWN_ARMS) - set(ARMS))}",
+    )
+    parser.add_argument("--seeds", nargs="+", type=int, default=list(defaults.seeds))
+    parser.add_argument(
+        "--schedule",
+        nargs="+",
+        type=int,
+        default=list(defaults.schedule),
+        help="labelled cases after each round",
+    )
+    parser.add_argument("--steps", type=int, default=defaults.steps, help="fine-tuning steps a round")
+    parser.add_argument("--patch", type=int, help="fine-tuning patch side (default: the model's window)")
+    parser.add_argument("--batch-size", type=int, default=FinetuneConfig().batch_size)
+    parser.add_argument("--validate-every", type=int, help="default: once, at the end of each round")
+    parser.add_argument(
+        "--window",
+        choices=[w.value for w in Window],
+        default=defaults.window.value,
+        help="inference window: the whole volume (fast) or the model's own",
+    )
+    parser.add_argument("--no-all-labelled", action="store_true", help="skip the all-labelled ceiling")
+    parser.add_argument("--all-labelled-steps", type=int, help="default: steps x rounds")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int, help="torch threads per run")
+    parser.add_argument("--workers", type=int, default=1, help="runs at a time (separate processes)")
+    parser.add_argument(
+        "--in-process", action="store_true", help="run everything in this process (one at a time)"
+    )
+    parser.add_argument("--keep-sessions", action="store_true", help="keep each run's session folder")
+    parser.add_argument("--report-only", action="store_true", help="rebuild the report from the saved runs")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.set_defaults(func=benchmark)
+
+
+def demo(args: argparse.Namespace) -> int:
+    """A small T1 -> T2 dataset, the committed source model, three rounds of ASFDA: held-out Dice per round,
+    the ranking with DKD and ASD, and a plot. A few minutes on a laptop CPU."""
+    from .demo import DemoConfig, run_demo
+    from .runner import Window
+
+    config = DemoConfig(
+        rounds=args.rounds,
+        steps=args.steps,
+        n_pool=args.n_pool,
+        window=Window(args.window),
+        device=args.device,
+        threads=args.threads,
+    )
+    run_demo(args.out, args.model, config, progress=not args.no_progress)
+    return 0
+
+
+def _add_demo(subparsers: argparse._SubParsersAction) -> None:
+    from .demo import DemoConfig
+    from .runner import Window
+
+    defaults = DemoConfig()
+    parser = subparsers.add_parser(
+        "demo",
+        help="three rounds of ASFDA on a small real-anatomy T1 -> T2 dataset",
+        description=demo.__doc__,
+    )
+    parser.add_argument(
+        "--out", required=True, type=Path, metavar="DIR", help="folder for the dataset, session, plot"
+    )
+    parser.add_argument(
+        "--model", type=Path, help="source model folder (default: the repository's Resources/SourceModel)"
+    )
+    parser.add_argument("--rounds", type=int, default=defaults.rounds)
+    parser.add_argument("--steps", type=int, default=defaults.steps, help="fine-tuning steps a round")
+    parser.add_argument("--n-pool", type=int, default=defaults.n_pool, help="target cases to query")
+    parser.add_argument("--window", choices=[w.value for w in Window], default=defaults.window.value)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--threads", type=int)
+    parser.add_argument("--no-progress", action="store_true")
+    parser.set_defaults(func=demo)
+
+
+SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (
+    _add_make_dataset,
+    _add_train_source,
+    _add_benchmark,
+    _add_demo,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

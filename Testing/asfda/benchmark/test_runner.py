@@ -1,0 +1,167 @@
+"""A tiny benchmark end to end through the command line (two strategies, one seed, one round), its resume,
+and the pieces it is planned from."""
+
+import csv
+import json
+
+import pytest
+from asfda.benchmark.report import RunResult
+from asfda.benchmark.runner import (
+    ARMS,
+    CEILING,
+    BenchmarkConfig,
+    ScoringMeter,
+    Window,
+    plan_jobs,
+    prepare_model,
+)
+from asfda.cli.main import main
+from asfda.errors import ASFDAError
+from asfda.models.spec import ModelSpec
+from asfda.session import session as session_module
+
+
+@pytest.fixture(scope="module")
+def tiny_benchmark(tmp_path_factory, tiny_dataset, tiny_model):
+    out = tmp_path_factory.mktemp("benchmark")
+    argv = [
+        "benchmark",
+        "--dataset",
+        str(tiny_dataset.root),
+        "--model",
+        str(tiny_model),
+        "--out",
+        str(out),
+        "--strategies",
+        "asfda",
+        "random",
+        "--seeds",
+        "0",
+        "--schedule",
+        "1",
+        "--steps",
+        "1",
+        "--device",
+        "cpu",
+        "--in-process",
+        "--no-all-labelled",
+        "--no-progress",
+    ]
+    assert main(argv) == 0
+    return out, argv
+
+
+def test_outputs_are_produced_and_sane(tiny_benchmark, tiny_dataset):
+    out, _ = tiny_benchmark
+    for name in (
+        "results.md",
+        "results.csv",
+        "records.csv",
+        "costs.md",
+        "curves.png",
+        "run.json",
+        "pretrained_scoring.json",
+        "runs/source-only.json",
+        "runs/asfda-seed0.json",
+        "runs/random-seed0.json",
+    ):
+        assert (out / name).is_file(), name
+    assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert not (out / "work" / "asfda-seed0").exists()  # finished sessions are not kept
+
+    rows = {(r["strategy"], r["n_labelled"]): r for r in csv.DictReader((out / "results.csv").open())}
+    assert set(rows) == {
+        ("source-only", "0"),
+        ("asfda", "1"),
+        ("asfda", "auc"),
+        ("random", "1"),
+        ("random", "auc"),
+    }
+    for row in rows.values():
+        assert 0.0 <= float(row["dice_mean"]) <= 1.0
+    assert (
+        rows[("asfda", "1")]["dice_mean"] == rows[("asfda", "auc")]["dice_mean"]
+    )  # one point is its own area
+
+    runs = {
+        name: RunResult.from_json(json.loads((out / "runs" / f"{name}-seed0.json").read_text()))
+        for name in ("asfda", "random")
+    }
+    for run in runs.values():
+        assert [r.round for r in run.records] == [0, 1] and run.records[1].n_labelled == 1
+        assert len(run.records[1].picked) == 1 and run.peak_rss_mib > 0
+    # The source model is evaluated once (the floor), not in every run's round 0.
+    assert runs["asfda"].records[0].test_dice is None and runs["random"].records[0].test_dice is None
+    floor = RunResult.from_json(json.loads((out / "runs" / "source-only.json").read_text()))
+    assert 0.0 <= floor.records[0].test_dice <= 1.0 and floor.records[0].n_labelled == 0
+    assert runs["asfda"].fine_tuning == "semi-supervised" and runs["random"].fine_tuning == "supervised"
+    # Round 1 ranks from the shared scoring of the pool; random never scores.
+    assert [c.passes for c in runs["asfda"].scoring] == [0, 0]
+    assert [c.passes for c in runs["random"].scoring] == [0, 0]
+
+    scoring = json.loads((out / "pretrained_scoring.json").read_text())
+    assert scoring["ours"]["passes_per_volume"] == 1.0 and scoring["epistemic"]["passes_per_volume"] == 6.0
+    assert len(scoring["ours"]["seconds"]) == len(tiny_dataset.pool)
+
+    info = json.loads((out / "run.json").read_text())
+    assert info["command"].startswith("asfda benchmark --dataset") and "--steps 1" in info["command"]
+    assert info["machine"]["cpu_count"] and info["git_commit"] and info["started"] and info["finished"]
+    assert {r["strategy"] for r in info["runs"]} == {"source-only", "asfda", "random"}
+    assert "| asfda | semi-supervised |" in (out / "results.md").read_text()
+    assert "| random | 0 | 0 (needs no scores) |" in (out / "costs.md").read_text()
+
+
+def test_a_rerun_skips_the_finished_runs(tiny_benchmark, capsys):
+    out, argv = tiny_benchmark
+    saved = {p.name: p.stat().st_mtime_ns for p in (out / "runs").iterdir()}
+    assert main(argv) == 0
+    assert {p.name: p.stat().st_mtime_ns for p in (out / "runs").iterdir()} == saved
+    assert main([*argv, "--report-only"]) == 0
+    assert "| asfda |" in capsys.readouterr().out
+
+
+def test_whole_volume_window_covers_every_volume(tmp_path, tiny_dataset, tiny_model):
+    images = [image for image, _ in (*tiny_dataset.pool, *tiny_dataset.test)]
+    folder, own = prepare_model(tiny_model, tmp_path / "model", Window.VOLUME, images)
+    spec = ModelSpec.load(folder)
+    assert own == (32, 32, 32) and all(side % 16 == 0 for side in spec.roi_size)
+    assert all(side >= size for side, size in zip(spec.roi_size, tiny_dataset.size))
+    assert prepare_model(tiny_model, tmp_path / "unused", Window.MODEL, images) == (tiny_model.resolve(), own)
+
+
+def test_plan_pairs_seeds_and_gives_the_ceiling_a_whole_schedule_of_steps(tmp_path, tiny_dataset):
+    config = BenchmarkConfig(arms=("asfda", "random"), seeds=(0, 1), schedule=(1, 2), steps=5, patch_size=16)
+    jobs = plan_jobs(
+        config, tiny_dataset, tmp_path / "model", (16, 16, 16), tmp_path / "out", tmp_path / "work"
+    )
+    assert [job.name for job in jobs] == [
+        "asfda-seed0",
+        "random-seed0",
+        "all-labelled-seed0",
+        "asfda-seed1",
+        "random-seed1",
+        "all-labelled-seed1",
+    ]
+    ceiling = jobs[2]
+    assert ceiling.arm is CEILING and ceiling.schedule == (len(tiny_dataset.pool),)
+    assert ceiling.finetune.steps == 10 and not ceiling.finetune.semi_supervised
+    assert jobs[0].finetune.semi_supervised and jobs[0].finetune.seed == 0 and jobs[3].finetune.seed == 1
+    assert jobs[1].finetune.validate_every == 5  # once, at the end of each round
+    assert (
+        ARMS["asfda-no-ssl"].strategy is ARMS["asfda"].strategy and not ARMS["asfda-no-ssl"].semi_supervised
+    )
+
+
+def test_config_refuses_unknown_strategies_and_bad_schedules():
+    with pytest.raises(ASFDAError):
+        BenchmarkConfig(arms=("asfda", "magic"))
+    with pytest.raises(ASFDAError):
+        BenchmarkConfig(schedule=(4, 2))
+
+
+def test_meter_restores_the_session_functions():
+    predict, score_case = session_module.predict, session_module.score_case
+    meter = ScoringMeter()
+    with meter.installed():
+        assert session_module.predict is not predict
+    assert session_module.predict is predict and session_module.score_case is score_case
