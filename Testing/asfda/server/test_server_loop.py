@@ -240,5 +240,5 @@ def test_killed_backend_restarts_with_nothing_lost(loop):
         assert cases[case["id"]]["status"] == "labelled"
         assert (loop.session / "labels" / "final" / f"{case['id']}.nii.gz").is_file()
     assert ranking["complete"] and ranking["model_version"] == "v0001"
-    assert any(e["event"] == "round_interrupted" and e["round"] == 2 for e in journal(loop.session))
+    assert any(e["event"] == "round_interrupted" and e["round"] == 3 for e in journal(loop.session))
     assert not list((loop.session / "models").glob(".partial-*"))
