@@ -47,6 +47,7 @@ class RoundRecord:
     scoring_seconds: float
     finetune_seconds: float
     per_class_dice: dict[int, float] = field(default_factory=dict)
+    pseudo_labelled: int | None = None  # unlabelled cases the round trained on with pseudo-labels
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -133,6 +134,7 @@ def run_loop(
                 scoring_seconds,
                 version.metrics.get("seconds", 0.0),
                 per_class,
+                version.metrics.get("n_pseudo_labelled"),
             )
         )
         report(format_round(records[-1]))

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import shutil
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,20 +106,17 @@ def run_demo(
         f"source model {model}; {config.rounds} rounds of ASFDA, {config.budget} case a round, "
         f"{config.steps} fine-tuning steps a round"
     )
-    with warnings.catch_warnings():
-        # The fine-tuning loop logs its loss with float(); torch's advice about that is noise in a demo.
-        warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad=True to a scalar")
-        records = run_loop(
-            session,
-            adapted,
-            pool_images,
-            pool_labels,
-            settings,
-            config.device,
-            test_images,
-            test_labels,
-            report=report,
-        )
+    records = run_loop(
+        session,
+        adapted,
+        pool_images,
+        pool_labels,
+        settings,
+        config.device,
+        test_images,
+        test_labels,
+        report=report,
+    )
     report("")
     report(dice_table(records))
     plot = plot_rounds(

@@ -396,6 +396,7 @@ def records_csv(results: list[RunResult]) -> str:
             "finetune_seconds",
             "volumes_scored",
             "forward_passes",
+            "pseudo_labelled",
         ]
     )
     for run in results:
@@ -417,6 +418,7 @@ def records_csv(results: list[RunResult]) -> str:
                     round(r.finetune_seconds, 3),
                     cost.volumes if cost else "",
                     cost.passes if cost else "",
+                    "" if r.pseudo_labelled is None else r.pseudo_labelled,  # not recorded by older runs
                 ]
             )
     return out.getvalue()
@@ -559,6 +561,8 @@ def plot_curves(
                 means,
                 marker="o",
                 linewidth=2.4 if strong else 1.2,
+                # Dashed when a highlighted curve is the supervised twin, so identical curves stay visible.
+                linestyle="--" if strong and row.fine_tuning == "supervised" else "-",
                 label=f"{row.arm} ({row.fine_tuning})",
                 zorder=3 if strong else 2,
             )[0]

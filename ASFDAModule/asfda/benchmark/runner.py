@@ -618,19 +618,34 @@ def ordered(results: list[RunResult], config: BenchmarkConfig) -> list[RunResult
     )
 
 
+def invocations(previous_run_json: Path, run_info: dict, report_only: bool) -> list[dict]:
+    """Every invocation that added runs to this benchmark (a resumed or extended one has several)."""
+    keys = ("command", "git_commit", "started", "finished", "wall_seconds_this_invocation", "failures")
+    previous = json.loads(previous_run_json.read_text()) if previous_run_json.is_file() else {}
+    history = previous.get("invocations") or (
+        [{k: previous.get(k) for k in keys}] if previous.get("command") else []
+    )
+    if report_only:
+        return history or [{k: run_info[k] for k in keys}]
+    return [*history, {k: run_info[k] for k in keys}]
+
+
 def write_report(out: Path, config: BenchmarkConfig, run_info: dict) -> list[Path]:
     """results.md, results.csv, records.csv, costs.md, curves.png and run.json from the saved runs."""
     results = ordered(load_results(out), config)
     scoring_path = out / "pretrained_scoring.json"
     pretrained = json.loads(scoring_path.read_text()) if scoring_path.is_file() else None
-    command = run_info.get("command", "")
+    runs_made_by = run_info.get("invocations") or [run_info]
+    commands = "`  \nthen `".join(i.get("command", "") for i in runs_made_by)
     preamble = (
         f"# ASFDA benchmark\n\nDataset `{run_info.get('dataset', '')}` "
         f"({run_info.get('dataset_summary', '')}); source model `{run_info.get('model', '')}`; schedule "
         f"{', '.join(map(str, config.schedule))} labelled cases, one round each, {config.steps} fine-tuning "
-        f"steps a round; seeds {', '.join(map(str, config.seeds))}.\n\nCommand: `{command}`  \n"
+        f"steps a round; seeds {', '.join(map(str, config.seeds))}.\n\n"
+        f"Command{'s, in order' if len(runs_made_by) > 1 else ''}: `{commands}`  \n"
         f"Machine: {run_info.get('machine_summary', '')}  \n"
-        f"Commit: {run_info.get('git_commit', '')}; finished {run_info.get('finished', '')}."
+        f"Commit: {run_info.get('git_commit', '')}; runs from {runs_made_by[0].get('started', '')} "
+        f"to {runs_made_by[-1].get('finished', '')}."
     )
     descriptions = {name: KNOWN_ARMS[name].description for name in config.arms}
     descriptions[ALL_LABELLED] = (
@@ -751,15 +766,6 @@ def run_benchmark(
         "wall_seconds_this_invocation": round(time.perf_counter() - clock, 1),
         "failures": failures,
     }
-    # A resumed or extended benchmark keeps the record of every invocation that added runs to it.
-    previous = (
-        json.loads((out / "run.json").read_text()).get("invocations", [])
-        if (out / "run.json").is_file()
-        else []
-    )
-    this = {
-        k: run_info[k] for k in ("command", "started", "finished", "wall_seconds_this_invocation", "failures")
-    }
-    run_info["invocations"] = [*previous, this] if not report_only else previous or [this]
+    run_info["invocations"] = invocations(out / "run.json", run_info, report_only)
     files = write_report(out, config, run_info)
     return BenchmarkOutcome(ordered(load_results(out), config), failures, files)

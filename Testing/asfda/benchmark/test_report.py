@@ -139,6 +139,7 @@ def test_markdown_and_csv_tables(results):
     raw = list(csv.DictReader(io.StringIO(records_csv(results))))
     assert len(raw) == sum(len(r.records) for r in results)
     assert raw[2]["forward_passes"] == "16" and raw[2]["volumes_scored"] == "16"
+    assert raw[2]["pseudo_labelled"] == ""  # not recorded
 
 
 def test_costs_count_passes_per_scored_volume_after_the_first_round(results):

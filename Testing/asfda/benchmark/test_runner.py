@@ -90,6 +90,7 @@ def test_outputs_are_produced_and_sane(tiny_benchmark, tiny_dataset):
     for run in runs.values():
         assert [r.round for r in run.records] == [0, 1] and run.records[1].n_labelled == 1
         assert len(run.records[1].picked) == 1 and run.peak_rss_mib > 0
+        assert run.records[1].pseudo_labelled == 0  # a random model is never confident enough
     # The source model is evaluated once (the floor), not in every run's round 0.
     assert runs["asfda"].records[0].test_dice is None and runs["random"].records[0].test_dice is None
     floor = RunResult.from_json(json.loads((out / "runs" / "source-only.json").read_text()))
