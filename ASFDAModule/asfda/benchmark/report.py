@@ -583,6 +583,13 @@ def plot_curves(
     axes[0].legend(fontsize=7, loc="lower right")
     if title:
         figure.suptitle(title, fontsize=10)
+    return save_figure(figure, path)
+
+
+def save_figure(figure, path: str | Path) -> Path:
+    """Write a matplotlib figure as a PNG and free it."""
+    import matplotlib.pyplot as plt
+
     figure.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -617,9 +624,4 @@ def plot_rounds(records: Sequence[RoundRecord], path: str | Path, title: str = "
     axis.grid(alpha=0.3)
     if title:
         axis.set_title(title, fontsize=9)
-    figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)
