@@ -1,50 +1,37 @@
 """ASFDA: active source-free domain adaptation of a 3D segmentation model, driven from Slicer.
 
 The backend (``asfda serve``) ranks unlabelled volumes by DKD and ASD; the radiologist corrects the model's
-prediction of the suggested case in the Segment Editor; the backend fine-tunes and the scores refresh.
+prediction of the suggested case in the Segment Editor embedded in this panel; the backend fine-tunes and the
+scores refresh.
 
-Template order: Module, parameter node, Widget (wiring only), Logic (no GUI: scripts and tests call it),
-Test. torch, MONAI and the engine are never imported here: they run in the backend process, and their
-dependencies are installed on first use.
+Template order: Module, Widget (wiring only), Logic (no GUI, in ``ASFDAModuleLib.ModuleLogic``: scripts and
+tests call it), Test. torch, MONAI and the engine are never imported here: they run in the backend process,
+and their dependencies are installed on first use.
 """
 
 import logging
-import os
-import pathlib
-import tempfile
-import time
-from dataclasses import dataclass
-from typing import Annotated
 
 import qt
 import slicer
-from ASFDAModuleLib.BackendClient import BackendClient, BackendError
-from ASFDAModuleLib.BackendProcess import (
-    BackendLaunch,
-    BackendProcess,
-    BackendProcessProtocol,
-    BackendState,
-    ServerInfo,
-)
-from ASFDAModuleLib.BackendTypes import BackendInfo, Case, Job, JobState, Ranking, RoundMetrics
+import vtk
+from ASFDAModuleLib.BackendProcess import BackendState
+from ASFDAModuleLib.BackendTypes import BackendInfo, Case, Job, JobState, Ranking
 from ASFDAModuleLib.BackgroundTasks import BackgroundTasks
 from ASFDAModuleLib.CaseTable import CaseColumn, CaseTableModel
-from ASFDAModuleLib.InstallLogic import InstallLogic
-from ASFDAModuleLib.Plots import updateDicePlot, updateScorePlot
-from ASFDAModuleLib.SceneLogic import SceneLogic
-from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
+from ASFDAModuleLib.i18n import _, translate
+from ASFDAModuleLib.ModuleLogic import ASFDAModuleLogic  # noqa: F401 - Slicer finds the Logic here
+from ASFDAModuleLib.Parameters import ASFDAModuleParameterNode  # noqa: F401 - and the parameter node
+from ASFDAModuleLib.Paths import pathOrNone, pathText
+from ASFDAModuleLib.SampleData import registerSampleData
+from ASFDAModuleLib.Settings import LeavePolicy, ModuleSettings
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
-    ScriptedLoadableModuleLogic,
     ScriptedLoadableModuleTest,
     ScriptedLoadableModuleWidget,
 )
 from slicer.util import VTKObservationMixin
 
-MODULE_DIR = pathlib.Path(__file__).resolve().parent
-VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
-HTTP_CONFLICT = 409
-HTTP_FORBIDDEN = 403
+DOCUMENTATION_URL = "https://github.com/ASFDA/SlicerASFDA#readme"
 
 #
 # ASFDAModule
@@ -54,42 +41,28 @@ HTTP_FORBIDDEN = 403
 class ASFDAModule(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
-        self.parent.title = "ASFDA"
-        self.parent.categories = ["Segmentation"]
+        self.parent.title = _("ASFDA")
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
         self.parent.dependencies = ["Segmentations", "SegmentEditor"]
-        self.parent.contributors = ["ASFDA developers"]
-        self.parent.helpText = """
-Adapt a pretrained 3D segmentation model to your own scans with as few corrections as possible.
-The backend ranks the unlabelled volumes by knowledge divergence (DKD) and segmentation difficulty (ASD);
-correct the model's prediction of the suggested case, save it, and the model is fine-tuned for the next one.
-"""
-        self.parent.acknowledgementText = """
-Method after Yang, Marcus and Sotiras, "Adapting Medical Vision Foundation Models for Volumetric Medical Image
-Segmentation via Active Learning and Selective Semi-supervised Fine-tuning" (arXiv 2509.10784), in this
-project's own formulation.
-"""
-
-
-#
-# ASFDAModuleParameterNode
-#
-
-
-@parameterNodeWrapper
-class ASFDAModuleParameterNode:
-    """What the user chose, saved with the scene (the backend token is not: it is a secret)."""
-
-    sessionFolder: pathlib.Path
-    modelPath: pathlib.Path
-    dataFolder: pathlib.Path
-    device: Annotated[str, Choice(["auto", "cuda", "cpu"])] = "auto"
-    backendUrl: str = ""
-    annotatorName: str = "slicer"
-    fineTuneSteps: Annotated[int, WithinRange(0, 1000000)] = 0  # 0: the backend's default
-    fetchNextAutomatically: bool = False
-    currentCaseId: str = ""
-    currentVolume: slicer.vtkMRMLScalarVolumeNode
-    currentSegmentation: slicer.vtkMRMLSegmentationNode
+        self.parent.contributors = ["ASFDA developers (ASFDA project)"]
+        self.parent.helpText = (
+            _(
+                "Adapt a pretrained 3D segmentation model to your own scans with as few corrections as "
+                "possible. The backend ranks the unlabelled volumes by knowledge divergence (DKD) and "
+                "segmentation difficulty (ASD); correct the model's prediction of the suggested case, save "
+                "it, and the model is fine-tuned for the next one."
+            )
+            + f'<p>{_("Documentation:")} <a href="{DOCUMENTATION_URL}">{DOCUMENTATION_URL}</a></p>'
+        )
+        self.parent.acknowledgementText = _(
+            'Method after Yang, Marcus and Sotiras, "Adapting Medical Vision Foundation Models for '
+            "Volumetric Medical Image Segmentation via Active Learning and Selective Semi-supervised "
+            "Fine-tuning\" (arXiv 2509.10784), in this project's own formulation."
+        )
+        # Sample data registers once the application has started (SampleData is a scripted module too).
+        app = getattr(slicer, "app", None)
+        if app is not None:
+            app.connect("startupCompleted()", registerSampleData)
 
 
 #
@@ -98,7 +71,10 @@ class ASFDAModuleParameterNode:
 
 
 class ASFDAModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """Wires the UI to the logic; every backend call goes through background tasks polled by a timer."""
+    """Wires the UI to the Logic; every backend call goes through background tasks polled by a timer.
+
+    Thin on purpose: the tests run without Qt, so everything that can be decided without it is in the Logic.
+    """
 
     POLL_INTERVAL_MS = 100
     JOB_INTERVAL_MS = 1000
@@ -110,6 +86,8 @@ class ASFDAModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode = None
         self._parameterNodeGuiTag = None
         self._jobId = None
+        self._scoringJobId = None
+        self._nextAfterRound = False
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -119,52 +97,83 @@ class ASFDAModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         uiWidget.setMRMLScene(slicer.mrmlScene)
 
         self.logic = ASFDAModuleLogic()
+        self.settings = ModuleSettings()
         self.tasks = BackgroundTasks()
-        self.pollTimer = qt.QTimer()
-        self.pollTimer.setInterval(self.POLL_INTERVAL_MS)
-        self.pollTimer.timeout.connect(self.onPoll)
+        self.pollTimer = self._timer(self.POLL_INTERVAL_MS, self.onPoll)
         self.pollTimer.start()
-        self.jobTimer = qt.QTimer()
-        self.jobTimer.setInterval(self.JOB_INTERVAL_MS)
-        self.jobTimer.timeout.connect(self.onJobTimer)
+        self.jobTimer = self._timer(self.JOB_INTERVAL_MS, self.onJobTimer)
+        self.scoringTimer = self._timer(self.JOB_INTERVAL_MS, lambda: self.onRefresh(quiet=True))
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
-        slicer.app.aboutToQuit.connect(self.logic.stopBackend)
+        self._connectApplication()
 
-        self.ui.startBackendButton.clicked.connect(self.onStartBackend)
-        self.ui.stopBackendButton.clicked.connect(self.onStopBackend)
-        self.ui.connectButton.clicked.connect(self.onConnect)
-        self.ui.addSceneVolumesButton.clicked.connect(self.onAddSceneVolumes)
-        self.ui.addFolderButton.clicked.connect(self.onAddFolder)
-        self.ui.refreshButton.clicked.connect(self.onRefresh)
-        self.ui.annotateNextButton.clicked.connect(self.onAnnotateNext)
-        self.ui.submitButton.clicked.connect(self.onSubmit)
-        self.ui.cancelRoundButton.clicked.connect(self.onCancelRound)
-        self.ui.showPlotsButton.clicked.connect(self.onShowPlots)
+        self.ui.segmentEditorWidget.setMRMLSegmentEditorNode(self.logic.sceneLogic.segmentEditorNode())
+        self.ui.modelPathLineEdit.nameFilters = [_("TorchScript model (*.ts *.torchscript *.pt *.pth)")]
+        for lineEdit, name in self._pathFields():
+            lineEdit.currentPathChanged.connect(lambda path, name=name: self.onPathChanged(name, path))
+        self.ui.modelFolderButton.clicked.connect(self.onChooseModelFolder)
+        self.ui.deviceComboBox.currentTextChanged.connect(lambda text: self.settings.save(device=text))
+        self.ui.backendUrlLineEdit.editingFinished.connect(
+            lambda: self.settings.save(backendUrl=self.ui.backendUrlLineEdit.text)
+        )
+        connections = {
+            self.ui.startBackendButton: self.onStartBackend,
+            self.ui.stopBackendButton: self.onStopBackend,
+            self.ui.connectButton: self.onConnect,
+            self.ui.addSceneVolumesButton: self.onAddSceneVolumes,
+            self.ui.addFolderButton: self.onAddFolder,
+            self.ui.refreshButton: self.onRefresh,
+            self.ui.cancelScoringButton: self.onCancelScoring,
+            self.ui.removeCaseButton: self.onRemoveCase,
+            self.ui.annotateNextButton: self.onAnnotateNext,
+            self.ui.saveAndNextButton: lambda: self.onSave(train=True),
+            self.ui.saveWithoutTrainingButton: lambda: self.onSave(train=False),
+            self.ui.trainButton: self.onTrain,
+            self.ui.skipButton: lambda: self.onMarkCase(flag=False),
+            self.ui.flagButton: lambda: self.onMarkCase(flag=True),
+            self.ui.cancelRoundButton: self.onCancelRound,
+            self.ui.refreshModelsButton: self.onRefreshModels,
+            self.ui.activateVersionButton: self.onActivateVersion,
+            self.ui.showPlotsButton: self.onShowPlots,
+        }
+        for button, slot in connections.items():
+            button.clicked.connect(slot)
         self.ui.plotChartSelector.currentNodeChanged.connect(self.onPlotChartSelected)
         self.ui.casesTable.horizontalHeader().sectionClicked.connect(self.onSortColumn)
         self.ui.casesTable.cellDoubleClicked.connect(self.onCaseDoubleClicked)
 
-        self._setUpCasesTable()
+        self._setUpTable(self.ui.casesTable, [column.title for column in CaseTableModel.columns])
+        self._setUpTable(self.ui.modelVersionsTable, [_("Version"), _("Round"), _("Metrics"), _("Active")])
         self.initializeParameterNode()
+        self._restoreSettings()
         self._updateButtons()
 
     def cleanup(self) -> None:
         """Slicer closes or the module is reloaded: stop timers, workers and the backend with its children."""
-        self.pollTimer.stop()
-        self.jobTimer.stop()
+        for timer in (self.pollTimer, self.jobTimer, self.scoringTimer):
+            timer.stop()
         self.tasks.shutdown()
         self.logic.stopBackend()
+        self._disconnectApplication()
+        self.setParameterNode(None)
         self.removeObservers()
+
+    def _connectApplication(self) -> None:
+        slicer.app.aboutToQuit.connect(self.logic.stopBackend)
+
+    def _disconnectApplication(self) -> None:
+        # Every reload makes a new Widget: a connection left behind would call a dead one's logic on quit.
+        slicer.app.aboutToQuit.disconnect(self.logic.stopBackend)
 
     def enter(self) -> None:
         self.initializeParameterNode()
+        self.ui.segmentEditorWidget.installKeyboardShortcuts()
 
     def exit(self) -> None:
-        if self._parameterNode:
-            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self._parameterNodeGuiTag = None
+        self.ui.segmentEditorWidget.setActiveEffect(None)
+        self.ui.segmentEditorWidget.uninstallKeyboardShortcuts()
+        self.setParameterNode(None)
 
     def onSceneStartClose(self, caller, event) -> None:
         self.setParameterNode(None)
@@ -177,42 +186,85 @@ class ASFDAModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.setParameterNode(self.logic.getParameterNode())
 
     def setParameterNode(self, inputParameterNode) -> None:
+        """Bind the GUI to the parameter node, and refresh the buttons whenever the node changes."""
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(
+                self._parameterNode.parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameters
+            )
         self._parameterNode = inputParameterNode
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(
+                self._parameterNode.parameterNode, vtk.vtkCommand.ModifiedEvent, self._onParameters
+            )
+            self._updateButtons()
+
+    def _onParameters(self, caller=None, event=None) -> None:
+        self._updateButtons()
+
+    # -- settings and paths ------------------------------------------------------------------------
+
+    def _pathFields(self):
+        return [
+            (self.ui.sessionFolderPathLineEdit, "sessionFolder"),
+            (self.ui.modelPathLineEdit, "modelPath"),
+            (self.ui.dataFolderPathLineEdit, "dataFolder"),
+        ]
+
+    def _restoreSettings(self) -> None:
+        """QSettings first (they survive a restart), then the scene's parameter node where it has a value."""
+        remembered = self.settings.load()
+        p = self._parameterNode
+        for name in ("sessionFolder", "modelPath", "backendUrl"):
+            if not getattr(p, name) and remembered.get(name):
+                setattr(p, name, remembered[name])
+        if remembered.get("device") in ("auto", "cuda", "cpu"):
+            p.device = remembered["device"]
+        for lineEdit, name in self._pathFields():
+            lineEdit.currentPath = pathText(getattr(p, name))
+
+    def onPathChanged(self, name: str, path: str) -> None:
+        text = pathText(path)
+        setattr(self._parameterNode, name, text)
+        if name in ("sessionFolder", "modelPath"):
+            self.settings.save(**{name: text})
+
+    def onChooseModelFolder(self) -> None:
+        folder = qt.QFileDialog.getExistingDirectory(
+            None, _("Choose the model folder"), self.ui.modelPathLineEdit.currentPath
+        )
+        if folder:
+            self.ui.modelPathLineEdit.currentPath = folder
 
     # -- backend -----------------------------------------------------------------------------------
 
     def onStartBackend(self) -> None:
-        with slicer.util.tryWithErrorDisplay("Failed to start the ASFDA backend.", waitCursor=True):
+        with slicer.util.tryWithErrorDisplay(_("Failed to start the ASFDA backend."), waitCursor=True):
             if not self.logic.installLogic(slicer.util.confirmOkCancelDisplay).ensureDependencies():
                 return
             p = self._parameterNode
-            self.logic.startBackend(
-                _pathOrNone(p.sessionFolder),
-                _pathOrNone(p.modelPath),
-                p.device,
-                dataFolder=_pathOrNone(p.dataFolder),
-            )
+            self.logic.startBackend(p.sessionFolder, p.modelPath, p.device, dataFolder=p.dataFolder)
             self.ui.backendLog.clear()
-            self._setStatus("Backend starting...")
+            self._setStatus(_("Backend starting..."))
         self._updateButtons()
 
     def onStopBackend(self) -> None:
         # Stopping waits for the backend to finish what it writes: off the GUI thread.
-        self._setStatus("Stopping the backend...")
-        self._runTask("stop backend", self.logic.stopBackend, self._onBackendStopped, "Stopping failed.")
+        self._setStatus(_("Stopping the backend..."))
+        self._runTask("stop backend", self.logic.stopBackend, self._onBackendStopped, _("Stopping failed."))
 
-    def _onBackendStopped(self, _) -> None:
-        self._setStatus("Backend stopped.")
+    def _onBackendStopped(self, _result) -> None:
+        self._setStatus(_("Backend stopped."))
         self._updateButtons()
 
     def onConnect(self) -> None:
-        with slicer.util.tryWithErrorDisplay("Failed to connect to the backend."):
+        with slicer.util.tryWithErrorDisplay(_("Failed to connect to the backend.")):
             self.logic.connect(self._parameterNode.backendUrl, self.ui.tokenLineEdit.text or None)
-            self._runTask("info", self.logic.fetchInfo, self._onBackendInfo, "Cannot reach the backend.")
+            self._fetchInfo()
+
+    def _fetchInfo(self) -> None:
+        self._runTask("info", self.logic.fetchInfo, self._onBackendInfo, _("Cannot reach the backend."))
 
     def onPoll(self) -> None:
         """Every 100 ms on the GUI thread: finished background calls, the backend's log and readiness."""
@@ -227,37 +279,42 @@ class ASFDAModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             serverInfo = process.pollReady()
             if serverInfo is not None:
                 self.logic.connectToServer(serverInfo)
-                self._runTask("info", self.logic.fetchInfo, self._onBackendInfo, "Cannot reach the backend.")
+                self._fetchInfo()
         elif state is BackendState.EXITED:
             wasReady = process.serverInfo is not None
             self.logic.forgetBackend()
             self._updateButtons()
-            what = "stopped unexpectedly" if wasReady else "did not start"
-            self._setStatus(f"The backend {what} (exit code {process.returnCode}).")
+            what = _("stopped unexpectedly") if wasReady else _("did not start")
+            message = _("The ASFDA backend {what} (exit code {code}).").format(
+                what=what, code=process.returnCode
+            )
+            self._setStatus(message)
             slicer.util.errorDisplay(
-                f"The ASFDA backend {what} (exit code {process.returnCode}).",
-                detailedText="Last lines of its log:\n" + process.logTail(),
+                message, detailedText=_("Last lines of its log:") + "\n" + process.logTail()
             )
 
     def _onBackendInfo(self, info: BackendInfo) -> None:
         self._setStatus(info.summary)
         self._updateButtons()
         self.onRefresh()
+        self.onRefreshModels()
 
     # -- cases -------------------------------------------------------------------------------------
 
     def onAddSceneVolumes(self) -> None:
         nodes = self.ui.sceneVolumesSelector.checkedNodes()
         if not nodes:
-            slicer.util.warningDisplay("Check the volumes to add in the list first.")
+            slicer.util.warningDisplay(_("Check the volumes to add in the list first."))
             return
-        with slicer.util.tryWithErrorDisplay("Failed to write the volumes for the session.", waitCursor=True):
+        with slicer.util.tryWithErrorDisplay(
+            _("Failed to write the volumes for the session."), waitCursor=True
+        ):
             exports = self.logic.exportSceneVolumes(nodes)
             self._runTask(
                 "add volumes",
                 self.logic.submitVolumeFiles,
                 self._onVolumesAdded,
-                "The backend did not add the volumes.",
+                _("The backend did not add the volumes."),
                 exports,
             )
 
@@ -266,33 +323,78 @@ class ASFDAModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.onRefresh()
 
     def onAddFolder(self) -> None:
-        folder = _pathOrNone(self._parameterNode.dataFolder)
+        folder = pathOrNone(self._parameterNode.dataFolder)
         if folder is None:
-            slicer.util.warningDisplay("Choose the folder of volumes first.")
+            slicer.util.warningDisplay(_("Choose the folder of volumes first."))
             return
         self._runTask(
             "add folder",
             self.logic.addFolder,
             lambda cases: self.onRefresh(),
-            f"The backend did not add the volumes of {folder}.",
+            _("The backend did not add the volumes of {folder}.").format(folder=folder),
             folder,
         )
 
-    def onRefresh(self) -> None:
-        if self.logic.client is None:
-            return
-        self._setStatus(
-            "Scoring the pool..." if not self.logic.caseTable.cases else "Refreshing the cases..."
-        )
-        self._runTask("ranking", self.logic.fetchRanking, self._onRanking, "Failed to get the ranking.")
+    def onRefresh(self, quiet: bool = False) -> None:
+        """Ask for the ranking without waiting: while the pool is scored, the scoring timer asks again."""
+        if self.logic.client is not None:
+            self._runTask(
+                "ranking",
+                self.logic.requestRanking,
+                self._onRanking,
+                _("Failed to get the ranking."),
+                quiet=quiet,
+            )
 
     def _onRanking(self, ranking: Ranking) -> None:
         self.logic.applyRanking(ranking)
         self._showCases()
-        self._setStatus(
-            f"Model version {ranking.modelVersion or '?'}, round {ranking.round or 0}: "
-            f"{self.logic.caseTable.statusSummary()}."
-        )
+        if not ranking.complete and ranking.job is not None:
+            self._scoringJobId = ranking.job.id
+            self._showProgress(self.ui.scoringProgressBar, ranking.job)
+            self.scoringTimer.start()
+            self._setStatus(_("Scoring the pool: {message}").format(message=ranking.job.message or "..."))
+        else:
+            self._scoringJobId = None
+            self.scoringTimer.stop()
+            self.ui.scoringProgressBar.setValue(100)
+            self.ui.scoringProgressBar.setFormat(_("pool scored"))
+            self._setStatus(
+                _("Model version {version}, round {round}: {summary}.").format(
+                    version=ranking.modelVersion or "?",
+                    round=ranking.round or 0,
+                    summary=self.logic.caseTable.statusSummary(),
+                )
+            )
+        self._updateButtons()
+
+    def onCancelScoring(self) -> None:
+        if self._scoringJobId is not None:
+            self.scoringTimer.stop()
+            self._runTask(
+                "cancel scoring",
+                self.logic.cancelJob,
+                lambda job: self._setStatus(_("Scoring {state}.").format(state=job.state.value)),
+                _("Could not cancel the scoring."),
+                self._scoringJobId,
+            )
+            self._scoringJobId = None
+            self._updateButtons()
+
+    def onRemoveCase(self) -> None:
+        caseId = self._selectedCaseId()
+        if caseId is None:
+            slicer.util.warningDisplay(_("Select the case to remove in the table first."))
+            return
+        case = self.logic.caseTable.case(caseId)
+        if slicer.util.confirmOkCancelDisplay(_("Remove case {name} from the pool?").format(name=case.name)):
+            self._runTask(
+                "remove case",
+                self.logic.removeCase,
+                lambda removed: self.onRefresh(),
+                _("The case was not removed."),
+                caseId,
+            )
 
     def onSortColumn(self, columnIndex: int) -> None:
         model = self.logic.caseTable
@@ -306,72 +408,116 @@ class ASFDAModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if item is not None:
             self._openCase(item.data(qt.Qt.UserRole))
 
-    # -- annotate and fine-tune --------------------------------------------------------------------
+    def _selectedCaseId(self):
+        item = self.ui.casesTable.item(self.ui.casesTable.currentRow(), 0)
+        return item.data(qt.Qt.UserRole) if item is not None else None
+
+    # -- annotate ----------------------------------------------------------------------------------
 
     def onAnnotateNext(self) -> None:
         self._openCase(None)
 
     def _openCase(self, caseId) -> None:
-        self._setStatus("Loading the case and the model's prediction...")
+        self._setStatus(_("Loading the case and the model's prediction..."))
         self._runTask(
             "open case",
             self.logic.fetchCaseFiles,
             self._onCaseFiles,
-            "Failed to load the case.",
+            _("Failed to load the case."),
             self._parameterNode.annotatorName or "slicer",
             self.logic.caseIdsInScene(),
             caseId,
         )
 
+    def _leavePolicy(self) -> LeavePolicy:
+        """Asked once, then remembered: what happens to the previous case when the next one opens."""
+        policy = self.settings.leavePolicy
+        if policy is not LeavePolicy.ASK:
+            return policy
+        box = qt.QMessageBox(slicer.util.mainWindow())
+        box.setWindowTitle(_("ASFDA"))
+        box.setText(
+            _("When the next case opens, what happens to the previous one? (asked once; Settings > ASFDA)")
+        )
+        buttons = {
+            box.addButton(_("Hide it"), qt.QMessageBox.AcceptRole): LeavePolicy.HIDE,
+            box.addButton(_("Close it"), qt.QMessageBox.DestructiveRole): LeavePolicy.CLOSE,
+            box.addButton(_("Keep it shown"), qt.QMessageBox.RejectRole): LeavePolicy.KEEP,
+        }
+        box.exec_()
+        policy = buttons.get(box.clickedButton(), LeavePolicy.HIDE)
+        self.settings.leavePolicy = policy
+        return policy
+
     def _onCaseFiles(self, caseFiles) -> None:
-        with slicer.util.tryWithErrorDisplay("Failed to show the case.", waitCursor=True):
-            annotation = self.logic.loadCase(caseFiles)
+        with slicer.util.tryWithErrorDisplay(_("Failed to show the case."), waitCursor=True):
             p = self._parameterNode
+            annotation = self.logic.loadCase(caseFiles, p.currentCaseId, self._leavePolicy())
             p.currentCaseId = annotation.case.id
             p.currentVolume = annotation.volumeNode
             p.currentSegmentation = annotation.segmentationNode
-            self._showInViews(annotation)
+            slicer.util.setSliceViewerLayers(background=annotation.volumeNode, fit=True)
+            sceneLogic = self.logic.sceneLogic
+            sceneLogic.jumpSlicesTo(sceneLogic.focusPoint(annotation.segmentationNode, annotation.volumeNode))
             self._setStatus(
-                f"Correct case {annotation.case.name} in the Segment Editor, then come back and save it."
+                _("Case {name} (model {version}): correct it above, then Save.").format(
+                    name=annotation.case.name, version=caseFiles.modelVersion or "?"
+                )
             )
         self._updateButtons()
 
-    def _showInViews(self, annotation) -> None:
-        slicer.util.setSliceViewerLayers(background=annotation.volumeNode, fit=True)
-        self.logic.sceneLogic.prepareSegmentEditor(annotation.segmentationNode, annotation.volumeNode)
-        slicer.util.selectModule("SegmentEditor")
-        self.logic.sceneLogic.jumpSlicesTo(
-            self.logic.sceneLogic.focusPoint(annotation.segmentationNode, annotation.volumeNode)
-        )
-
-    def onSubmit(self) -> None:
+    def onSave(self, train: bool) -> None:
         p = self._parameterNode
         if not p.currentCaseId or p.currentSegmentation is None or p.currentVolume is None:
-            slicer.util.warningDisplay("Open a case with 'Annotate next' first.")
+            slicer.util.warningDisplay(_("Open a case with 'Next case' first."))
             return
-        with slicer.util.tryWithErrorDisplay("Failed to save the mask.", waitCursor=True):
+        with slicer.util.tryWithErrorDisplay(_("Failed to save the mask."), waitCursor=True):
             labelFile = self.logic.exportCorrection(p.currentCaseId, p.currentSegmentation, p.currentVolume)
-            steps = p.fineTuneSteps or None
+            effort = self.logic.measureEditEffort(p.currentCaseId, labelFile)
+            self._nextAfterRound = train and p.fetchNextAutomatically
             self._runTask(
                 "submit",
                 self.logic.submitCorrection,
                 self._onSubmitted,
-                "The backend did not take the mask.",
+                _("The backend did not take the mask."),
                 p.currentCaseId,
                 labelFile,
-                steps,
+                p.fineTuneSteps or None,
+                train,
+                effort,
             )
-            self._setStatus("Sending the mask...")
+            self._setStatus(_("Sending the mask..."))
 
     def _onSubmitted(self, result) -> None:
         self._setStatus(result.message)
         if result.job is not None:
             self._followJob(result.job)
         self.onRefresh()
+        if not self._nextAfterRound or result.job is None:
+            self.onAnnotateNext()
+
+    def onTrain(self) -> None:
+        self._runTask(
+            "train",
+            self.logic.startRound,
+            self._followJob,
+            _("Could not start a round."),
+            self._parameterNode.fineTuneSteps or None,
+        )
+
+    def onMarkCase(self, flag: bool) -> None:
+        caseId = self._parameterNode.currentCaseId
+        if not caseId:
+            return
+        with slicer.util.tryWithErrorDisplay(_("Could not mark the case.")):
+            (self.logic.flagCase if flag else self.logic.skipCase)(caseId)
+            self.onAnnotateNext()
+
+    # -- fine-tuning rounds ------------------------------------------------------------------------
 
     def _followJob(self, job: Job) -> None:
         self._jobId = job.id
-        self._showJob(job)
+        self._showProgress(self.ui.roundProgressBar, job)
         self.jobTimer.start()
         self._updateButtons()
 
@@ -381,46 +527,86 @@ class ASFDAModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 "job",
                 self.logic.fetchJob,
                 self._onJob,
-                "Lost track of the fine-tuning round.",
+                _("Lost track of the fine-tuning round."),
                 self._jobId,
                 quiet=True,
             )
 
     def _onJob(self, job: Job) -> None:
-        self._showJob(job)
+        self._showProgress(self.ui.roundProgressBar, job)
         if not job.state.finished:
             return
         self.jobTimer.stop()
         self._jobId = None
         self._updateButtons()
         if job.state is JobState.DONE:
-            self._setStatus(f"Round done: model version {job.modelVersion}.")
-            self.onRefresh()
-            if self._parameterNode.fetchNextAutomatically:
+            self._setStatus(_("Round done: model version {version}.").format(version=job.modelVersion))
+            self._fetchInfo()  # the new version: status, ranking (rescored), model versions
+            if self._nextAfterRound:
+                self._nextAfterRound = False
                 self.onAnnotateNext()
         else:
-            self._setStatus(f"Round {job.state.value}: {job.message}")
-
-    def _showJob(self, job: Job) -> None:
-        self.ui.roundProgressBar.setValue(int(round(100 * job.progress)))
-        self.ui.roundProgressBar.setFormat(f"{job.state.value}: {job.message or '%p%'}")
+            self._setStatus(_("Round {state}: {message}").format(state=job.state.value, message=job.message))
 
     def onCancelRound(self) -> None:
         if self._jobId is not None:
             self._runTask(
-                "cancel", self.logic.cancelJob, self._onJob, "Could not cancel the round.", self._jobId
+                "cancel", self.logic.cancelJob, self._onJob, _("Could not cancel the round."), self._jobId
             )
 
-    # -- plots -------------------------------------------------------------------------------------
+    # -- model versions and plots ------------------------------------------------------------------
+
+    def onRefreshModels(self) -> None:
+        self._runTask(
+            "models",
+            self.logic.fetchModelVersions,
+            self._showModelVersions,
+            _("Failed to get the model versions."),
+            quiet=True,
+        )
+
+    def _showModelVersions(self, versions) -> None:
+        table = self.ui.modelVersionsTable
+        table.setRowCount(len(versions))
+        for row, version in enumerate(versions):
+            metrics = ", ".join(
+                f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in version.metrics.items()
+            )
+            cells = [
+                version.id,
+                str(version.round if version.round is not None else ""),
+                metrics,
+                "✓" if version.active else "",
+            ]
+            for column, text in enumerate(cells):
+                item = qt.QTableWidgetItem(text)
+                item.setData(qt.Qt.UserRole, version.id)
+                table.setItem(row, column, item)
+
+    def onActivateVersion(self) -> None:
+        item = self.ui.modelVersionsTable.item(self.ui.modelVersionsTable.currentRow(), 0)
+        if item is None:
+            slicer.util.warningDisplay(_("Select a model version first."))
+            return
+        self._runTask(
+            "activate",
+            self.logic.activateModelVersion,
+            self._onBackendInfo,
+            _("Could not activate the version."),
+            item.data(qt.Qt.UserRole),
+        )
 
     def onShowPlots(self) -> None:
-        self._runTask("metrics", self.logic.fetchMetrics, self._onMetrics, "Failed to get the metrics.")
+        self._runTask("metrics", self.logic.fetchMetrics, self._onMetrics, _("Failed to get the metrics."))
 
     def _onMetrics(self, metrics) -> None:
-        diceChart, _ = self.logic.updatePlots(metrics)
+        diceChart, _scores = self.logic.updatePlots(metrics)
+        effortChart = self.logic.updateEditEffortPlot()
         slicer.app.layoutManager().setLayout(slicer.vtkMRMLLayoutNode.SlicerLayoutFourUpPlotView)
         if self.ui.plotChartSelector.currentNode() is None:
-            self.ui.plotChartSelector.setCurrentNode(diceChart)
+            self.ui.plotChartSelector.setCurrentNode(
+                effortChart if self.logic.effort and self.logic.effort.records() else diceChart
+            )
         self.onPlotChartSelected(self.ui.plotChartSelector.currentNode())
 
     def onPlotChartSelected(self, chartNode) -> None:
@@ -429,16 +615,18 @@ class ASFDAModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # -- drawing -----------------------------------------------------------------------------------
 
-    def _setUpCasesTable(self) -> None:
-        table = self.ui.casesTable
-        table.setColumnCount(len(CaseTableModel.columns))
-        table.setHorizontalHeaderLabels([column.title for column in CaseTableModel.columns])
+    def _timer(self, interval: int, slot):
+        timer = qt.QTimer()
+        timer.setInterval(interval)
+        timer.timeout.connect(slot)
+        return timer
+
+    def _setUpTable(self, table, titles) -> None:
+        table.setColumnCount(len(titles))
+        table.setHorizontalHeaderLabels(titles)
         table.setEditTriggers(qt.QAbstractItemView.NoEditTriggers)
         table.setSelectionBehavior(qt.QAbstractItemView.SelectRows)
-        header = table.horizontalHeader()
-        header.setSortIndicatorShown(True)  # sorting is the model's (unscored cases last), not Qt's
-        header.setSortIndicator(CaseTableModel.columns.index(CaseColumn.RANK), qt.Qt.AscendingOrder)
-        header.setStretchLastSection(True)
+        table.horizontalHeader().setStretchLastSection(True)
 
     def _showCases(self) -> None:
         table = self.ui.casesTable
@@ -446,28 +634,36 @@ class ASFDAModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         table.setRowCount(len(rows))
         highlight = qt.QBrush(qt.QColor(255, 236, 179))
         stale = qt.QBrush(qt.QColor(128, 128, 128))
+        marks = self.logic.marks
         for rowIndex, row in enumerate(rows):
+            mark = marks.get(row.caseId) if marks is not None else None
             for columnIndex, text in enumerate(row.cells):
-                item = qt.QTableWidgetItem(text)
+                item = qt.QTableWidgetItem(
+                    text if columnIndex or mark is None else f"{text} ({mark.mark.value})"
+                )
                 item.setData(qt.Qt.UserRole, row.caseId)
                 if row.suggested:
                     item.setBackground(highlight)
-                    font = item.font()
-                    font.setBold(True)
-                    item.setFont(font)
                 if row.stale:
                     item.setForeground(stale)
-                    item.setToolTip("Scored with an earlier model version; refresh after the round ends.")
+                    item.setToolTip(
+                        _("Scored with an earlier model version; it is rescored after the round.")
+                    )
                 table.setItem(rowIndex, columnIndex, item)
-        suggested = self.logic.caseTable.suggestedCase()
-        if suggested is not None:
-            table.scrollToItem(table.item(self.logic.caseTable.rowIndexOfCase(suggested.id), 0))
+        labelled, total = self.logic.progress()
+        self.ui.labelledProgressBar.setMaximum(max(total, 1))
+        self.ui.labelledProgressBar.setValue(labelled)
         self.ui.casesSummaryLabel.text = self.logic.caseTable.statusSummary()
+
+    def _showProgress(self, bar, job: Job) -> None:
+        bar.setValue(int(round(100 * job.progress)))
+        bar.setFormat(f"{job.state.value}: {job.message or '%p%'}")
 
     def _updateButtons(self) -> None:
         process = self.logic.backendProcess
         running = process is not None and process.state in (BackendState.STARTING, BackendState.READY)
         connected = self.logic.client is not None
+        hasCase = connected and bool(self._parameterNode and self._parameterNode.currentCaseId)
         self.ui.startBackendButton.enabled = not running
         self.ui.stopBackendButton.enabled = running
         for button in (
@@ -476,12 +672,21 @@ class ASFDAModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.refreshButton,
             self.ui.annotateNextButton,
             self.ui.showPlotsButton,
+            self.ui.trainButton,
+            self.ui.removeCaseButton,
+            self.ui.refreshModelsButton,
+            self.ui.activateVersionButton,
         ):
             button.enabled = connected
-        self.ui.submitButton.enabled = connected and bool(
-            self._parameterNode and self._parameterNode.currentCaseId
-        )
+        for button in (
+            self.ui.saveAndNextButton,
+            self.ui.saveWithoutTrainingButton,
+            self.ui.skipButton,
+            self.ui.flagButton,
+        ):
+            button.enabled = hasCase
         self.ui.cancelRoundButton.enabled = self._jobId is not None
+        self.ui.cancelScoringButton.enabled = self._scoringJobId is not None
 
     def _setStatus(self, text: str) -> None:
         self.ui.statusLabel.text = text
@@ -496,360 +701,7 @@ class ASFDAModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 slicer.util.errorDisplay(f"{failure}\n\n{error}")
 
         if not self.tasks.submit(name, function, *args, onDone=onDone, onError=onError) and not quiet:
-            self._setStatus(f"Still busy with '{name}'; wait for it to finish.")
-
-
-#
-# ASFDAModuleLogic
-#
-
-
-@dataclass
-class VolumeExport:
-    """A scene volume written to a file for the session."""
-
-    nodeId: str
-    path: pathlib.Path
-
-
-@dataclass
-class CaseFiles:
-    """What the backend sent for a case: its volume (None when already in the scene) and the prediction."""
-
-    case: Case
-    imagePath: pathlib.Path | None
-    predictionPath: pathlib.Path
-    labels: dict
-    modelVersion: str | None
-
-
-@dataclass
-class AnnotationCase:
-    case: Case
-    volumeNode: object
-    segmentationNode: object
-
-
-@dataclass
-class SubmitResult:
-    case: Case
-    job: Job | None
-    message: str
-
-
-class ASFDAModuleLogic(ScriptedLoadableModuleLogic):
-    """The workflow without any GUI.
-
-    Methods marked *network* block on the backend and touch neither Qt nor MRML (the widget runs them on
-    worker threads); methods marked *scene* change the MRML scene and belong on the main thread.
-    """
-
-    def __init__(self, scene=None, cacheDir=None) -> None:
-        ScriptedLoadableModuleLogic.__init__(self)
-        self.scene = scene if scene is not None else slicer.mrmlScene
-        self.sceneLogic = SceneLogic(self.scene, volumesLogic=_moduleLogic("volumes"))
-        self.caseTable = CaseTableModel()
-        self.cacheDir = pathlib.Path(cacheDir) if cacheDir else _defaultCacheDir()
-        self.backendProcess: BackendProcessProtocol | None = None
-        self.client: BackendClient | None = None
-        self.info: BackendInfo | None = None
-        self.sessionDir: pathlib.Path | None = None  # set for a backend this logic started
-
-    def getParameterNode(self):
-        return ASFDAModuleParameterNode(super().getParameterNode())
-
-    def installLogic(self, confirm) -> InstallLogic:
-        return InstallLogic(MODULE_DIR / "Resources" / "requirements.txt", confirm)
-
-    # -- backend -----------------------------------------------------------------------------------
-
-    def startBackend(
-        self,
-        sessionDir,
-        model=None,
-        device: str = "auto",
-        port: int = 0,
-        dataFolder=None,
-        python: str | None = None,
-    ) -> BackendProcess:
-        """Start ``asfda serve`` in the background; poll ``backendProcess.pollReady()`` or waitForBackend."""
-        if sessionDir is None:
-            raise ValueError(
-                "choose a session folder for the backend (it holds the cases and model versions)"
-            )
-        self.stopBackend()
-        self.sessionDir = pathlib.Path(sessionDir)
-        launch = BackendLaunch(
-            sessionDir=self.sessionDir,
-            model=pathlib.Path(model) if model else None,
-            device=device,
-            port=port,
-            python=python,
-            enginePath=MODULE_DIR,
-            allowDirs=[pathlib.Path(dataFolder)] if dataFolder else [],
-            environment=_backendEnvironment(),
-        )
-        self.backendProcess = BackendProcess(launch, logFile=self.cacheDir / "backend.log")
-        self.backendProcess.start()
-        return self.backendProcess
-
-    def waitForBackend(self, timeout: float = 120.0) -> BackendInfo:
-        """Blocking: wait until the started backend is ready and connect to it (scripts and tests)."""
-        self.connectToServer(self.backendProcess.waitUntilReady(timeout))
-        return self.fetchInfo()
-
-    def connectToServer(self, serverInfo: ServerInfo) -> BackendClient:
-        self.client = BackendClient(serverInfo.url, serverInfo.token)
-        return self.client
-
-    def connect(self, url: str, token: str | None) -> BackendClient:
-        """Use a backend that runs elsewhere (a GPU server); volumes then travel by upload."""
-        if not url:
-            raise ValueError("enter the backend's URL, e.g. http://gpu-server:8000")
-        self.stopBackend()
-        self.sessionDir = None
-        self.client = BackendClient(url, token)
-        return self.client
-
-    def stopBackend(self) -> None:
-        """Stop the backend this logic started, with its children; a remote backend is left alone."""
-        if self.backendProcess is not None:
-            self.backendProcess.stop()
-            if self.backendIsLocal:
-                self.client = None
-
-    def forgetBackend(self) -> None:
-        """The local backend exited by itself: drop it and its client (its log stays in the cache folder)."""
-        self.backendProcess = None
-        if self.backendIsLocal:
-            self.client = None
-
-    @property
-    def backendIsLocal(self) -> bool:
-        return self.sessionDir is not None
-
-    def fetchInfo(self) -> BackendInfo:
-        """*network*"""
-        self.info = self._client().info()
-        return self.info
-
-    # -- cases -------------------------------------------------------------------------------------
-
-    def exportSceneVolumes(self, volumeNodes) -> list[VolumeExport]:
-        """*scene*: write scene volumes where the backend can take them from."""
-        folder = self.sessionDir / "imports" if self.backendIsLocal else self.cacheDir / "uploads"
-        return [
-            VolumeExport(node.GetID(), self.sceneLogic.exportVolumeForSession(node, folder))
-            for node in volumeNodes
-        ]
-
-    def submitVolumeFiles(self, exports: list[VolumeExport]) -> list[tuple[VolumeExport, Case]]:
-        """*network*: add the written volumes as cases (by path for a local backend, by upload otherwise)."""
-        added = []
-        for export in exports:
-            if self.backendIsLocal:
-                cases = self._client().addCaseFile(export.path)
-                case = _caseOfFile(cases, export.path)
-            else:
-                case = self._client().uploadCase(export.path)
-            added.append((export, case))
-        return added
-
-    def tagSceneVolumes(self, added: list[tuple[VolumeExport, Case]]) -> None:
-        """*scene*: remember which case each scene volume is, so it is not downloaded again."""
-        for export, case in added:
-            node = self.scene.GetNodeByID(export.nodeId)
-            if node is not None:
-                self.sceneLogic.tagCase(node, case.id)
-
-    def addFolder(self, folder) -> list[Case]:
-        """*network*: add every volume of a folder; uploads them if the backend may not read the folder."""
-        folder = pathlib.Path(folder)
-        try:
-            return self._client().addCaseFolder(folder)
-        except BackendError as error:
-            if error.status != HTTP_FORBIDDEN:
-                raise
-        files = sorted(
-            p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(VOLUME_SUFFIXES)
-        )
-        return [self._client().uploadCase(path) for path in files]
-
-    def fetchRanking(self, attempts: int = 3, pause: float = 2.0) -> Ranking:
-        """*network*: may take a while: the backend scores the pool first when the model changed.
-
-        The backend answers 409 when the pool changed during scoring or a scoring job still runs: asking
-        again shortly after is the remedy it names, so do that a few times before giving up.
-        """
-        for attempt in range(attempts):
-            try:
-                return self._client().ranking()
-            except BackendError as error:
-                if error.status != HTTP_CONFLICT or attempt == attempts - 1:
-                    raise
-                time.sleep(pause)
-
-    def applyRanking(self, ranking: Ranking) -> None:
-        self.caseTable.setRanking(ranking)
-
-    def caseIdsInScene(self) -> set:
-        """*scene*"""
-        return {case.id for case in self.caseTable.cases if self.sceneLogic.findCaseVolume(case.id)}
-
-    # -- annotate ----------------------------------------------------------------------------------
-
-    def fetchCaseFiles(self, annotator: str, caseIdsInScene: set, caseId: str | None = None) -> CaseFiles:
-        """*network*: the next case for this annotator (or the given one), its volume and the prediction."""
-        client = self._client()
-        case = client.nextCase(annotator) if caseId is None else self._knownCase(caseId)
-        info = self.info or self.fetchInfo()
-        folder = self.cacheDir / "cases" / _safeName(case.id)
-        imagePath = None
-        if case.id not in caseIdsInScene:
-            imagePath = client.downloadImage(case.id, folder / "image.nii.gz")
-        predictionPath = client.downloadPrediction(
-            case.id, folder / f"prediction-{_safeName(info.modelVersion or 'model')}.nii.gz"
-        )
-        return CaseFiles(case, imagePath, predictionPath, info.labels, info.modelVersion)
-
-    def loadCase(self, caseFiles: CaseFiles) -> AnnotationCase:
-        """*scene*: the case's volume and a segmentation made from the prediction, ready to correct.
-
-        A segmentation already in the scene for this case is kept: it may hold corrections not yet saved.
-        """
-        case = caseFiles.case
-        volume = self.sceneLogic.findCaseVolume(case.id)
-        if volume is None:
-            if caseFiles.imagePath is None:
-                raise RuntimeError(f"case {case.name}: its volume left the scene; open the case again")
-            volume = self.sceneLogic.loadVolume(caseFiles.imagePath, case.name)
-            self.sceneLogic.tagCase(volume, case.id)
-        segmentation = self.sceneLogic.findCaseSegmentation(case.id)
-        if segmentation is None:
-            segmentation = self.sceneLogic.segmentationFromFile(
-                caseFiles.predictionPath, volume, caseFiles.labels, f"{case.name} segmentation"
-            )
-            self.sceneLogic.tagCase(segmentation, case.id, caseFiles.modelVersion)
-        self.sceneLogic.prepareSegmentEditor(segmentation, volume)
-        return AnnotationCase(case, volume, segmentation)
-
-    # -- save mask and fine-tune -------------------------------------------------------------------
-
-    def exportCorrection(self, caseId: str, segmentationNode, volumeNode) -> pathlib.Path:
-        """*scene*: the corrected segmentation as a label map in the case's geometry (and a .seg.nrrd)."""
-        folder = self.cacheDir / "cases" / _safeName(caseId)
-        self.sceneLogic.saveSegmentationFile(segmentationNode, folder / "correction.seg.nrrd")
-        return self.sceneLogic.writeLabelmapFile(segmentationNode, volumeNode, folder / "label.nii.gz")
-
-    def submitCorrection(
-        self, caseId: str, labelFile, steps: int | None = None, startRound: bool = True
-    ) -> SubmitResult:
-        """*network*: send the label map, then start a fine-tuning round (or learn that one is running)."""
-        case = self._client().submitLabel(caseId, labelFile)
-        if not startRound:
-            return SubmitResult(case, None, f"Mask of {case.name} saved.")
-        try:
-            job = self._client().startFineTuning(steps)
-        except BackendError as error:
-            if error.status != HTTP_CONFLICT:
-                raise
-            return SubmitResult(
-                case,
-                None,
-                f"Mask of {case.name} saved; a round is already running, so it "
-                f"will be used in the next one ({error.detail}).",
-            )
-        verb = "queued" if job.state is JobState.QUEUED else "started"
-        return SubmitResult(case, job, f"Mask of {case.name} saved; fine-tuning round {verb}.")
-
-    def fetchJob(self, jobId: str) -> Job:
-        """*network*"""
-        return self._client().job(jobId)
-
-    def cancelJob(self, jobId: str) -> Job:
-        """*network*"""
-        return self._client().cancelJob(jobId)
-
-    def waitForJob(self, jobId: str, timeout: float = 600.0, interval: float = 0.5) -> Job:
-        """Blocking: poll a job until it ends (scripts and tests; the widget polls with a timer)."""
-        deadline = time.monotonic() + timeout
-        job = self.fetchJob(jobId)
-        while not job.state.finished and time.monotonic() < deadline:
-            time.sleep(interval)
-            job = self.fetchJob(jobId)
-        return job
-
-    # -- plots -------------------------------------------------------------------------------------
-
-    def fetchMetrics(self) -> list[RoundMetrics]:
-        """*network*"""
-        return self._client().metrics()
-
-    def updatePlots(self, metrics: list[RoundMetrics]):
-        """*scene*: Dice per round, and DKD against ASD for the cases of the table."""
-        return updateDicePlot(self.scene, metrics), updateScorePlot(self.scene, self.caseTable.cases)
-
-    # -- helpers -----------------------------------------------------------------------------------
-
-    def _client(self) -> BackendClient:
-        if self.client is None:
-            raise RuntimeError("no backend: start one, or connect to one by its URL")
-        return self.client
-
-    def _knownCase(self, caseId: str) -> Case:
-        case = self.caseTable.case(caseId)
-        if case is None:
-            case = next((c for c in self._client().cases() if c.id == caseId), None)
-        if case is None:
-            raise KeyError(f"the backend has no case {caseId!r}")
-        return case
-
-
-def _caseOfFile(cases: list[Case], path: pathlib.Path) -> Case:
-    """The case the backend made from a file (it answers with a list, one per file)."""
-    resolved = str(path.resolve())
-    match = next(
-        (
-            case
-            for case in cases
-            if case.sourcePath and str(pathlib.Path(case.sourcePath).resolve()) == resolved
-        ),
-        None,
-    )
-    if match is None and len(cases) == 1:
-        match = cases[0]
-    if match is None:
-        raise RuntimeError(f"{path}: the backend did not say which case it made of this file")
-    return match
-
-
-def _moduleLogic(name: str):
-    """A core module's logic (``slicer.modules.volumes.logic()``), or None where modules are not loaded."""
-    module = getattr(getattr(slicer, "modules", None), name, None)
-    return module.logic() if module is not None else None
-
-
-def _backendEnvironment():
-    """Slicer's startup environment, so PythonSlicer sets up its own paths; this one outside Slicer."""
-    try:
-        return slicer.util.startupEnvironment()
-    except Exception:  # no application (tests, scripts with slicer-core)
-        return dict(os.environ)
-
-
-def _defaultCacheDir() -> pathlib.Path:
-    app = getattr(slicer, "app", None)
-    base = pathlib.Path(app.temporaryPath) if app is not None else pathlib.Path(tempfile.gettempdir())
-    return base / "ASFDA"
-
-
-def _pathOrNone(path):
-    """The parameter node stores an unset path as '.'."""
-    return None if path is None or str(path) in ("", ".") else pathlib.Path(path)
-
-
-def _safeName(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
+            self._setStatus(_("Still busy with '{name}'; wait for it to finish.").format(name=name))
 
 
 #
@@ -871,6 +723,9 @@ class ASFDAModuleTest(ScriptedLoadableModuleTest):
 
     def test_PredictionToSegmentationAndBack(self):
         """A prediction becomes named segments, and they become a label map in the volume's geometry."""
+        import pathlib
+        import tempfile
+
         import numpy as np
 
         self.delayDisplay("Prediction to segmentation and back")

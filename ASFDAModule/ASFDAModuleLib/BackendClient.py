@@ -21,7 +21,7 @@ from .BackendTypes import BackendInfo, Case, Job, ModelVersion, Ranking, RoundMe
 
 # Short calls answer in well under a second; a generous limit still notices a hung backend.
 DEFAULT_TIMEOUT_S = 30.0
-# GET /ranking may score the whole pool first, and files may be hundreds of MB.
+# GET /ranking?wait=true may score the whole pool first, and files may be hundreds of MB.
 LONG_TIMEOUT_S = 1800.0
 CHUNK_BYTES = 1 << 20
 
@@ -93,8 +93,16 @@ class BackendClient:
         answer = self._sendFile("POST", "/cases/upload", Path(path))
         return Case.fromJson(answer)
 
-    def ranking(self) -> Ranking:
-        return Ranking.fromJson(self._getJson("/ranking", timeout=self.longTimeout))
+    def ranking(self, wait: bool = True) -> Ranking:
+        """``wait=False`` answers at once: while the pool is scored, ``complete`` is False and ``job`` is
+        the scoring job to follow (and cancel); ``wait=True`` blocks until the scores are there."""
+        if not wait:
+            return Ranking.fromJson(self._getJson("/ranking?wait=false"))
+        return Ranking.fromJson(self._getJson("/ranking?wait=true", timeout=self.longTimeout))
+
+    def removeCase(self, caseId: str) -> Case:
+        """``DELETE /cases/{id}``: the removed case; 404 unknown, 409 labelled or in a running job."""
+        return Case.fromJson(self._decode("DELETE", f"/cases/{_quote(caseId)}"))
 
     def nextCase(self, client: str) -> Case:
         return Case.fromJson(self._sendJson("POST", "/next", {"client": client}, timeout=self.longTimeout))
@@ -133,6 +141,9 @@ class BackendClient:
         return [RoundMetrics.fromJson(item) for item in self._getJson("/metrics")]
 
     # -- transport ---------------------------------------------------------------------------------
+
+    def _decode(self, method: str, path: str):
+        return _decodeJson(method, path, self._call(method, path))
 
     def _getJson(self, path: str, timeout: float | None = None):
         return _decodeJson("GET", path, self._call("GET", path, timeout=timeout))
@@ -188,7 +199,9 @@ def _decodeJson(method: str, path: str, raw: bytes):
     try:
         return json.loads(raw.decode() or "null")
     except (UnicodeDecodeError, json.JSONDecodeError):
-        raise BackendError(method, path, None, f"the answer is not JSON: {raw[:200]!r}") from None
+        raise BackendError(
+            method, path.split("?")[0], None, f"the answer is not JSON: {raw[:200]!r}"
+        ) from None
 
 
 def _errorDetail(error: urllib.error.HTTPError) -> str:

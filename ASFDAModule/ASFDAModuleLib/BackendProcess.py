@@ -62,10 +62,37 @@ class ServerInfo:
         return cls.fromJson(json.loads(Path(path).read_text()))
 
 
-def pythonForBackend() -> str:
-    """``PythonSlicer`` inside Slicer (Slicer's Python with its environment), this interpreter elsewhere."""
-    pythonSlicer = shutil.which("PythonSlicer")
-    return pythonSlicer or sys.executable
+def pythonForBackend(slicerHome: str | Path | None = None, insideSlicer: bool | None = None) -> str:
+    """``PythonSlicer`` inside Slicer (Slicer's Python with its environment), this interpreter elsewhere.
+
+    Inside the Slicer application a missing ``PythonSlicer`` is an error: Slicer's own executable is not a
+    Python interpreter, and another Python would run the engine without Slicer's packages. Outside Slicer
+    (scripts and tests with the ``slicer-core`` wheel) ``sys.executable`` runs the engine.
+    """
+    if insideSlicer is None:
+        insideSlicer, slicerHome = _slicerApplicationHome()
+    name = "PythonSlicer.exe" if os.name == "nt" else "PythonSlicer"
+    candidates = [Path(slicerHome) / "bin" / name] if slicerHome else []
+    found = next((str(c) for c in candidates if c.is_file()), None) or shutil.which("PythonSlicer")
+    if found:
+        return found
+    if insideSlicer:
+        where = f" in {Path(slicerHome) / 'bin'}" if slicerHome else ""
+        raise BackendStartError(
+            f"PythonSlicer was not found{where} nor on the PATH: the ASFDA backend runs with Slicer's Python "
+            "launcher. Reinstall Slicer, or start the backend yourself (`PythonSlicer -m asfda serve ...`) "
+            "and connect to it by its URL."
+        )
+    return sys.executable
+
+
+def _slicerApplicationHome() -> tuple[bool, str | None]:
+    """(inside the Slicer application, its home folder); slicer-core has ``slicer`` but no ``slicer.app``."""
+    slicer = sys.modules.get("slicer")
+    app = getattr(slicer, "app", None) if slicer is not None else None
+    if app is None:
+        return False, None
+    return True, getattr(app, "slicerHome", None)
 
 
 @dataclass

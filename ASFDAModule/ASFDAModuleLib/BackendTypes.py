@@ -88,25 +88,6 @@ class Case:
 
 
 @dataclass
-class Ranking:
-    """The pool sorted by rank, and the case the backend would serve next."""
-
-    modelVersion: str | None
-    round: int | None
-    cases: list[Case]
-    nextCaseId: str | None
-
-    @classmethod
-    def fromJson(cls, data: dict) -> Ranking:
-        return cls(
-            modelVersion=_optionalStr(data.get("model_version")),
-            round=_optionalInt(data.get("round")),
-            cases=[Case.fromJson(item) for item in data.get("cases", [])],
-            nextCaseId=_optionalStr(data.get("next")),
-        )
-
-
-@dataclass
 class Job:
     """A scoring pass or a fine-tuning round running in the backend."""
 
@@ -126,6 +107,38 @@ class Job:
             progress=float(data.get("progress") or 0.0),
             message=str(data.get("message") or ""),
             modelVersion=_optionalStr(data.get("model_version")),
+        )
+
+
+@dataclass
+class Ranking:
+    """The pool sorted by rank, and the case the backend would serve next.
+
+    ``complete`` is False while a scoring job (``job``) still scores the pool: the cases then carry the
+    scores computed so far and no rank (``GET /ranking?wait=false``).
+    """
+
+    modelVersion: str | None
+    round: int | None
+    cases: list[Case]
+    nextCaseId: str | None
+    complete: bool = True
+    job: Job | None = None
+
+    @property
+    def scoredCount(self) -> int:
+        return sum(case.scored or case.dkd is not None for case in self.cases)
+
+    @classmethod
+    def fromJson(cls, data: dict) -> Ranking:
+        job = data.get("job")
+        return cls(
+            modelVersion=_optionalStr(data.get("model_version")),
+            round=_optionalInt(data.get("round")),
+            cases=[Case.fromJson(item) for item in data.get("cases", [])],
+            nextCaseId=_optionalStr(data.get("next")),
+            complete=bool(data.get("complete", True)),
+            job=Job.fromJson(job) if job else None,
         )
 
 
@@ -183,6 +196,7 @@ class BackendInfo:
     monai: str | None
     modelVersion: str | None
     labels: dict[int, str]
+    round: int | None = None
 
     @property
     def summary(self) -> str:
@@ -200,4 +214,5 @@ class BackendInfo:
             monai=_optionalStr(data.get("monai")),
             modelVersion=_optionalStr(data.get("model_version")),
             labels={int(value): str(name) for value, name in (data.get("labels") or {}).items()},
+            round=_optionalInt(data.get("round")),
         )

@@ -1,9 +1,11 @@
 """The engine's Python dependencies: checked without importing them, installed on first use after asking.
 
-torch comes from the PyTorch extension (``PyTorchUtilsLogic().installTorch``), which picks the CUDA build that
-matches the driver; it is installed first, so that installing MONAI never pulls a CPU-only torch from PyPI.
-The rest comes from ``Resources/requirements.txt`` through ``slicer.packaging.pip_ensure`` (Slicer 5.12 and
-later) or ``slicer.util.pip_install`` (earlier). Nothing here runs at import time.
+What Slicer and the PyTorch extension provide is never installed, upgraded or downgraded here: torch (the
+PyTorch extension picks the CUDA build that fits the driver), SimpleITK, numpy and VTK. pip runs with a
+constraints file that pins each of them to the version installed, so a dependency that wants another version
+fails to install instead of replacing Slicer's. MONAI is not in ``Resources/requirements.txt``: its version
+is chosen to fit the installed torch and numpy (``monaiRequirement``). The user sees the exact list, and the
+pins, before anything is installed. Nothing here runs at import time.
 """
 
 from __future__ import annotations
@@ -11,41 +13,87 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 import re
+import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
 TORCH_REQUIREMENT = "torch>=2.2"
+# Installed by Slicer itself or by the PyTorch extension: pinned, never touched.
+PROVIDED = ("torch", "SimpleITK", "numpy", "vtk")
 REQUESTER = "ASFDA"
 
-
-@dataclass
-class DependencyReport:
-    """Which requirements this Python does not satisfy yet."""
-
-    missing: list[str] = field(default_factory=list)
-    torchMissing: bool = False
-
-    @property
-    def satisfied(self) -> bool:
-        return not self.missing and not self.torchMissing
-
-    def describe(self) -> str:
-        items = (
-            ["PyTorch (through the PyTorch extension, with the build that fits your GPU)"]
-            if self.torchMissing
-            else []
-        ) + self.missing
-        return ", ".join(items)
+VersionOf = Callable[[str], "str | None"]
 
 
-class PackageInstaller(Protocol):
-    """How packages get installed; Slicer's installers in the application, a recording double in tests."""
+class IncompatibleTorchError(RuntimeError):
+    """No MONAI release fits the torch and numpy that Slicer has."""
 
-    def installTorch(self, requirement: str) -> None: ...
 
-    def installRequirements(self, requirements: list[str]) -> None: ...
+def release(version: str) -> tuple[int, ...]:
+    """``"2.13.0+cpu"`` -> ``(2, 13, 0)``: the numeric release, enough to compare the versions used here."""
+    numbers = []
+    for part in version.split("+")[0].split("."):
+        digits = re.match(r"\d+", part)
+        if digits is None:
+            break
+        numbers.append(int(digits.group()))
+    return tuple(numbers)
+
+
+def monaiRequirement(
+    torchVersion: str, numpyVersion: str | None, python: tuple = sys.version_info[:2]
+) -> str:
+    """The MONAI releases that fit the installed torch, numpy and Python.
+
+    From the releases' metadata on PyPI (``pip download --no-deps monai==X``): MONAI 1.6.0 requires
+    torch>=2.8.0 and Python>=3.10; 1.5.1 requires torch>=2.4.1 and numpy<3; 1.4.0 requires torch>=1.9 and
+    numpy<2.
+    """
+    torch = release(torchVersion)
+    numpy = release(numpyVersion) if numpyVersion else (1,)
+    if torch >= (2, 8) and tuple(python) >= (3, 10):
+        return "monai>=1.6,<1.7"
+    if torch >= (2, 4, 1):
+        return "monai>=1.5.1,<1.6"
+    if numpy < (2,):
+        return "monai>=1.4,<1.5"
+    raise IncompatibleTorchError(
+        f"PyTorch {torchVersion} is older than 2.4.1, and the MONAI releases for it need numpy<2, but Slicer "
+        f"has numpy {numpyVersion}: update PyTorch with the PyTorch extension (Slicer's numpy is not changed)"
+    )
+
+
+_SPECIFIER = re.compile(r"(==|!=|>=|<=|~=|>|<)\s*([^,\s]+)")
+
+
+def isSatisfied(requirement: str, versionOf: VersionOf | None = None) -> bool:
+    """Whether an installed distribution satisfies ``name[>=x,<y]`` (the forms the module's files use)."""
+    versionOf = versionOf or _installedVersion
+    match = re.match(r"([A-Za-z0-9_.\-]+)\s*(.*)", requirement.split(";")[0].strip())
+    name, specifiers = match.group(1), match.group(2)
+    installed = versionOf(name)
+    if installed is None:
+        return False
+    have = release(installed)
+    for operator, wanted in _SPECIFIER.findall(specifiers):
+        want = release(wanted)
+        width = max(len(have), len(want))
+        a, b = have + (0,) * (width - len(have)), want + (0,) * (width - len(want))
+        ok = {
+            "==": a == b,
+            "!=": a != b,
+            ">=": a >= b,
+            "<=": a <= b,
+            ">": a > b,
+            "<": a < b,
+            "~=": a >= b and a[: len(want) - 1] == b[: len(want) - 1],
+        }[operator]
+        if not ok:
+            return False
+    return True
 
 
 def readRequirements(path: str | Path) -> list[str]:
@@ -53,62 +101,107 @@ def readRequirements(path: str | Path) -> list[str]:
     return [line for line in lines if line]
 
 
-def isSatisfied(requirement: str) -> bool:
-    """Whether an installed distribution satisfies ``requirement`` (name, version specifier, marker)."""
-    try:
-        from packaging.requirements import Requirement
-    except ImportError:  # Slicer ships packaging; a bare interpreter may not: then presence is all we check
-        name = re.split(r"[\s<>=!~;\[]", requirement.strip(), maxsplit=1)[0]
-        return _installedVersion(name) is not None
-    parsed = Requirement(requirement)
-    if parsed.marker is not None and not parsed.marker.evaluate():
-        return True
-    installed = _installedVersion(parsed.name)
-    return installed is not None and parsed.specifier.contains(installed, prereleases=True)
+def requirementName(requirement: str) -> str:
+    return re.split(r"[\s<>=!~;\[]", requirement.strip(), maxsplit=1)[0]
 
 
-def checkDependencies(requirementsFile: str | Path) -> DependencyReport:
-    return DependencyReport(
-        missing=[r for r in readRequirements(requirementsFile) if not isSatisfied(r)],
-        torchMissing=not isSatisfied(TORCH_REQUIREMENT),
-    )
+@dataclass
+class InstallPlan:
+    """What would be installed, and what is pinned to the version Slicer has."""
+
+    torchMissing: bool
+    requirements: list[str] = field(default_factory=list)
+    constraints: list[str] = field(default_factory=list)
+
+    @property
+    def satisfied(self) -> bool:
+        return not self.torchMissing and not self.requirements
+
+    def describe(self) -> str:
+        lines = []
+        if self.torchMissing:
+            lines.append(
+                "- PyTorch, through the PyTorch extension (the build that fits your GPU), then MONAI in the "
+                "release that fits that PyTorch"
+            )
+        lines += [f"- {requirement}" for requirement in self.requirements]
+        text = "\n".join(lines)
+        if self.constraints:
+            text += "\n\nKept as they are (pip may not change them): " + ", ".join(self.constraints)
+        return text
+
+
+def planInstall(
+    requirementsFile: str | Path, versionOf: VersionOf | None = None, python: tuple = sys.version_info[:2]
+) -> InstallPlan:
+    versionOf = versionOf or _installedVersion
+    listed = readRequirements(requirementsFile)
+    touched = [r for r in listed if requirementName(r).lower() in {p.lower() for p in PROVIDED}]
+    if touched:
+        raise ValueError(
+            f"{requirementsFile}: lists {', '.join(touched)}, which Slicer provides; remove them"
+        )
+    constraints = [f"{name}=={versionOf(name)}" for name in PROVIDED if versionOf(name)]
+    torchVersion = versionOf("torch")
+    if torchVersion is None or not isSatisfied(TORCH_REQUIREMENT, versionOf):
+        missing = [r for r in listed if not isSatisfied(r, versionOf)]
+        return InstallPlan(True, missing, constraints)
+    wanted = [*listed, monaiRequirement(torchVersion, versionOf("numpy"), python)]
+    return InstallPlan(False, [r for r in wanted if not isSatisfied(r, versionOf)], constraints)
+
+
+class PackageInstaller(Protocol):
+    """How packages get installed; Slicer's installers in the application, a recording double in tests."""
+
+    def installTorch(self, requirement: str) -> None: ...
+
+    def installRequirements(self, requirements: list[str], constraintsFile: Path) -> None: ...
 
 
 class InstallLogic:
-    """Ask once, then install whatever is missing; ``confirm`` shows the question (a dialog in Slicer)."""
+    """Ask once, showing the exact list, then install; ``confirm`` shows the question (a dialog in Slicer)."""
 
     def __init__(
         self,
         requirementsFile: str | Path,
         confirm: Callable[[str], bool],
         installer: PackageInstaller | None = None,
+        versionOf: VersionOf | None = None,
     ):
         self.requirementsFile = Path(requirementsFile)
         self.confirm = confirm
         self.installer = installer or SlicerPackageInstaller()
+        self.versionOf = versionOf or _installedVersion
 
-    def check(self) -> DependencyReport:
-        return checkDependencies(self.requirementsFile)
+    def plan(self) -> InstallPlan:
+        return planInstall(self.requirementsFile, self.versionOf)
 
     def ensureDependencies(self) -> bool:
         """True when everything is there (installing it if the user agrees), False if the user declined."""
-        report = self.check()
-        if report.satisfied:
+        plan = self.plan()
+        if plan.satisfied:
             return True
         question = (
-            f"ASFDA needs these Python packages in Slicer: {report.describe()}.\n\n"
+            "ASFDA needs these Python packages in Slicer:\n"
+            f"{plan.describe()}\n\n"
             "Install them now? This downloads several hundred MB and may take a few minutes."
         )
         if not self.confirm(question):
             return False
-        if report.torchMissing:
+        if plan.torchMissing:
             self.installer.installTorch(TORCH_REQUIREMENT)
-        if report.missing:
-            self.installer.installRequirements(report.missing)
-        remaining = self.check()
+            plan = self.plan()  # MONAI's release depends on the torch just installed
+            if plan.torchMissing:
+                raise RuntimeError("PyTorch is still missing after the PyTorch extension ran; restart Slicer")
+        if plan.requirements:
+            with tempfile.TemporaryDirectory() as folder:
+                constraintsFile = Path(folder) / "constraints.txt"
+                constraintsFile.write_text("".join(f"{line}\n" for line in plan.constraints))
+                self.installer.installRequirements(plan.requirements, constraintsFile)
+        remaining = self.plan()
         if not remaining.satisfied:
             raise RuntimeError(
-                f"still missing after the install: {remaining.describe()}. "
+                f"still missing after the install:\n{remaining.describe()}\n"
                 "Restart Slicer and try again; the Python console shows what pip reported."
             )
         return True
@@ -132,19 +225,12 @@ class SlicerPackageInstaller:
         if torchLogic.installTorch(askConfirmation=False, torchVersionRequirement=specifier) is None:
             raise RuntimeError("PyTorch could not be installed; see the Python console for why")
 
-    def installRequirements(self, requirements: list[str]) -> None:
+    def installRequirements(self, requirements: list[str], constraintsFile: Path) -> None:
         import slicer
 
-        try:
-            import slicer.packaging as packaging
-        except ImportError:
-            packaging = None
-        if packaging is not None and hasattr(packaging, "pip_ensure"):
-            # The user already agreed to the whole list: no second prompt.
-            packaging.pip_ensure(requirements, prompt_install=False, requester=REQUESTER)
-        else:
-            logging.info("ASFDA: installing %s", " ".join(requirements))
-            slicer.util.pip_install(requirements)
+        # pip_install takes pip's arguments: the constraints keep torch, SimpleITK, numpy and VTK as they are.
+        logging.info("ASFDA: pip install -c %s %s", constraintsFile, " ".join(requirements))
+        slicer.util.pip_install(["-c", str(constraintsFile), *requirements])
 
 
 def _installedVersion(name: str) -> str | None:

@@ -1,4 +1,5 @@
-"""Progress of the adaptation as Slicer plot nodes: Dice per round, and DKD against ASD over the pool.
+"""Progress of the adaptation as Slicer plot nodes: Dice per round, DKD against ASD over the pool, and the
+edit effort (Dice between prediction and saved mask) per round.
 
 The nodes are found again by a role attribute and updated in place, so refreshing after each round does not
 pile up tables and charts in the scene.
@@ -13,6 +14,7 @@ import slicer
 import vtk
 
 from .BackendTypes import Case, CaseStatus, RoundMetrics
+from .EditEffort import EditRecord
 
 ROLE_ATTRIBUTE = "ASFDA.PlotRole"
 PICKED_STATUSES = (CaseStatus.LABELLED, CaseStatus.SUGGESTED)
@@ -93,6 +95,61 @@ def updateScorePlot(scene, cases: Sequence[Case]) -> ScoreChart:
     chart.SetXAxisTitle("ASD")
     chart.SetYAxisTitle("DKD")
     return ScoreChart(chart, poolTable, pickedTable)
+
+
+def updateEditEffortPlot(scene, records: Sequence[EditRecord]):
+    """Edit effort: each submitted case's Dice between prediction and mask, and the mean per round."""
+    measured = [r for r in records if r.dice is not None]
+    cases = _nodeWithRole(scene, "vtkMRMLTableNode", "effort-cases-table", "ASFDA edit Dice per case")
+    _fillTable(
+        cases,
+        {
+            "case": [r.caseName for r in measured],
+            "round": [float(r.round or 0) for r in measured],
+            "edit Dice": [float(r.dice) for r in measured],
+        },
+    )
+    rounds = sorted({r.round or 0 for r in measured})
+    means = _nodeWithRole(scene, "vtkMRMLTableNode", "effort-rounds-table", "ASFDA edit Dice per round")
+    _fillTable(
+        means,
+        {
+            "round": [float(n) for n in rounds],
+            "mean edit Dice": [
+                sum(r.dice for r in measured if (r.round or 0) == n)
+                / sum((r.round or 0) == n for r in measured)
+                for n in rounds
+            ],
+        },
+    )
+    caseSeries = _nodeWithRole(scene, "vtkMRMLPlotSeriesNode", "effort-cases-series", "Case")
+    _configureSeries(
+        caseSeries,
+        cases,
+        "round",
+        "edit Dice",
+        slicer.vtkMRMLPlotSeriesNode.PlotTypeScatter,
+        slicer.vtkMRMLPlotSeriesNode.MarkerStyleCircle,
+        (0.6, 0.6, 0.6),
+    )
+    meanSeries = _nodeWithRole(scene, "vtkMRMLPlotSeriesNode", "effort-rounds-series", "Mean per round")
+    _configureSeries(
+        meanSeries,
+        means,
+        "round",
+        "mean edit Dice",
+        slicer.vtkMRMLPlotSeriesNode.PlotTypeLine,
+        slicer.vtkMRMLPlotSeriesNode.MarkerStyleSquare,
+        (0.0, 0.62, 0.45),
+    )
+    chart = _nodeWithRole(scene, "vtkMRMLPlotChartNode", "effort-chart", "ASFDA edit effort")
+    _setSeries(chart, [caseSeries, meanSeries])
+    chart.SetTitle("Edit effort: Dice between the model's prediction and the saved mask")
+    chart.SetXAxisTitle("Model round the prediction came from")
+    chart.SetYAxisTitle("Dice (1: accepted as predicted)")
+    chart.SetYAxisRangeAuto(False)
+    chart.SetYAxisRange(0.0, 1.0)
+    return chart
 
 
 def _scoreTable(scene, role: str, cases: Sequence[Case]):

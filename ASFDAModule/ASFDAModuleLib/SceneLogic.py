@@ -102,6 +102,45 @@ class SceneLogic:
     def findCaseSegmentation(self, caseId: str):
         return self._findCaseNode("vtkMRMLSegmentationNode", caseId)
 
+    def caseNodes(self, caseId: str) -> list:
+        """The volume and segmentation nodes of a case (tagged with its id)."""
+        return [
+            node
+            for className in ("vtkMRMLScalarVolumeNode", "vtkMRMLSegmentationNode")
+            for node in self._nodes(className)
+            if node.GetAttribute(CASE_ID_ATTRIBUTE) == caseId
+        ]
+
+    def hideCase(self, caseId: str) -> int:
+        """Hide a case's segmentation and take its volume out of the slice views; returns the nodes hidden."""
+        nodes = self.caseNodes(caseId)
+        for node in nodes:
+            if node.IsA("vtkMRMLSegmentationNode") and node.GetDisplayNode() is not None:
+                node.GetDisplayNode().SetVisibility(False)
+        volumeIds = {node.GetID() for node in nodes if node.IsA("vtkMRMLScalarVolumeNode")}
+        for composite in self._nodes("vtkMRMLSliceCompositeNode"):
+            if composite.GetBackgroundVolumeID() in volumeIds:
+                composite.SetBackgroundVolumeID(None)
+            if composite.GetForegroundVolumeID() in volumeIds:
+                composite.SetForegroundVolumeID(None)
+        return len(nodes)
+
+    def closeCase(self, caseId: str) -> int:
+        """Remove a case's nodes from the scene (its files stay in the cache); returns the nodes removed."""
+        nodes = self.caseNodes(caseId)
+        for node in nodes:
+            self._removeWithDisplayNodes(node)
+        return len(nodes)
+
+    def readLabelmapArray(self, path: str | Path) -> np.ndarray:
+        """A label map file's voxels (K, J, I), read through MRML; nothing is left in the scene."""
+        node = self._temporaryNode("vtkMRMLLabelMapVolumeNode")
+        try:
+            self._readVolumeInto(node, Path(path))
+            return slicer.util.arrayFromVolume(node).copy()
+        finally:
+            self._removeWithDisplayNodes(node)
+
     # -- prediction to segmentation ----------------------------------------------------------------
 
     def segmentationFromFile(self, path: str | Path, referenceVolume, labels: Labels, name: str):

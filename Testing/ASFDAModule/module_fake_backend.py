@@ -44,7 +44,20 @@ class FakeCase:
     label: Path | None = None
     last_served: float | None = None
 
-    def json(self, index: int, version: str) -> dict:
+    def json(self, index: int, version: str, scored: bool = True) -> dict:
+        if not scored:
+            return {
+                "id": self.id,
+                "name": self.name,
+                "source_path": self.source_path,
+                "status": self.status,
+                "dkd": None,
+                "asd": None,
+                "score": None,
+                "rank": None,
+                "model_version": None,
+                "last_served": self.last_served,
+            }
         return {
             "id": self.id,
             "name": self.name,
@@ -66,11 +79,12 @@ class FakeJob:
     progress: float = 0.0
     message: str = ""
     model_version: str | None = None
+    kind: str = "finetune"
 
     def json(self) -> dict:
         return {
             "id": self.id,
-            "kind": "finetune",
+            "kind": self.kind,
             "state": self.state,
             "progress": self.progress,
             "message": self.message,
@@ -90,6 +104,10 @@ class FakeState:
     requests: list[tuple[str, str, str | None]] = field(default_factory=list)
     jobSeconds: float = 0.3
     rankingConflicts: int = 0  # how many GET /ranking answer 409 first, as when the pool changed meanwhile
+    scoringSeconds: float = 0.0  # > 0: each model version scores the pool case by case in a job this long
+    scoredCount: dict[str, int] = field(default_factory=dict)  # model version -> cases scored so far
+    versions: list[str] = field(default_factory=lambda: ["v0"])
+    removeRoute: bool = True  # False: an older backend without DELETE /cases/{id} (FastAPI answers 405)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -133,6 +151,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_PUT(self):
         self._serve("PUT")
+
+    def do_DELETE(self):
+        self._serve("DELETE")
 
     def _serve(self, method: str) -> None:
         url = urllib.parse.urlparse(self.path)
@@ -185,7 +206,42 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _casesJson(self, cases) -> list[dict]:
         order = self._sortedCases()
-        return [case.json(order.index(case), self.state.version) for case in cases]
+        return [
+            case.json(order.index(case), self.state.version, self._isScored(order.index(case)))
+            for case in cases
+        ]
+
+    def _isScored(self, index: int) -> bool:
+        if self.state.scoringSeconds <= 0:
+            return True
+        return index < self.state.scoredCount.get(self.state.version, 0)
+
+    def _scoringJob(self) -> FakeJob:
+        """The scoring job of the active version: started once, it scores one case after the other."""
+        with self.state.lock:
+            version = self.state.version
+            for job in self.state.jobs.values():
+                if (
+                    job.kind == "score"
+                    and job.model_version == version
+                    and job.state in ("queued", "running")
+                ):
+                    return job
+            job = FakeJob(f"job-{len(self.state.jobs) + 1}", kind="score", model_version=version)
+            self.state.jobs[job.id] = job
+        threading.Thread(target=self._score, args=(job,), daemon=True).start()
+        return job
+
+    def _score(self, job: FakeJob) -> None:
+        count = len(self.state.cases)
+        for index in range(count):
+            time.sleep(self.state.scoringSeconds / max(count, 1))
+            if job.state == "cancelled":
+                return
+            self.state.scoredCount[job.model_version] = index + 1
+            job.state, job.progress = "running", (index + 1) / count
+            job.message = f"scored {index + 1} of {count} cases"
+        job.state = "done"
 
     # -- routes --------------------------------------------------------------------------------------------
 
@@ -201,6 +257,7 @@ class _Handler(BaseHTTPRequestHandler):
             "torch": None,
             "monai": None,
             "model_version": self.state.version,
+            "round": self.state.versions.index(self.state.version),
             "labels": LABELS,
         }
 
@@ -230,6 +287,24 @@ class _Handler(BaseHTTPRequestHandler):
         if self.state.rankingConflicts > 0:
             self.state.rankingConflicts -= 1
             raise HttpError(409, "the pool changed while it was scored: ask again")
+        wait = urllib.parse.parse_qs(url.query).get("wait", ["true"])[0] != "false"
+        if self.state.scoringSeconds > 0 and self.state.scoredCount.get(self.state.version, 0) < len(
+            self.state.cases
+        ):
+            job = self._scoringJob()
+            while wait and job.state in ("queued", "running"):
+                time.sleep(0.01)
+            if job.state == "cancelled":
+                raise HttpError(409, f"scoring job {job.id} cancelled: {job.message}")
+            if not wait:
+                return {
+                    "model_version": self.state.version,
+                    "round": self.state.round,
+                    "cases": self._casesJson(self._sortedCases()),
+                    "next": None,
+                    "complete": False,
+                    "job": job.json(),
+                }
         cases = self._casesJson(self._sortedCases())
         cases.sort(key=lambda c: -c["score"])
         for rank, case in enumerate(cases, start=1):
@@ -240,6 +315,8 @@ class _Handler(BaseHTTPRequestHandler):
             "round": self.state.round,
             "cases": cases,
             "next": nextCase,
+            "complete": True,
+            "job": None,
         }
 
     def nextCase(self, url):
@@ -294,6 +371,7 @@ class _Handler(BaseHTTPRequestHandler):
         with self.state.lock:
             self.state.round += 1
             self.state.version = f"v{self.state.round}"
+            self.state.versions.append(self.state.version)
             labelled = sum(c.status == "labelled" for c in self.state.cases.values())
             self.state.metrics.append(
                 {
@@ -320,6 +398,37 @@ class _Handler(BaseHTTPRequestHandler):
 
     def listMetrics(self, url):
         return self.state.metrics
+
+    def removeCase(self, url):
+        if not self.state.removeRoute:
+            raise HttpError(405, "Method Not Allowed")
+        case = self._case(url)
+        if case.status == "labelled":
+            raise HttpError(409, f"case {case.id} is labelled: its mask is kept")
+        del self.state.cases[case.id]
+        return case.json(0, self.state.version)
+
+    def listModels(self, url):
+        return [self._versionJson(version) for version in self.state.versions]
+
+    def activateModel(self, url):
+        version = urllib.parse.unquote(url.path.split("/")[2])
+        if version not in self.state.versions:
+            raise HttpError(404, f"no model version {version!r}")
+        self.state.version = version
+        return self._versionJson(version)
+
+    def _versionJson(self, version: str) -> dict:
+        index = self.state.versions.index(version)
+        metrics = next((m for m in self.state.metrics if m["model_version"] == version), {})
+        return {
+            "id": version,
+            "parent": self.state.versions[index - 1] if index else None,
+            "created": None,
+            "round": index,
+            "metrics": {"val_dice": metrics.get("val_dice")},
+            "active": version == self.state.version,
+        }
 
     # -- helpers -----------------------------------------------------------------------------------------
 
@@ -379,4 +488,7 @@ _ROUTES = {
     ("GET", "/jobs/{id}"): _Handler.getJob,
     ("POST", "/jobs/{id}/cancel"): _Handler.cancelJob,
     ("GET", "/metrics"): _Handler.listMetrics,
+    ("DELETE", "/cases/{id}"): _Handler.removeCase,
+    ("GET", "/models"): _Handler.listModels,
+    ("POST", "/models/{id}/activate"): _Handler.activateModel,
 }

@@ -7,8 +7,11 @@ import ``ASFDAModule.py`` and run its Logic and its ``ScriptedLoadableModuleTest
 - ``qt``: an empty module; the module file only uses Qt inside the Widget, which the tests never build.
 - ``slicer.ScriptedLoadableModule``: the four base classes, with Slicer's ``getParameterNode`` behaviour
   (a singleton ``vtkMRMLScriptedModuleNode`` in ``slicer.mrmlScene``, which is real here).
-- ``slicer.parameterNodeWrapper``: a decorator giving typed attributes with their defaults; values live in
-  the Python object, not serialized into the node as Slicer does (no test depends on that).
+- ``slicer.parameterNodeWrapper``: a decorator giving typed attributes with their defaults; plain values
+  (text, numbers, flags) are also written to the node with ``SetParameter``, as Slicer does, so that observers
+  of the node's ModifiedEvent see changes; ``connectGui`` only records the GUI it was given.
+- ``slicer.i18n``: ``tr`` and ``translate`` return the text unchanged and record it in ``TRANSLATED``, so a
+  test can check which strings went through them.
 
 Nothing of the module's own code is replaced.
 """
@@ -23,9 +26,26 @@ import types
 import typing
 import unittest
 
+TRANSLATED: list[str] = []
+
 
 def _qtModule() -> types.ModuleType:
     return types.ModuleType("qt")
+
+
+def _i18nModule() -> types.ModuleType:
+    module = types.ModuleType("slicer.i18n")
+
+    def tr(text):
+        TRANSLATED.append(text)
+        return text
+
+    def translate(context, text):
+        TRANSLATED.append(text)
+        return text
+
+    module.tr, module.translate = tr, translate
+    return module
 
 
 def _scriptedLoadableModule() -> types.ModuleType:
@@ -109,6 +129,15 @@ def _parameterNodeWrapperModule() -> types.ModuleType:
                 if name not in self._values:
                     raise AttributeError(f"{cls.__name__} has no parameter {name!r}")
                 self._values[name] = value
+                if isinstance(value, (str, int, float, bool)):
+                    self.parameterNode.SetParameter(name, str(value))  # fires ModifiedEvent, as in Slicer
+
+            def connectGui(self, gui):
+                object.__setattr__(self, "gui", gui)
+                return object()
+
+            def disconnectGui(self, tag):
+                object.__setattr__(self, "gui", None)
 
         Wrapper.__name__ = Wrapper.__qualname__ = cls.__name__
         return Wrapper
@@ -126,10 +155,14 @@ def installed():
         "qt": _qtModule(),
         "slicer.ScriptedLoadableModule": _scriptedLoadableModule(),
         "slicer.parameterNodeWrapper": _parameterNodeWrapperModule(),
+        "slicer.i18n": _i18nModule(),
     }
     saved = {name: sys.modules.get(name) for name in doubles}
     savedAttributes = {name: getattr(slicer, name.split(".")[1], None) for name in doubles if "." in name}
+    TRANSLATED.clear()
     sys.modules.update(doubles)
+    for name in [n for n in sys.modules if n == "ASFDAModuleLib" or n.startswith("ASFDAModuleLib.")]:
+        sys.modules.pop(name)  # imported again with the doubles (the Logic's base class, _())
     for name, double in doubles.items():
         if "." in name:
             setattr(slicer, name.split(".")[1], double)

@@ -67,7 +67,8 @@ def test_module_metadata_and_parameter_defaults(moduleFile, logic):
 
     assert parent.title == "ASFDA" and parent.categories == ["Segmentation"]
     assert parameters.device == "auto" and parameters.fineTuneSteps == 0
-    assert not parameters.fetchNextAutomatically
+    assert parameters.fetchNextAutomatically  # the next case's prediction comes from the new model
+    assert (parameters.sessionFolder, parameters.modelPath, parameters.dataFolder) == ("", "", "")  # not "."
     assert logic.getParameterNode().parameterNode is parameters.parameterNode  # one node per scene
 
 
@@ -208,7 +209,9 @@ def test_logic_starts_waits_for_and_stops_a_local_backend(moduleFile, logic, tmp
     (engine / "asfda").mkdir(parents=True)
     (engine / "asfda" / "__init__.py").write_text("")
     (engine / "asfda" / "__main__.py").write_text(FAKE_SERVE_WITH_HTTP)
-    monkeypatch.setattr(moduleFile, "MODULE_DIR", engine)
+    import ASFDAModuleLib.ModuleLogic as moduleLogic
+
+    monkeypatch.setattr(moduleLogic, "MODULE_DIR", engine)
     monkeypatch.setenv("PYTHONPATH", str(TESTING_DIR))
     dataFolder = tmp_path / "data"
     dataFolder.mkdir()

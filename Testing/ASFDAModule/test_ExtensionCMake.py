@@ -133,6 +133,7 @@ def test_the_ui_file_has_every_widget_the_module_uses_and_binds_only_real_parame
     ui = ElementTree.parse(MODULE_DIR / "Resources" / "UI" / "ASFDAModule.ui")
     widgets = {widget.get("name") for widget in ui.iter("widget")}
     moduleSource = (MODULE_DIR / "ASFDAModule.py").read_text()
+    parameterSource = (MODULE_DIR / "ASFDAModuleLib" / "Parameters.py").read_text()
     used = set(re.findall(r"self\.ui\.(\w+)", moduleSource))
     bound = {
         prop.findtext("string") for prop in ui.iter("property") if prop.get("name") == "SlicerParameterName"
@@ -140,10 +141,25 @@ def test_the_ui_file_has_every_widget_the_module_uses_and_binds_only_real_parame
 
     assert ui.getroot().find("widget").get("class") == "qMRMLWidget"
     assert used <= widgets, f"widgets missing in the .ui file: {sorted(used - widgets)}"
-    assert bound <= parameterNames(moduleSource), (
-        f"unknown parameters: {bound - parameterNames(moduleSource)}"
+    assert bound <= parameterNames(parameterSource), (
+        f"unknown parameters: {bound - parameterNames(parameterSource)}"
     )
-    assert {"sessionFolder", "modelPath", "device", "backendUrl", "fineTuneSteps"} <= bound
+    assert {"device", "backendUrl", "fineTuneSteps", "annotatorName"} <= bound
+    # Path fields are not bound: an unset pathlib.Path parameter would show as "."; the Widget copies them.
+    pathFields = {w.get("name") for w in ui.iter("widget") if w.get("class") == "ctkPathLineEdit"}
+    assert pathFields == {"sessionFolderPathLineEdit", "modelPathLineEdit", "dataFolderPathLineEdit"}
+    assert not bound & {"sessionFolder", "modelPath", "dataFolder"}
+    assert {
+        "segmentEditorWidget",
+        "saveAndNextButton",
+        "saveWithoutTrainingButton",
+        "skipButton",
+        "flagButton",
+        "activateVersionButton",
+        "labelledProgressBar",
+        "scoringProgressBar",
+        "cancelScoringButton",
+    } <= used
 
 
 def parameterNames(moduleSource: str) -> set[str]:

@@ -224,3 +224,19 @@ def test_the_real_backend_starts_answers_and_stops(tmp_path):
     finally:
         backend.stop()
     assert backend.state is BackendState.STOPPED and waitGone(backend.pid)
+
+
+def test_inside_slicer_a_missing_python_slicer_is_a_clear_error(tmp_path, monkeypatch):
+    """Defect: inside Slicer a missing PythonSlicer silently fell back to sys.executable."""
+    from ASFDAModuleLib.BackendProcess import BackendStartError, pythonForBackend
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no PythonSlicer on the PATH
+    with pytest.raises(BackendStartError, match=r"PythonSlicer was not found in .*bin nor on the PATH"):
+        pythonForBackend(slicerHome=tmp_path, insideSlicer=True)
+
+    (tmp_path / "bin").mkdir()
+    launcher = tmp_path / "bin" / "PythonSlicer"
+    launcher.write_text("#!/bin/sh\n")
+    assert pythonForBackend(slicerHome=tmp_path, insideSlicer=True) == str(launcher)
+    # Outside Slicer (scripts and tests with slicer-core) this interpreter runs the engine.
+    assert pythonForBackend(slicerHome=None, insideSlicer=False) == sys.executable

@@ -1,0 +1,81 @@
+"""Cases the radiologist skipped or flagged, kept with the session so that they survive a restart.
+
+The backend does not know about them: the module keeps them in a small JSON file (``case_marks.json``) in its
+own folder of the session, and asks the backend for another case while the one it serves is marked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from enum import Enum
+from pathlib import Path
+
+FILE_NAME = "case_marks.json"
+
+
+class CaseMark(str, Enum):
+    SKIPPED = "skipped"  # not now: served again only when nothing else is left
+    FLAGGED = "flagged"  # needs a second look (artefact, wrong anatomy): never served again by "next"
+
+
+@dataclass
+class MarkRecord:
+    caseId: str
+    mark: CaseMark
+    note: str = ""
+    time: float = 0.0
+
+
+class CaseMarks:
+    """The marks of one session, read from and written to ``folder/case_marks.json`` at once."""
+
+    def __init__(self, folder: str | Path):
+        self.path = Path(folder) / FILE_NAME
+        self._records: dict[str, MarkRecord] = self._read()
+
+    def mark(self, caseId: str, mark: CaseMark, note: str = "") -> MarkRecord:
+        record = MarkRecord(caseId, CaseMark(mark), note, time.time())
+        self._records[caseId] = record
+        self._write()
+        return record
+
+    def unmark(self, caseId: str) -> None:
+        if self._records.pop(caseId, None) is not None:
+            self._write()
+
+    def get(self, caseId: str) -> MarkRecord | None:
+        return self._records.get(caseId)
+
+    def ids(self, mark: CaseMark | None = None) -> set[str]:
+        return {r.caseId for r in self._records.values() if mark is None or r.mark is mark}
+
+    def records(self) -> list[MarkRecord]:
+        return sorted(self._records.values(), key=lambda r: r.time)
+
+    def _read(self) -> dict[str, MarkRecord]:
+        if not self.path.is_file():
+            return {}
+        try:
+            items = json.loads(self.path.read_text())
+            records = [
+                MarkRecord(i["caseId"], CaseMark(i["mark"]), i.get("note", ""), i.get("time", 0.0))
+                for i in items
+            ]
+        except (ValueError, KeyError, TypeError) as error:
+            raise ValueError(
+                f"{self.path}: not a list of case marks ({error}); fix or delete the file"
+            ) from None
+        return {r.caseId: r for r in records}
+
+    def _write(self) -> None:
+        # Written beside the file and renamed: a crash never leaves half a file.
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        items = [{**asdict(r), "mark": r.mark.value} for r in self.records()]
+        handle, partial = tempfile.mkstemp(dir=self.path.parent, suffix=".part")
+        with os.fdopen(handle, "w") as stream:
+            json.dump(items, stream, indent=1)
+        os.replace(partial, self.path)

@@ -1,0 +1,101 @@
+"""How much the radiologist had to change the model's prediction: Dice between prediction and submitted mask.
+
+A Dice near 1 means the prediction was accepted almost as it was; plotted per round, it shows when the model
+has become good enough that corrections are small (MONAI Label issue 55 asks for this measure).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections import defaultdict
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+FILE_NAME = "edit_effort.json"
+
+
+def editDice(prediction: np.ndarray, corrected: np.ndarray) -> float | None:
+    """Mean Dice over the foreground labels present in either map; None when both are empty."""
+    if prediction.shape != corrected.shape:
+        raise ValueError(f"prediction {prediction.shape} and mask {corrected.shape} differ in shape")
+    labels = sorted((set(np.unique(prediction).tolist()) | set(np.unique(corrected).tolist())) - {0})
+    if not labels:
+        return None
+    dices = []
+    for label in labels:
+        a, b = prediction == label, corrected == label
+        dices.append(2.0 * np.logical_and(a, b).sum() / (a.sum() + b.sum()))
+    return float(np.mean(dices))
+
+
+def changedFraction(prediction: np.ndarray, corrected: np.ndarray) -> float:
+    """The share of voxels whose label the radiologist changed."""
+    return float(np.mean(prediction != corrected))
+
+
+@dataclass
+class EditRecord:
+    caseId: str
+    caseName: str
+    modelVersion: str | None
+    round: int | None
+    dice: float | None
+    changedFraction: float
+
+
+@dataclass
+class RoundEffort:
+    round: int
+    meanDice: float | None
+    cases: int
+
+
+class EditEffortLog:
+    """One record per submitted mask, kept in ``folder/edit_effort.json``."""
+
+    def __init__(self, folder: str | Path):
+        self.path = Path(folder) / FILE_NAME
+        self._records = self._read()
+
+    def add(self, record: EditRecord) -> EditRecord:
+        # A case saved again replaces its earlier record: the effort is that of its last correction.
+        self._records = [r for r in self._records if r.caseId != record.caseId] + [record]
+        self._write()
+        return record
+
+    def records(self) -> list[EditRecord]:
+        return list(self._records)
+
+    def perRound(self) -> list[RoundEffort]:
+        byRound: dict[int, list[float]] = defaultdict(list)
+        counts: dict[int, int] = defaultdict(int)
+        for r in self._records:
+            roundNumber = r.round or 0
+            counts[roundNumber] += 1
+            if r.dice is not None:
+                byRound[roundNumber].append(r.dice)
+        return [
+            RoundEffort(n, float(np.mean(byRound[n])) if byRound[n] else None, counts[n])
+            for n in sorted(counts)
+        ]
+
+    def _read(self) -> list[EditRecord]:
+        if not self.path.is_file():
+            return []
+        try:
+            return [EditRecord(**item) for item in json.loads(self.path.read_text())]
+        except (ValueError, TypeError) as error:
+            raise ValueError(
+                f"{self.path}: not an edit-effort log ({error}); fix or delete the file"
+            ) from None
+
+    def _write(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle, partial = tempfile.mkstemp(dir=self.path.parent, suffix=".part")
+        with os.fdopen(handle, "w") as stream:
+            json.dump([asdict(r) for r in self._records], stream, indent=1)
+        os.replace(partial, self.path)

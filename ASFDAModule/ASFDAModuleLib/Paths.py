@@ -1,0 +1,45 @@
+"""Paths the user types or picks: unset is empty (never "."); a model is a folder or a TorchScript file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+# What the engine loads (asfda.models.loading): a folder (model.pt + asfda_model.json, a MONAI bundle, or a
+# TorchScript file inside), or one TorchScript file.
+TORCHSCRIPT_SUFFIXES = (".ts", ".torchscript", ".pt", ".pth")
+MODEL_FILE_FILTER = "TorchScript model (*.ts *.torchscript *.pt *.pth)"
+
+
+def pathOrNone(value) -> Path | None:
+    """A path the user set, or None; "" and "." (an unset ``pathlib.Path`` printed) both mean unset."""
+    text = "" if value is None else str(value).strip()
+    return None if text in ("", ".") else Path(text).expanduser()
+
+
+def pathText(value) -> str:
+    """What a path field shows: empty when unset."""
+    path = pathOrNone(value)
+    return "" if path is None else str(path)
+
+
+def checkModelPath(value) -> Path | None:
+    """The model to start the backend with, checked before any process starts; None when none is given.
+
+    Raises ValueError naming the path and the problem: it does not exist, or is a file the engine cannot load.
+    """
+    path = pathOrNone(value)
+    if path is None:
+        return None
+    if not path.exists():
+        raise ValueError(f"model {path}: no such file or folder")
+    if path.is_file() and not path.name.lower().endswith(TORCHSCRIPT_SUFFIXES):
+        raise ValueError(
+            f"model {path}: not a TorchScript file ({', '.join(TORCHSCRIPT_SUFFIXES)}); "
+            "choose that file, or the model's folder"
+        )
+    return path
+
+
+def safeName(text: str) -> str:
+    """A file name made from a case id or a model version."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)

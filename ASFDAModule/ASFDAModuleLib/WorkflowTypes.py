@@ -1,0 +1,44 @@
+"""What the Logic's steps hand to each other (and to the Widget): plain records, no MRML or Qt in them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .BackendTypes import Case, Job
+from .EditEffort import EditRecord
+
+
+@dataclass
+class VolumeExport:
+    """A scene volume written to a file for the session."""
+
+    nodeId: str
+    path: Path
+
+
+@dataclass
+class CaseFiles:
+    """What the backend sent for a case: its volume (None when already in the scene) and the prediction."""
+
+    case: Case
+    imagePath: Path | None
+    predictionPath: Path
+    labels: dict
+    modelVersion: str | None
+    round: int | None = None
+
+
+@dataclass
+class AnnotationCase:
+    case: Case
+    volumeNode: object
+    segmentationNode: object
+
+
+@dataclass
+class SubmitResult:
+    case: Case
+    job: Job | None
+    message: str
+    effort: EditRecord | None = None
