@@ -17,7 +17,17 @@ from slicer.ScriptedLoadableModule import ScriptedLoadableModuleLogic
 
 from .BackendClient import BackendClient, BackendError
 from .BackendProcess import BackendLaunch, BackendProcess, BackendProcessProtocol, ServerInfo
-from .BackendTypes import BackendInfo, Case, CaseStatus, Job, JobState, ModelVersion, Ranking, RoundMetrics
+from .BackendTypes import (
+    BackendInfo,
+    Case,
+    CaseStatus,
+    Job,
+    JobKind,
+    JobState,
+    ModelVersion,
+    Ranking,
+    RoundMetrics,
+)
 from .CaseMarks import CaseMark, CaseMarks
 from .CaseTable import CaseTableModel
 from .EditEffort import EditEffortLog, EditRecord, changedFraction, editDice
@@ -392,8 +402,21 @@ class ASFDAModuleLogic(ScriptedLoadableModuleLogic):
         return self._client().modelVersions()
 
     def activateModelVersion(self, version: str) -> BackendInfo:
-        """*network*: roll back (or forward) to a model version; the next predictions come from it."""
-        self._client().activateModelVersion(version)
+        """*network*: roll back (or forward) to a model version; the next predictions come from it.
+
+        The backend refuses (409) while a job runs. A scoring job is cancelled first: it scores the version
+        being left, and the activated one is scored anew. A fine-tuning round is not: the error says so.
+        """
+        client = self._client()
+        try:
+            client.activateModelVersion(version)
+        except BackendError as error:
+            scoring = [j for j in client.jobs() if j.kind is JobKind.SCORE and not j.state.finished]
+            if error.status != HTTP_CONFLICT or not scoring:
+                raise
+            for job in scoring:
+                client.cancelJob(job.id)
+            client.activateModelVersion(version)
         return self.fetchInfo()
 
     # -- plots -------------------------------------------------------------------------------------

@@ -384,6 +384,9 @@ class _Handler(BaseHTTPRequestHandler):
             )
             job.state, job.model_version, job.message = "done", self.state.version, "round done"
 
+    def listJobs(self, url):
+        return [job.json() for job in self.state.jobs.values()]
+
     def getJob(self, url):
         jobId = url.path.split("/")[2]
         if jobId not in self.state.jobs:
@@ -415,6 +418,11 @@ class _Handler(BaseHTTPRequestHandler):
         version = urllib.parse.unquote(url.path.split("/")[2])
         if version not in self.state.versions:
             raise HttpError(404, f"no model version {version!r}")
+        running = [j for j in self.state.jobs.values() if j.state in ("queued", "running")]
+        if running:
+            raise HttpError(
+                409, f"job {running[0].id} ({running[0].kind}) is running: activate after it ends"
+            )
         self.state.version = version
         return self._versionJson(version)
 
@@ -485,6 +493,7 @@ _ROUTES = {
     ("GET", "/cases/{id}/prediction"): _Handler.prediction,
     ("PUT", "/cases/{id}/label"): _Handler.putLabel,
     ("POST", "/finetune"): _Handler.finetune,
+    ("GET", "/jobs"): _Handler.listJobs,
     ("GET", "/jobs/{id}"): _Handler.getJob,
     ("POST", "/jobs/{id}/cancel"): _Handler.cancelJob,
     ("GET", "/metrics"): _Handler.listMetrics,

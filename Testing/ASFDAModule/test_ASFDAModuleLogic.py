@@ -18,7 +18,6 @@ import pytest
 import SimpleITK as sitk
 from module_fake_backend import TOKEN
 from module_paths import MODULE_DIR, TESTING_DIR, importSlicerCore
-from module_processes import needsRealBackend, waitGone, writeTinyModel
 
 
 @pytest.fixture
@@ -233,36 +232,3 @@ def test_logic_starts_waits_for_and_stops_a_local_backend(moduleFile, logic, tmp
 def test_the_module_self_test_runs_headless(moduleFile, mrml):
     """ASFDAModuleTest is what Slicer runs (Reload and Test); here on the doubles' base class."""
     moduleFile.ASFDAModuleTest().runTest()
-
-
-@needsRealBackend
-@pytest.mark.slow
-def test_a_round_with_the_real_backend(mrml, logic, tmp_path):
-    """The Logic's whole loop against the engine's own `asfda serve` and a tiny UNet on the CPU."""
-    model = writeTinyModel(tmp_path / "model", volumes.LABELS)
-    process = logic.startBackend(tmp_path / "session", model, "cpu", python=sys.executable)
-    try:
-        info = logic.waitForBackend(timeout=180)
-        volumeNode = volumes.addVolume(mrml.slicer, mrml.scene, volumes.intensityArray())
-        [(_, case)] = logic.submitVolumeFiles(logic.exportSceneVolumes([volumeNode]))
-        logic.tagSceneVolumes([(_, case)])
-        logic.applyRanking(logic.fetchRanking())
-        scored = logic.caseTable.case(case.id)
-        annotation = logic.loadCase(logic.fetchCaseFiles("tester", logic.caseIdsInScene()))
-        paintSpleen(mrml, annotation)
-        labelFile = logic.exportCorrection(case.id, annotation.segmentationNode, volumeNode)
-        result = logic.submitCorrection(case.id, labelFile, steps=2)
-        job = logic.waitForJob(result.job.id, timeout=300, interval=0.2)
-        metrics = logic.fetchMetrics()
-    finally:
-        logic.stopBackend()
-
-    assert info.labels == volumes.LABELS and case.name == "patient_7"
-    assert scored.dkd is not None and scored.asd is not None and scored.modelVersion == info.modelVersion
-    assert logic.caseTable.suggestedCase().id == case.id and annotation.volumeNode is volumeNode
-    segmentation = annotation.segmentationNode.GetSegmentation()
-    assert [segmentation.GetNthSegment(i).GetName() for i in range(3)] == ["liver", "spleen", "left kidney"]
-    assert result.case.status.value == "labelled"  # the backend took the label map in the case's geometry
-    assert job.state.value == "done" and job.modelVersion != info.modelVersion, job.message
-    assert metrics[-1].labelledCount == 1 and metrics[-1].modelVersion == job.modelVersion
-    assert process.state.value == "stopped" and waitGone(process.pid)

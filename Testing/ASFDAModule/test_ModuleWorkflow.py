@@ -227,6 +227,32 @@ def test_model_versions_with_metrics_and_activate_to_roll_back(mrml, logic, fake
     assert info.modelVersion == "v0" and caseFiles.modelVersion == "v0"
 
 
+def test_activating_a_version_cancels_the_scoring_of_the_one_left_but_never_a_round(mrml, logic, fakeBackend):
+    from ASFDAModuleLib.BackendClient import BackendError
+
+    useLocalBackend(logic, fakeBackend)
+    addCases(mrml, logic, 2)
+    annotation = logic.loadCase(logic.fetchCaseFiles("tester", logic.caseIdsInScene()))
+    paint(mrml, annotation)
+    result = logic.saveCase(
+        annotation.case.id, annotation.segmentationNode, annotation.volumeNode, train=True
+    )
+    logic.waitForJob(result.job.id, timeout=20, interval=0.05)
+    fakeBackend.state.scoringSeconds = 5.0
+    scoring = logic.requestRanking().job  # v1 is being scored
+
+    info = logic.activateModelVersion("v0")
+
+    assert info.modelVersion == "v0" and logic.fetchJob(scoring.id).state.value == "cancelled"
+    fakeBackend.state.scoringSeconds = 0.0
+    fakeBackend.state.jobSeconds = 3.0
+    round_ = logic.startRound()
+    with pytest.raises(BackendError, match="is running"):
+        logic.activateModelVersion("v1")
+    assert logic.fetchJob(round_.id).state.value in ("queued", "running")
+    logic.cancelJob(round_.id)
+
+
 def test_remove_case_and_a_clear_error_from_a_backend_without_the_route(mrml, logic, fakeBackend):
     from ASFDAModuleLib.BackendClient import BackendError
 

@@ -1,0 +1,112 @@
+"""The Logic's whole flow, in one test, on real MRML (slicer-core) and the engine's own backend process.
+
+Start, add scene volumes, non-blocking ranking with progress, next case with the current model version, save
+without training, save and train, next case with the new version, activate the older version, remove a case,
+stop. The model is a tiny MONAI UNet on the CPU (``module_processes.writeTinyModel``), so that it takes
+about a minute on two cores.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import module_volumes as volumes
+import numpy as np
+import pytest
+from module_processes import needsRealBackend, waitGone, writeTinyModel
+
+
+def paintSpleen(mrml, annotation):
+    spleen = np.zeros(volumes.SHAPE, np.uint8)
+    spleen[1:4, 2:6, 3:9] = 1
+    segmentation = annotation.segmentationNode
+    spleenId = segmentation.GetSegmentation().GetSegmentIdBySegmentName("spleen")
+    mrml.slicer.util.updateSegmentBinaryLabelmapFromArray(
+        spleen, segmentation, spleenId, annotation.volumeNode
+    )
+
+
+@needsRealBackend
+@pytest.mark.slow
+def test_the_whole_flow_with_the_real_backend(moduleFile, mrml, tmp_path):
+    from ASFDAModuleLib.BackendClient import BackendError
+    from ASFDAModuleLib.Settings import LeavePolicy
+
+    logic = moduleFile.ASFDAModuleLogic(scene=mrml.scene, cacheDir=tmp_path / "cache")
+    model = writeTinyModel(tmp_path / "model", volumes.LABELS)
+    process = logic.startBackend(tmp_path / "session", model, "cpu", python=sys.executable)
+    try:
+        info = logic.waitForBackend(timeout=180)
+        nodes = [
+            volumes.addVolume(mrml.slicer, mrml.scene, volumes.intensityArray() + 40 * n, f"patient_{n}")
+            for n in range(4)
+        ]
+        logic.tagSceneVolumes(logic.submitVolumeFiles(logic.exportSceneVolumes(nodes)))
+
+        # Ranking without waiting: the first answer comes at once, the scoring job's progress follows.
+        started = time.monotonic()
+        first = logic.requestRanking()
+        firstAnswerSeconds = time.monotonic() - started
+        progress = []
+        ranking = logic.waitForRanking(timeout=240, interval=0.2, onProgress=lambda r: progress.append(r.job))
+
+        # Next case, with the model version that made its prediction; saved without training.
+        firstFiles = logic.fetchCaseFiles("tester", logic.caseIdsInScene())
+        firstCase = logic.loadCase(firstFiles)
+        paintSpleen(mrml, firstCase)
+        batched = logic.saveCase(
+            firstCase.case.id, firstCase.segmentationNode, firstCase.volumeNode, train=False
+        )
+
+        # The next one, saved and trained on: a round on both masks.
+        secondFiles = logic.fetchCaseFiles("tester", logic.caseIdsInScene())
+        secondCase = logic.loadCase(secondFiles, firstCase.case.id, LeavePolicy.HIDE)
+        paintSpleen(mrml, secondCase)
+        trained = logic.saveCase(
+            secondCase.case.id, secondCase.segmentationNode, secondCase.volumeNode, train=True, steps=2
+        )
+        job = logic.waitForJob(trained.job.id, timeout=300, interval=0.2)
+        rescored = logic.waitForRanking(timeout=240, interval=0.2)  # the new version scores the pool
+
+        # The next case comes with the new model version.
+        thirdFiles = logic.fetchCaseFiles("tester", logic.caseIdsInScene())
+        thirdCase = logic.loadCase(thirdFiles, secondCase.case.id, LeavePolicy.CLOSE)
+
+        # Roll back to the first version: the next prediction comes from it again.
+        versions = logic.fetchModelVersions()
+        rolledBack = logic.activateModelVersion(info.modelVersion)
+        againFiles = logic.fetchCaseFiles("tester", logic.caseIdsInScene(), thirdCase.case.id)
+
+        # Remove an unlabelled case (DELETE /cases/{id}, from issue 9), or learn clearly that it is missing.
+        remaining = next(
+            c for c in logic.caseTable.cases if c.status.value != "labelled" and c.id != thirdCase.case.id
+        )
+        try:
+            removed = logic.removeCase(remaining.id).id
+        except BackendError as error:
+            removed = str(error)
+        metrics = logic.fetchMetrics()
+    finally:
+        logic.stopBackend()
+
+    assert firstAnswerSeconds < 5 and not first.complete and first.job.kind.value == "score"
+    assert progress and [j.progress for j in progress] == sorted(j.progress for j in progress)
+    assert ranking.complete and all(c.dkd is not None and c.asd is not None for c in ranking.cases)
+    assert firstFiles.modelVersion == info.modelVersion
+    assert firstCase.segmentationNode.GetAttribute("ASFDA.ModelVersion") == info.modelVersion
+    assert batched.job is None and batched.case.status.value == "labelled"
+    assert batched.effort is not None and batched.effort.modelVersion == info.modelVersion
+    assert trained.job is not None and job.state.value == "done", job.message
+    newVersion = job.modelVersion
+    assert newVersion != info.modelVersion and rescored.modelVersion == newVersion
+    assert metrics[0].labelledCount == 2  # the batched mask was used by the round
+    assert thirdFiles.modelVersion == newVersion and newVersion in thirdFiles.predictionPath.name
+    assert thirdCase.segmentationNode.GetAttribute("ASFDA.ModelVersion") == newVersion
+    assert logic.sceneLogic.caseNodes(secondCase.case.id) == []  # closed when the third case opened
+    assert not firstCase.segmentationNode.GetDisplayNode().GetVisibility()  # hidden
+    assert {v.id for v in versions} >= {info.modelVersion, newVersion}
+    assert next(v for v in versions if v.id == newVersion).active
+    assert rolledBack.modelVersion == info.modelVersion and againFiles.modelVersion == info.modelVersion
+    assert removed == remaining.id or "this backend cannot remove cases" in removed, removed
+    assert process.state.value == "stopped" and waitGone(process.pid)
