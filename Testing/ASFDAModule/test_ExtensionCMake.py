@@ -99,6 +99,31 @@ def test_the_extension_metadata_names_its_category_and_the_pytorch_dependency(ma
     assert "DKD" in metadata["EXTENSION_DESCRIPTION"] and "ASD" in metadata["EXTENSION_DESCRIPTION"]
 
 
+def test_catalog_readiness_license_contributors_and_a_committed_screenshot():
+    """The ExtensionsIndex checks: a LICENSE, contributors as "Name (Organization)", screenshots that exist."""
+    cmake = (ROOT / "CMakeLists.txt").read_text()
+    contributors = re.search(r'set\(EXTENSION_CONTRIBUTORS "([^"]+)"\)', cmake).group(1)
+    urls = re.search(r'set\(EXTENSION_SCREENSHOTURLS "([^"]*)"\)', cmake).group(1).split()
+    prefix = "https://raw.githubusercontent.com/ASFDA/SlicerASFDA/main/"
+    module = (MODULE_DIR / "ASFDAModule.py").read_text()
+    pyproject = (ROOT / "pyproject.toml").read_text()
+
+    assert (
+        (ROOT / "LICENSE")
+        .read_text()
+        .lstrip()
+        .startswith("Apache License\n                           Version 2.0")
+    )
+    assert 'license = "Apache-2.0"' in pyproject
+    assert all(re.fullmatch(r"[^,()]+ \([^()]+\)", name.strip()) for name in contributors.split(","))
+    assert f'self.parent.contributors = ["{contributors}"]' in module
+    assert urls and all(url.startswith(prefix) for url in urls)
+    for url in urls:
+        picture = (ROOT / url[len(prefix) :]).read_bytes()
+        assert picture[:8] == b"\x89PNG\r\n\x1a\n" and struct.unpack(">II", picture[16:24])[0] >= 600
+    assert "not a screenshot of a" in (ROOT / "Resources" / "Screenshots" / "README.md").read_text().lower()
+
+
 @needsCMake
 def test_the_stand_in_rejects_a_listed_file_that_does_not_exist(tmp_path):
     """So that a passing configure means something: a missing script fails it, as in a real build."""
