@@ -100,7 +100,7 @@ def test_the_extension_metadata_names_its_category_and_the_pytorch_dependency(ma
 
 
 def test_catalog_readiness_license_contributors_and_a_committed_screenshot():
-    """The ExtensionsIndex checks: a LICENSE, contributors as "Name (Organization)", screenshots that exist."""
+    """ExtensionsIndex checks: a LICENSE, contributors as "Name (Organization)", screenshots that exist."""
     cmake = (ROOT / "CMakeLists.txt").read_text()
     contributors = re.search(r'set\(EXTENSION_CONTRIBUTORS "([^"]+)"\)', cmake).group(1)
     urls = re.search(r'set\(EXTENSION_SCREENSHOTURLS "([^"]*)"\)', cmake).group(1).split()
