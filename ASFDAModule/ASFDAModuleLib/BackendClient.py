@@ -191,6 +191,17 @@ class BackendClient:
             ) from None
 
 
+def caseOfFile(cases: list[Case], path: Path) -> Case:
+    """The case the backend made from a file (``POST /cases`` answers with a list, one per file)."""
+    resolved = str(Path(path).resolve())
+    match = next((c for c in cases if c.sourcePath and str(Path(c.sourcePath).resolve()) == resolved), None)
+    if match is None and len(cases) == 1:
+        match = cases[0]
+    if match is None:
+        raise RuntimeError(f"{path}: the backend did not say which case it made of this file")
+    return match
+
+
 def _quote(segment: str) -> str:
     return urllib.parse.quote(str(segment), safe="")
 

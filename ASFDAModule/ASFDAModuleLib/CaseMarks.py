@@ -14,7 +14,10 @@ from dataclasses import asdict, dataclass
 from enum import Enum
 from pathlib import Path
 
+from .i18n import _
+
 FILE_NAME = "case_marks.json"
+HTTP_NOT_FOUND = 404
 
 
 class CaseMark(str, Enum):
@@ -79,3 +82,31 @@ class CaseMarks:
         with os.fdopen(handle, "w") as stream:
             json.dump(items, stream, indent=1)
         os.replace(partial, self.path)
+
+
+def nextUnmarkedCase(client, marks: CaseMarks | None, annotator: str):
+    """The backend's next case (``POST /next``), asking again while it serves a skipped or flagged case.
+
+    Each answer leases its case to this annotator, so asking again moves down the ranking; a skipped case
+    comes back once only marked cases are left, a flagged one never (it can still be opened from the table).
+    """
+    from .BackendClient import BackendError
+
+    marked = marks.ids() if marks is not None else set()
+    served = []
+    for _attempt in range(len(marked) + 1):
+        try:
+            case = client.nextCase(annotator)
+        except BackendError as error:
+            if error.status == HTTP_NOT_FOUND and served:
+                break
+            raise
+        if case.id not in marked:
+            return case
+        if any(c.id == case.id for c in served):
+            break
+        served.append(case)
+    skipped = [c for c in served if marks.get(c.id).mark is CaseMark.SKIPPED]
+    if skipped:
+        return skipped[0]
+    raise RuntimeError(_("every case left is flagged: open one from the table, or remove its flag"))

@@ -7,15 +7,13 @@ threads); methods marked *scene* change the MRML scene and belong on the main th
 from __future__ import annotations
 
 import hashlib
-import os
 import pathlib
-import tempfile
 import time
 
 import slicer
 from slicer.ScriptedLoadableModule import ScriptedLoadableModuleLogic
 
-from .BackendClient import BackendClient, BackendError
+from .BackendClient import BackendClient, BackendError, caseOfFile
 from .BackendProcess import BackendLaunch, BackendProcess, BackendProcessProtocol, ServerInfo
 from .BackendTypes import (
     BackendInfo,
@@ -28,7 +26,7 @@ from .BackendTypes import (
     Ranking,
     RoundMetrics,
 )
-from .CaseMarks import CaseMark, CaseMarks
+from .CaseMarks import CaseMark, CaseMarks, nextUnmarkedCase
 from .CaseTable import CaseTableModel
 from .EditEffort import EditEffortLog, EditRecord, changedFraction, editDice
 from .i18n import _
@@ -38,11 +36,11 @@ from .Paths import checkModelPath, pathOrNone, safeName
 from .Plots import updateDicePlot, updateEditEffortPlot, updateScorePlot
 from .SceneLogic import SceneLogic
 from .Settings import LeavePolicy
+from .SlicerEnvironment import backendEnvironment, defaultCacheDir, moduleLogic
 from .WorkflowTypes import AnnotationCase, CaseFiles, SubmitResult, VolumeExport
 
 MODULE_DIR = pathlib.Path(__file__).resolve().parent.parent  # holds ASFDAModule.py and the asfda package
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
-HTTP_NOT_FOUND = 404
 HTTP_METHOD_NOT_ALLOWED = 405
 HTTP_CONFLICT = 409
 HTTP_FORBIDDEN = 403
@@ -55,9 +53,9 @@ class ASFDAModuleLogic(ScriptedLoadableModuleLogic):
     def __init__(self, scene=None, cacheDir=None) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
         self.scene = scene if scene is not None else slicer.mrmlScene
-        self.sceneLogic = SceneLogic(self.scene, volumesLogic=_moduleLogic("volumes"))
+        self.sceneLogic = SceneLogic(self.scene, volumesLogic=moduleLogic("volumes"))
         self.caseTable = CaseTableModel()
-        self.cacheDir = pathlib.Path(cacheDir) if cacheDir else _defaultCacheDir()
+        self.cacheDir = pathlib.Path(cacheDir) if cacheDir else defaultCacheDir()
         self.backendProcess: BackendProcessProtocol | None = None
         self.client: BackendClient | None = None
         self.info: BackendInfo | None = None
@@ -93,7 +91,7 @@ class ASFDAModuleLogic(ScriptedLoadableModuleLogic):
             python=python,
             enginePath=MODULE_DIR,
             allowDirs=[dataFolder] if dataFolder else [],
-            environment=_backendEnvironment(),
+            environment=backendEnvironment(),
         )
         self.backendProcess = BackendProcess(launch, logFile=self.cacheDir / "backend.log")
         self.backendProcess.start()
@@ -159,7 +157,7 @@ class ASFDAModuleLogic(ScriptedLoadableModuleLogic):
         added = []
         for export in exports:
             if self.backendIsLocal:
-                case = _caseOfFile(self._client().addCaseFile(export.path), export.path)
+                case = caseOfFile(self._client().addCaseFile(export.path), export.path)
             else:
                 case = self._client().uploadCase(export.path)
             added.append((export, case))
@@ -253,7 +251,7 @@ class ASFDAModuleLogic(ScriptedLoadableModuleLogic):
         and the prediction and the segmentation must carry the version that made them.
         """
         client = self._client()
-        case = self._nextUnmarkedCase(annotator) if caseId is None else self._knownCase(caseId)
+        case = nextUnmarkedCase(client, self.marks, annotator) if caseId is None else self._knownCase(caseId)
         info = self.fetchInfo()
         folder = self.cacheDir / "cases" / safeName(case.id)
         imagePath = None
@@ -453,32 +451,6 @@ class ASFDAModuleLogic(ScriptedLoadableModuleLogic):
     def _openModuleFiles(self, folder: pathlib.Path) -> None:
         self.marks, self.effort = CaseMarks(folder), EditEffortLog(folder)
 
-    def _nextUnmarkedCase(self, annotator: str) -> Case:
-        """The backend's next case, asking again while it serves a flagged or skipped case.
-
-        Each answer leases its case to this annotator, so asking again moves down the ranking; skipped cases
-        come back once only marked cases are left, flagged ones are given only when nothing else is left.
-        """
-        client = self._client()
-        marked = self.marks.ids() if self.marks is not None else set()
-        served = []
-        for _attempt in range(len(marked) + 1):
-            try:
-                case = client.nextCase(annotator)
-            except BackendError as error:
-                if error.status == HTTP_NOT_FOUND and served:
-                    break
-                raise
-            if case.id not in marked:
-                return case
-            if any(c.id == case.id for c in served):
-                break
-            served.append(case)
-        skipped = [c for c in served if self.marks.get(c.id).mark is CaseMark.SKIPPED]
-        if skipped:
-            return skipped[0]
-        raise RuntimeError(_("every case left is flagged: open one from the table, or remove its flag"))
-
     def _knownCase(self, caseId: str) -> Case:
         case = self.caseTable.case(caseId)
         if case is None:
@@ -486,36 +458,3 @@ class ASFDAModuleLogic(ScriptedLoadableModuleLogic):
         if case is None:
             raise KeyError(f"the backend has no case {caseId!r}")
         return case
-
-
-def _caseOfFile(cases: list[Case], path: pathlib.Path) -> Case:
-    """The case the backend made from a file (it answers with a list, one per file)."""
-    resolved = str(path.resolve())
-    match = next(
-        (c for c in cases if c.sourcePath and str(pathlib.Path(c.sourcePath).resolve()) == resolved), None
-    )
-    if match is None and len(cases) == 1:
-        match = cases[0]
-    if match is None:
-        raise RuntimeError(f"{path}: the backend did not say which case it made of this file")
-    return match
-
-
-def _moduleLogic(name: str):
-    """A core module's logic (``slicer.modules.volumes.logic()``), or None where modules are not loaded."""
-    module = getattr(getattr(slicer, "modules", None), name, None)
-    return module.logic() if module is not None else None
-
-
-def _backendEnvironment():
-    """Slicer's startup environment, so PythonSlicer sets up its own paths; this one outside Slicer."""
-    try:
-        return slicer.util.startupEnvironment()
-    except Exception:  # no application (tests, scripts with slicer-core)
-        return dict(os.environ)
-
-
-def _defaultCacheDir() -> pathlib.Path:
-    app = getattr(slicer, "app", None)
-    base = pathlib.Path(app.temporaryPath) if app is not None else pathlib.Path(tempfile.gettempdir())
-    return base / "ASFDA"

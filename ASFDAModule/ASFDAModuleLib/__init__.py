@@ -1,5 +1,8 @@
 """The ASFDA module's library: small single-purpose pieces, most of them usable without Slicer's GUI.
 
+- ``ModuleLogic``: the module's Logic, the whole workflow without Qt (scripts, tests and the Widget call it).
+- ``WorkflowTypes``: the records its steps hand to each other.
+- ``Parameters``: the parameter node (saved with the scene); ``Settings``: what survives a restart (QSettings).
 - ``BackendTypes``: the records of the backend's HTTP contract (cases, jobs, model versions).
 - ``BackendClient``: the HTTP client (standard library only).
 - ``BackendProcess``: ``asfda serve`` as a background process (start, readiness, log, stop with children).
@@ -7,6 +10,11 @@
 - ``SceneLogic``: volumes, predictions and label maps in the MRML scene (Qt-free).
 - ``LabelTerminology``: standard codes for common structure names.
 - ``CaseTable``: the table of cases as a pure-Python model.
-- ``Plots``: Dice per round and DKD against ASD as Slicer plot nodes.
-- ``InstallLogic``: the engine's dependencies, installed on first use after one confirmation.
+- ``CaseMarks``: skipped and flagged cases, kept in the session; ``EditEffort``: Dice between prediction and
+  saved mask, per case and round.
+- ``Plots``: Dice per round, edit effort, and DKD against ASD as Slicer plot nodes.
+- ``InstallLogic``: the engine's dependencies, installed on first use after one confirmation, with what
+  Slicer provides pinned.
+- ``Paths``: path fields (unset is empty) and the model path check; ``SampleData``: the samples registered
+  with Slicer's Sample Data; ``SlicerEnvironment``: application or headless; ``i18n``: ``_()``.
 """
