@@ -61,8 +61,9 @@ def sampleDataSources() -> list[dict]:
             "fileNames": [sample.fileName],
             "nodeNames": [sample.nodeName] if sample.nodeName else None,
             "checksums": [f"SHA256:{sample.sha256}"],
+            # Sample Data loads volumes, and extracts a zip into its cache folder (.../ASFDASourceModel) when
+            # loadFiles is left unset; loadFileType (not loadFileTypes) works from Slicer 5.0 to today's.
             "loadFileType": sample.loadFileType,
-            "loadFiles": [sample.nodeName is not None],
         }
         for sample in SAMPLES
     ]

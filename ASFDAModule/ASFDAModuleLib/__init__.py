@@ -2,7 +2,7 @@
 
 - ``ModuleLogic``: the module's Logic, the whole workflow without Qt (scripts, tests and the Widget call it).
 - ``WorkflowTypes``: the records its steps hand to each other.
-- ``Parameters``: the parameter node (saved with the scene); ``Settings``: what survives a restart (QSettings).
+- ``Parameters``: the parameter node (saved with the scene); ``Settings``: what survives a restart.
 - ``BackendTypes``: the records of the backend's HTTP contract (cases, jobs, model versions).
 - ``BackendClient``: the HTTP client (standard library only).
 - ``BackendProcess``: ``asfda serve`` as a background process (start, readiness, log, stop with children).
