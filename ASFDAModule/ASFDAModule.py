@@ -14,6 +14,7 @@ import logging
 import qt
 import slicer
 import vtk
+from ASFDAModuleLib import WidgetViews as views
 from ASFDAModuleLib.BackendProcess import BackendState
 from ASFDAModuleLib.BackendTypes import BackendInfo, Case, Job, JobState, Ranking
 from ASFDAModuleLib.BackgroundTasks import BackgroundTasks
@@ -143,8 +144,11 @@ class ASFDAModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.casesTable.horizontalHeader().sectionClicked.connect(self.onSortColumn)
         self.ui.casesTable.cellDoubleClicked.connect(self.onCaseDoubleClicked)
 
-        self._setUpTable(self.ui.casesTable, [column.title for column in CaseTableModel.columns])
-        self._setUpTable(self.ui.modelVersionsTable, [_("Version"), _("Round"), _("Metrics"), _("Active")])
+        views.setUpTable(self.ui.casesTable, [column.title for column in CaseTableModel.columns])
+        header = self.ui.casesTable.horizontalHeader()
+        header.setSortIndicatorShown(True)  # sorting is the model's (unscored cases last), not Qt's
+        header.setSortIndicator(CaseTableModel.columns.index(CaseColumn.RANK), qt.Qt.AscendingOrder)
+        views.setUpTable(self.ui.modelVersionsTable, [_("Version"), _("Round"), _("Metrics"), _("Active")])
         self.initializeParameterNode()
         self._restoreSettings()
         self._updateButtons()
@@ -179,6 +183,8 @@ class ASFDAModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.setParameterNode(None)
 
     def onSceneEndClose(self, caller, event) -> None:
+        # The scene's Segment Editor node went with it: give the embedded editor the new one.
+        self.ui.segmentEditorWidget.setMRMLSegmentEditorNode(self.logic.sceneLogic.segmentEditorNode())
         if self.parent.isEntered:
             self.initializeParameterNode()
 
@@ -351,7 +357,7 @@ class ASFDAModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._showCases()
         if not ranking.complete and ranking.job is not None:
             self._scoringJobId = ranking.job.id
-            self._showProgress(self.ui.scoringProgressBar, ranking.job)
+            views.showJob(self.ui.scoringProgressBar, ranking.job)
             self.scoringTimer.start()
             self._setStatus(_("Scoring the pool: {message}").format(message=ranking.job.message or "..."))
         else:
@@ -409,8 +415,7 @@ class ASFDAModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._openCase(item.data(qt.Qt.UserRole))
 
     def _selectedCaseId(self):
-        item = self.ui.casesTable.item(self.ui.casesTable.currentRow(), 0)
-        return item.data(qt.Qt.UserRole) if item is not None else None
+        return views.selectedId(self.ui.casesTable)
 
     # -- annotate ----------------------------------------------------------------------------------
 
@@ -431,28 +436,15 @@ class ASFDAModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _leavePolicy(self) -> LeavePolicy:
         """Asked once, then remembered: what happens to the previous case when the next one opens."""
-        policy = self.settings.leavePolicy
-        if policy is not LeavePolicy.ASK:
-            return policy
-        box = qt.QMessageBox(slicer.util.mainWindow())
-        box.setWindowTitle(_("ASFDA"))
-        box.setText(
-            _("When the next case opens, what happens to the previous one? (asked once; Settings > ASFDA)")
-        )
-        buttons = {
-            box.addButton(_("Hide it"), qt.QMessageBox.AcceptRole): LeavePolicy.HIDE,
-            box.addButton(_("Close it"), qt.QMessageBox.DestructiveRole): LeavePolicy.CLOSE,
-            box.addButton(_("Keep it shown"), qt.QMessageBox.RejectRole): LeavePolicy.KEEP,
-        }
-        box.exec_()
-        policy = buttons.get(box.clickedButton(), LeavePolicy.HIDE)
-        self.settings.leavePolicy = policy
-        return policy
+        if self.settings.leavePolicy is LeavePolicy.ASK:
+            self.settings.leavePolicy = views.askLeavePolicy(slicer.util.mainWindow())
+        return self.settings.leavePolicy
 
     def _onCaseFiles(self, caseFiles) -> None:
+        p = self._parameterNode
+        leave = self._leavePolicy() if p.currentCaseId else LeavePolicy.KEEP
         with slicer.util.tryWithErrorDisplay(_("Failed to show the case."), waitCursor=True):
-            p = self._parameterNode
-            annotation = self.logic.loadCase(caseFiles, p.currentCaseId, self._leavePolicy())
+            annotation = self.logic.loadCase(caseFiles, p.currentCaseId, leave)
             p.currentCaseId = annotation.case.id
             p.currentVolume = annotation.volumeNode
             p.currentSegmentation = annotation.segmentationNode
@@ -517,7 +509,7 @@ class ASFDAModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _followJob(self, job: Job) -> None:
         self._jobId = job.id
-        self._showProgress(self.ui.roundProgressBar, job)
+        views.showJob(self.ui.roundProgressBar, job)
         self.jobTimer.start()
         self._updateButtons()
 
@@ -533,7 +525,7 @@ class ASFDAModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             )
 
     def _onJob(self, job: Job) -> None:
-        self._showProgress(self.ui.roundProgressBar, job)
+        views.showJob(self.ui.roundProgressBar, job)
         if not job.state.finished:
             return
         self.jobTimer.stop()
@@ -566,26 +558,11 @@ class ASFDAModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         )
 
     def _showModelVersions(self, versions) -> None:
-        table = self.ui.modelVersionsTable
-        table.setRowCount(len(versions))
-        for row, version in enumerate(versions):
-            metrics = ", ".join(
-                f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in version.metrics.items()
-            )
-            cells = [
-                version.id,
-                str(version.round if version.round is not None else ""),
-                metrics,
-                "✓" if version.active else "",
-            ]
-            for column, text in enumerate(cells):
-                item = qt.QTableWidgetItem(text)
-                item.setData(qt.Qt.UserRole, version.id)
-                table.setItem(row, column, item)
+        views.showModelVersions(self.ui.modelVersionsTable, versions)
 
     def onActivateVersion(self) -> None:
-        item = self.ui.modelVersionsTable.item(self.ui.modelVersionsTable.currentRow(), 0)
-        if item is None:
+        version = views.selectedId(self.ui.modelVersionsTable)
+        if version is None:
             slicer.util.warningDisplay(_("Select a model version first."))
             return
         self._runTask(
@@ -593,7 +570,7 @@ class ASFDAModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.logic.activateModelVersion,
             self._onBackendInfo,
             _("Could not activate the version."),
-            item.data(qt.Qt.UserRole),
+            version,
         )
 
     def onShowPlots(self) -> None:
@@ -621,43 +598,10 @@ class ASFDAModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         timer.timeout.connect(slot)
         return timer
 
-    def _setUpTable(self, table, titles) -> None:
-        table.setColumnCount(len(titles))
-        table.setHorizontalHeaderLabels(titles)
-        table.setEditTriggers(qt.QAbstractItemView.NoEditTriggers)
-        table.setSelectionBehavior(qt.QAbstractItemView.SelectRows)
-        table.horizontalHeader().setStretchLastSection(True)
-
     def _showCases(self) -> None:
-        table = self.ui.casesTable
-        rows = self.logic.caseTable.rows()
-        table.setRowCount(len(rows))
-        highlight = qt.QBrush(qt.QColor(255, 236, 179))
-        stale = qt.QBrush(qt.QColor(128, 128, 128))
-        marks = self.logic.marks
-        for rowIndex, row in enumerate(rows):
-            mark = marks.get(row.caseId) if marks is not None else None
-            for columnIndex, text in enumerate(row.cells):
-                item = qt.QTableWidgetItem(
-                    text if columnIndex or mark is None else f"{text} ({mark.mark.value})"
-                )
-                item.setData(qt.Qt.UserRole, row.caseId)
-                if row.suggested:
-                    item.setBackground(highlight)
-                if row.stale:
-                    item.setForeground(stale)
-                    item.setToolTip(
-                        _("Scored with an earlier model version; it is rescored after the round.")
-                    )
-                table.setItem(rowIndex, columnIndex, item)
-        labelled, total = self.logic.progress()
-        self.ui.labelledProgressBar.setMaximum(max(total, 1))
-        self.ui.labelledProgressBar.setValue(labelled)
+        views.showCases(self.ui.casesTable, self.logic.caseTable, self.logic.marks)
+        views.showLabelledProgress(self.ui.labelledProgressBar, *self.logic.progress())
         self.ui.casesSummaryLabel.text = self.logic.caseTable.statusSummary()
-
-    def _showProgress(self, bar, job: Job) -> None:
-        bar.setValue(int(round(100 * job.progress)))
-        bar.setFormat(f"{job.state.value}: {job.message or '%p%'}")
 
     def _updateButtons(self) -> None:
         process = self.logic.backendProcess

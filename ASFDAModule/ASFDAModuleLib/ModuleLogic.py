@@ -7,6 +7,7 @@ threads); methods marked *scene* change the MRML scene and belong on the main th
 from __future__ import annotations
 
 import hashlib
+import logging
 import pathlib
 import time
 
@@ -316,12 +317,24 @@ class ASFDAModuleLogic(ScriptedLoadableModuleLogic):
         return self.sceneLogic.writeLabelmapFile(segmentationNode, volumeNode, folder / "label.nii.gz")
 
     def measureEditEffort(self, caseId: str, labelFile) -> EditRecord | None:
-        """*scene*: Dice between the model's prediction of the case and the mask about to be submitted."""
+        """*scene*: Dice between the model's prediction of the case and the mask about to be submitted.
+
+        None when there is nothing to compare (the case was not opened from a prediction in this session) or
+        the two do not compare: the measure must never keep a mask from being saved.
+        """
         caseFiles = self.openCaseFiles.get(caseId)
         if caseFiles is None or not caseFiles.predictionPath.is_file():
             return None
         prediction = self.sceneLogic.readLabelmapArray(caseFiles.predictionPath)
         corrected = self.sceneLogic.readLabelmapArray(labelFile)
+        if prediction.shape != corrected.shape:
+            logging.warning(
+                "ASFDA: no edit effort for %s: prediction %s, mask %s",
+                caseId,
+                prediction.shape,
+                corrected.shape,
+            )
+            return None
         return EditRecord(
             caseId,
             caseFiles.case.name,

@@ -15,6 +15,7 @@
 - ``Plots``: Dice per round, edit effort, and DKD against ASD as Slicer plot nodes.
 - ``InstallLogic``: the engine's dependencies, installed on first use after one confirmation, with what
   Slicer provides pinned.
+- ``WidgetViews``: drawing the Qt tables and bars (the Widget's only Qt-heavy helper; needs the application).
 - ``Paths``: path fields (unset is empty) and the model path check; ``SampleData``: the samples registered
   with Slicer's Sample Data; ``SlicerEnvironment``: application or headless; ``i18n``: ``_()``.
 """

@@ -157,6 +157,21 @@ def test_edit_effort_is_the_dice_between_prediction_and_saved_mask(mrml, logic, 
     )
 
 
+def test_a_mask_is_saved_even_when_its_edit_effort_cannot_be_measured(mrml, logic, fakeBackend):
+    useLocalBackend(logic, fakeBackend)
+    addCases(mrml, logic, 1)
+    caseFiles = logic.fetchCaseFiles("tester", logic.caseIdsInScene())
+    annotation = logic.loadCase(caseFiles)
+    image = sitk.Image(3, 3, 3, sitk.sitkUInt8)  # a prediction file that does not compare
+    sitk.WriteImage(image, str(caseFiles.predictionPath))
+
+    result = logic.saveCase(
+        annotation.case.id, annotation.segmentationNode, annotation.volumeNode, train=False
+    )
+
+    assert result.effort is None and result.case.status.value == "labelled"
+
+
 def test_skip_and_flag_are_kept_in_the_session_and_next_serves_other_cases(
     moduleFile, mrml, logic, fakeBackend, tmp_path
 ):
