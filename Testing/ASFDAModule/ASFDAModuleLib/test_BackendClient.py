@@ -91,6 +91,24 @@ def test_ranking_next_label_and_a_fine_tuning_round(client, fakeBackend, volumeF
     assert client.jobs is not None  # the method exists for the contract's GET /jobs
 
 
+def test_ranking_without_waiting_and_removing_a_case(client, fakeBackend, volumeFile):
+    """GET /ranking?wait=false answers at once with the scoring job; DELETE /cases/{id} removes a case."""
+    fakeBackend.state.scoringSeconds = 1.0
+    case = client.uploadCase(volumeFile)
+
+    started = time.monotonic()
+    ranking = client.ranking(wait=False)
+    seconds = time.monotonic() - started
+    removed = client.removeCase(case.id)
+    with pytest.raises(BackendError, match=r"DELETE /cases/case-1 failed \(404\)"):
+        client.removeCase(case.id)
+
+    assert seconds < 0.5 and not ranking.complete and ranking.job.kind.value == "score"
+    assert ranking.nextCaseId is None and [c.score for c in ranking.cases] == [None]
+    assert ("GET", "/ranking", f"Bearer {TOKEN}") in fakeBackend.state.requests
+    assert removed.id == case.id and client.cases() == []
+
+
 class _ScriptedHandler(BaseHTTPRequestHandler):
     """Answers every request with what the test put in ``reply`` (status, body), after ``delay`` seconds."""
 
