@@ -61,6 +61,9 @@ def _scriptedLoadableModule() -> types.ModuleType:
         def __init__(self, parent=None):
             self.parent = parent
 
+        def setup(self):  # Slicer's adds the Reload and Test section (Qt)
+            pass
+
     class ScriptedLoadableModuleLogic:
         def __init__(self, parent=None):
             self.moduleName = type(self).__name__.removesuffix("Logic")

@@ -8,8 +8,10 @@ the parameter node and its ModifiedEvent are real MRML and VTK.
 from __future__ import annotations
 
 import ast
+import sys
 from types import SimpleNamespace
 
+import module_volumes as volumes
 import pytest
 from module_paths import MODULE_DIR
 
@@ -137,3 +139,128 @@ def test_every_message_box_and_status_text_of_the_widget_is_translated():
         and hasWords(call.args[0])
     ]
     assert bare == []
+
+
+@pytest.fixture
+def builtWidget(moduleFile, mrml, tmp_path, monkeypatch):
+    """The Widget after its real ``setup``, on mocks for Qt and the .ui widgets (slicer-core has no Qt).
+
+    Mocks accept any call, so this shows no drawing; it runs the Widget's own Python (its calls into the
+    Logic, the views, the background tasks) against real MRML and the fake backend, which catches a wrong
+    name, a wrong argument or a wrong order in the wiring.
+    """
+    import xml.etree.ElementTree as ElementTree
+    from unittest import mock
+
+    import ASFDAModuleLib.WidgetViews as views
+
+    ui = ElementTree.parse(MODULE_DIR / "Resources" / "UI" / "ASFDAModule.ui")
+    names = {w.get("name") for w in ui.iter("widget")}
+    widgets = SimpleNamespace(**{name: mock.MagicMock(name=name) for name in names})
+    widgets.casesTable.currentRow.return_value = 0
+    shown = {"errors": [], "warnings": []}
+    util = moduleFile.slicer.util
+    qt = mock.MagicMock(name="qt")
+    monkeypatch.setitem(sys.modules, "qt", qt)  # slicer.util imports it too (wait cursor)
+    monkeypatch.setattr(moduleFile, "qt", qt)
+    monkeypatch.setattr(views, "qt", qt)
+    monkeypatch.setattr(moduleFile.slicer, "app", mock.MagicMock(name="app"), raising=False)
+    monkeypatch.setattr(util, "loadUI", lambda path: mock.MagicMock(name="uiWidget"), raising=False)
+    monkeypatch.setattr(util, "childWidgetVariables", lambda widget: widgets, raising=False)
+    monkeypatch.setattr(util, "errorDisplay", lambda text, **kw: shown["errors"].append(text), raising=False)
+    monkeypatch.setattr(
+        util, "warningDisplay", lambda text, **kw: shown["warnings"].append(text), raising=False
+    )
+    monkeypatch.setattr(util, "setSliceViewerLayers", lambda **kw: None, raising=False)
+    monkeypatch.setattr(util, "mainWindow", lambda: None, raising=False)
+    monkeypatch.setattr(moduleFile.slicer.modules, "plots", mock.MagicMock(name="plots"), raising=False)
+
+    class Settings:
+        values = {"ASFDA/leavePolicy": "hide"}
+
+        def value(self, key, default=None):
+            return self.values.get(key, default)
+
+        def setValue(self, key, value):
+            self.values[key] = value
+
+    import ASFDAModuleLib.Settings as settings
+
+    original = settings.ModuleSettings.__init__
+    monkeypatch.setattr(
+        settings.ModuleSettings, "__init__", lambda self, store=None: original(self, Settings())
+    )
+    widget = moduleFile.ASFDAModuleWidget(mock.MagicMock(name="parent"))
+    widget.layout = mock.MagicMock(name="layout")
+    widget.resourcePath = lambda path: str(MODULE_DIR / "Resources" / path)
+    Logic = moduleFile.ASFDAModuleLogic
+    monkeypatch.setattr(moduleFile, "ASFDAModuleLogic", lambda: Logic(cacheDir=tmp_path / "cache"))
+    yield widget, widgets, shown
+    widget.removeObservers()
+    if hasattr(widget, "tasks"):
+        widget.tasks.shutdown()
+
+
+def settle(widget, seconds=10.0):
+    """Let the background tasks finish and hand their results over, as the poll timer does."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        widget.tasks.waitAll(timeout=0.2)
+        widget.tasks.poll()
+        if not widget.tasks.busy:
+            return
+    raise TimeoutError("background tasks still running")
+
+
+def test_the_widget_sets_up_refreshes_opens_saves_skips_trains_and_cleans_up(
+    builtWidget, fakeBackend, mrml, caplog
+):
+    import logging
+    import time
+
+    from module_fake_backend import TOKEN
+
+    caplog.set_level(logging.WARNING)
+    widget, ui, shown = builtWidget
+    widget.setup()
+    widget.logic.connect(fakeBackend.url, TOKEN)
+    widget._fetchInfo()
+    settle(widget)  # info, then ranking and model versions
+    ui.sceneVolumesSelector.checkedNodes.return_value = [
+        volumes.addVolume(mrml.slicer, mrml.scene, volumes.intensityArray() + 5 * n, f"p{n}")
+        for n in range(4)
+    ]
+    widget.onAddSceneVolumes()
+    settle(widget)
+    widget.onAnnotateNext()
+    settle(widget)
+    first = widget._parameterNode.currentCaseId
+    widget.onSave(train=False)  # save without training: the next case opens at once
+    settle(widget)
+    second = widget._parameterNode.currentCaseId
+    widget.onMarkCase(flag=True)
+    settle(widget)
+    third = widget._parameterNode.currentCaseId
+    widget.onSave(train=True)  # save and next: the next case opens when the round ends
+    settle(widget)
+    stillThird = widget._parameterNode.currentCaseId
+    deadline = time.monotonic() + 20
+    while widget._jobId is not None and time.monotonic() < deadline:
+        widget.onJobTimer()
+        settle(widget)
+        time.sleep(0.05)
+    settle(widget)
+    fourth = widget._parameterNode.currentCaseId
+    widget.onShowPlots()
+    settle(widget)
+    widget.cleanup()
+
+    assert shown == {"errors": [], "warnings": []}
+    assert [r.message for r in caplog.records if "ASFDA" in r.getMessage()] == []
+    assert len({first, second, third, fourth}) == 4 and stillThird == third
+    assert widget.logic.marks.get(second).mark.value == "flagged"
+    assert widget.logic.openCaseFiles[fourth].modelVersion == "v1"  # after the round: the new model
+    assert [r.caseId for r in widget.logic.effort.records()] == [first, third]
+    assert ui.saveAndNextButton.enabled is True  # a case is open
