@@ -29,6 +29,7 @@ them in the tests.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -231,17 +232,23 @@ class SessionStore:
 
     # -- journal -----------------------------------------------------------------------------------------
     def log(self, event: str, **details) -> None:
-        """Append one event; one short line per write, fsynced, so a crash loses at most the last line."""
-        line = json.dumps({"time": now_iso(), "event": event, **details}) + "\n"
+        """Append one event; one short line per write, fsynced, so a crash loses at most the last line. A
+        write that fails (a full disk) is cut off again, so the next line never lands on a broken one."""
+        line = (json.dumps({"time": now_iso(), "event": event, **details}) + "\n").encode()
+        path = self.root / "journal.jsonl"
         try:
-            with open(self.root / "journal.jsonl", "a", encoding="utf-8") as stream:
-                stream.write(line)
-                stream.flush()
-                os.fsync(stream.fileno())
+            with open(path, "ab") as stream:
+                end = stream.tell()
+                try:
+                    stream.write(line)
+                    stream.flush()
+                    os.fsync(stream.fileno())
+                except OSError:
+                    with contextlib.suppress(OSError):
+                        stream.truncate(end)
+                    raise
         except OSError as error:
-            raise StoreError(
-                f"could not append to the journal ({error.strerror})", self.root / "journal.jsonl"
-            ) from error
+            raise write_error(error, path) from error
 
     def journal(self) -> list[dict]:
         path = self.root / "journal.jsonl"
