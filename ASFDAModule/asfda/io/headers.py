@@ -86,7 +86,7 @@ def confine_data_files(path: str | Path, data_roots: Sequence[Path] | None) -> N
 
 
 def _check_deflate_stream(stream, decompressor, path: Path, what: str) -> int:
-    """Decompress to the end; a stream that stops early or is corrupt is an error. Returns the decoded size."""
+    """Decompress to the end; a stream that stops early or is corrupt is an error. Returns the size."""
     decoded = 0
     try:
         while chunk := stream.read(CHUNK_BYTES):
@@ -96,7 +96,9 @@ def _check_deflate_stream(stream, decompressor, path: Path, what: str) -> int:
     except zlib.error as error:
         raise VolumeReadError(f"the {what} data is corrupt ({error})", path) from error
     if not decompressor.eof:
-        raise VolumeReadError(f"the {what} data is truncated (the file ends before its compressed stream)", path)
+        raise VolumeReadError(
+            f"the {what} data is truncated (the file ends before its compressed stream)", path
+        )
     return decoded
 
 

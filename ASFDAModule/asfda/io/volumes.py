@@ -161,7 +161,9 @@ def write_volume(image: sitk.Image, path: str | Path, *, compress: bool = True) 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = volume_suffix(path) or path.suffix
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=suffix, dir=path.parent)
+    handle, temporary = tempfile.mkstemp(
+        prefix=f".{path.name}.{os.getpid()}.", suffix=suffix, dir=path.parent
+    )
     os.close(handle)
     try:
         sitk.WriteImage(image, temporary, compress)

@@ -198,9 +198,7 @@ class Backend:
         name = self._upload_name(file_name)
         saved = save_upload(stream, self.store.root / "uploads", name, prefix=f"label-{case_id}-")
         try:
-            self.session.submit_label(
-                case_id, saved, data_roots=(), max_voxels=self.settings.max_voxels
-            )
+            self.session.submit_label(case_id, saved, data_roots=(), max_voxels=self.settings.max_voxels)
         except MaskError as error:
             raise HTTPException(
                 422, f"mask {file_name!r} for case {record.name} ({case_id}): {problem_of(error)}"
@@ -272,7 +270,8 @@ class Backend:
             complete=pool.complete,
             job=None if job is None else schemas.Job.of(job),
             skipped=[
-                f"{name.get(case_id, case_id)} ({case_id}): {reason}" for case_id, reason in pool.skipped.items()
+                f"{name.get(case_id, case_id)} ({case_id}): {reason}"
+                for case_id, reason in pool.skipped.items()
             ],
         )
 

@@ -181,7 +181,11 @@ def close_open_rounds(store: SessionStore, event: str, reason: str) -> list[int]
 
 def worker_death_message(exit_code: int | None, files: JobFiles) -> str:
     """Why a worker ended without a word: a full disk said so, else the last line of its log."""
-    how = f"killed by signal {-exit_code}" if exit_code is not None and exit_code < 0 else f"exit code {exit_code}"
+    how = (
+        f"killed by signal {-exit_code}"
+        if exit_code is not None and exit_code < 0
+        else f"exit code {exit_code}"
+    )
     try:
         stats = os.statvfs(files.folder)
         if stats.f_bavail * stats.f_frsize < 1 << 20:
@@ -194,9 +198,11 @@ def worker_death_message(exit_code: int | None, files: JobFiles) -> str:
         last = lines[-1].strip() if lines else ""
     except OSError:
         pass
-    return f"the worker process ended unexpectedly ({how})" + (
-        f"; its last words: {last[:300]}" if last else "; its log is empty"
-    ) + f" (see {files.log})"
+    return (
+        f"the worker process ended unexpectedly ({how})"
+        + (f"; its last words: {last[:300]}" if last else "; its log is empty")
+        + f" (see {files.log})"
+    )
 
 
 class JobManager:

@@ -14,8 +14,8 @@ from typing import BinaryIO
 
 from fastapi import HTTPException
 
-from ..session.store import write_error
 from ..io.volumes import volume_suffix
+from ..session.store import write_error
 from .auth import send_json
 
 CHUNK_BYTES = 1 << 20

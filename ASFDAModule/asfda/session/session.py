@@ -264,7 +264,9 @@ class AdaptationSession:
                 if isinstance(error, (CancelledError, StoreError)):
                     raise  # the user's stop, or a full disk: not the case's fault
                 self.skipped[record.id] = f"{record.name}: {error}"
-                write_json_atomic(skipped_marker, {"case": record.id, "name": record.name, "error": str(error)})
+                write_json_atomic(
+                    skipped_marker, {"case": record.id, "name": record.name, "error": str(error)}
+                )
                 self.store.log("case_skipped", case=record.id, error=str(error))
             else:
                 skipped_marker.unlink(missing_ok=True)

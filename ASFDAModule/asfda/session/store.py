@@ -223,7 +223,9 @@ class SessionStore:
 
     def _settle_active_version(self) -> None:
         """``state.json`` is a copy of the journal's last activation; a crash between the two is mended."""
-        declared = [e["version"] for e in self.journal() if e["event"] in ACTIVATING_EVENTS and "version" in e]
+        declared = [
+            e["version"] for e in self.journal() if e["event"] in ACTIVATING_EVENTS and "version" in e
+        ]
         known = {v.id for v in self.versions()}
         wanted = next((v for v in reversed(declared) if v in known), PRETRAINED_VERSION)
         state = read_json(self.root / "state.json", {"active_version": None})

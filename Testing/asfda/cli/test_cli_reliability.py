@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 import SimpleITK as sitk
-
 from asfda.cli.main import build_parser, main
 from asfda.session.lock import session_lock
 from asfda.session.session import AdaptationSession
@@ -83,7 +82,20 @@ def test_mask_geometry_message_has_plain_numbers(session, tiny_dataset, tmp_path
     moved = sitk.ReadImage(str(mask))
     moved.SetSpacing((2.0, 2.0, 2.0))
     sitk.WriteImage(moved, str(tmp_path / "moved.nii.gz"))
-    assert main(["label", "--session", str(session), "--case", name_of(image), "--mask", str(tmp_path / "moved.nii.gz")]) == 2
+    assert (
+        main(
+            [
+                "label",
+                "--session",
+                str(session),
+                "--case",
+                name_of(image),
+                "--mask",
+                str(tmp_path / "moved.nii.gz"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "spacing (2.0, 2.0, 2.0)" in err and "np.float64" not in err, err
 

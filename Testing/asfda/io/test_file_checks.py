@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-
 from asfda.errors import DiskFullError, StoreError, VolumeReadError
 from asfda.io.volumes import read_volume, write_volume
 
@@ -53,7 +52,9 @@ def test_a_detached_header_cannot_read_outside_the_allowed_folders(tmp_path, mak
     secret.write_bytes(bytes(range(64)))
     header = make(inside, secret)
     assert sitk.ReadImage(str(header)).GetSize() == (4, 4, 4)  # what SimpleITK alone would do
-    with pytest.raises(VolumeReadError, match=r"scan\.(nrrd|mha): the header's data file .*secret.raw.* outside"):
+    with pytest.raises(
+        VolumeReadError, match=r"scan\.(nrrd|mha): the header's data file .*secret.raw.* outside"
+    ):
         read_volume(header, data_roots=[inside])
     with pytest.raises(VolumeReadError, match="names a separate data file"):
         read_volume(header, data_roots=())  # an upload: no data file at all
@@ -104,7 +105,9 @@ def test_the_decoded_size_is_bounded_from_the_header(tmp_path):
     path = tmp_path / "huge.nii.gz"
     sitk.WriteImage(sitk.Image(256, 256, 160, sitk.sitkUInt8), str(path), True)  # 10 M voxels, ~10 KB
     assert path.stat().st_size < 100_000
-    with pytest.raises(VolumeReadError, match="huge.nii.gz: the volume holds 10.0 million voxels .* limit of 1.0"):
+    with pytest.raises(
+        VolumeReadError, match="huge.nii.gz: the volume holds 10.0 million voxels .* limit of 1.0"
+    ):
         read_volume(path, max_voxels=2**20)
     assert read_volume(path, max_voxels=None).GetSize() == (256, 256, 160)
 

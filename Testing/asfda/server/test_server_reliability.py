@@ -6,7 +6,6 @@ steps of a round's commit.
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 import stat
@@ -17,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from server_process import pool_folders, start_server, wait_for_job
+from server_process import pool_folders, wait_for_job
 
 pytestmark = pytest.mark.slow
 
@@ -58,12 +57,15 @@ def test_malformed_json_is_400(client, method, url):
     assert "not valid JSON" in answer.json()["detail"]
 
 
-# -- files that would read outside -----------------------------------------------------------------------------
+# -- files that would read outside ---------------------------------------------------------------------------
 def detached_headers(folder: Path, data_file: Path) -> dict[str, Path]:
     nrrd, mha = folder / "detached.nrrd", folder / "detached.mha"
-    nrrd.write_text(f"NRRD0004\ntype: uint8\ndimension: 3\nsizes: 8 8 8\nencoding: raw\ndata file: {data_file}\n\n")
+    nrrd.write_text(
+        f"NRRD0004\ntype: uint8\ndimension: 3\nsizes: 8 8 8\nencoding: raw\ndata file: {data_file}\n\n"
+    )
     mha.write_text(
-        f"ObjectType = Image\nNDims = 3\nDimSize = 8 8 8\nElementType = MET_UCHAR\nElementDataFile = {data_file}\n"
+        "ObjectType = Image\nNDims = 3\nDimSize = 8 8 8\nElementType = MET_UCHAR\n"
+        f"ElementDataFile = {data_file}\n"
     )
     return {"nrrd": nrrd, "mha": mha}
 
@@ -85,10 +87,15 @@ def test_detached_headers_cannot_read_outside(small_server, client, tmp_path):
     assert stored_state(small_server.session) == before
 
 
-# -- volumes the model cannot take ------------------------------------------------------------------------------
+# -- volumes the model cannot take ---------------------------------------------------------------------------
 def test_bad_volumes_are_refused_at_the_door(small_server, client, tmp_path, tiny_dataset):
     vector = tmp_path / "vector.nii.gz"
-    sitk.WriteImage(sitk.Compose(*(sitk.ReadImage(str(random_volume(tmp_path / f"c{i}.nii.gz", seed=i))) for i in (1, 2))), str(vector))
+    sitk.WriteImage(
+        sitk.Compose(
+            *(sitk.ReadImage(str(random_volume(tmp_path / f"c{i}.nii.gz", seed=i))) for i in (1, 2))
+        ),
+        str(vector),
+    )
     whole = Path(tiny_dataset.pool[3][0]).read_bytes()
     truncated = tmp_path / "truncated.nii.gz"
     truncated.write_bytes(whole[: len(whole) // 2])
@@ -118,15 +125,13 @@ def test_a_truncated_mask_is_refused(small_server, client, tiny_dataset):
     case = cases[Path(image).name.removesuffix(".nii.gz")]
     data = Path(label).read_bytes()
     before = stored_state(small_server.session)
-    answer = client.put(
-        f"/cases/{case['id']}/label", files={"file": ("half.nii.gz", data[: len(data) // 2])}
-    )
+    answer = client.put(f"/cases/{case['id']}/label", files={"file": ("half.nii.gz", data[: len(data) // 2])})
     assert answer.status_code == 422 and "half.nii.gz" in answer.json()["detail"], answer.text
     assert "truncated" in answer.json()["detail"]
     assert stored_state(small_server.session) == before
 
 
-# -- removing a case ----------------------------------------------------------------------------------------------
+# -- removing a case -----------------------------------------------------------------------------------------
 def test_a_case_can_be_removed(small_server, client, tmp_path):
     added = upload(client, random_volume(tmp_path / "mistake.nii.gz", seed=7))
     assert added.status_code == 200, added.text
@@ -144,13 +149,15 @@ def test_a_case_can_be_removed(small_server, client, tmp_path):
     assert "delete" in paths["/cases/{case_id}"]
 
 
-# -- a full disk, for real ---------------------------------------------------------------------------------------
+# -- a full disk, for real -----------------------------------------------------------------------------------
 def mount_tmpfs(folder: Path, size_kb: int) -> None:
     if os.geteuid() != 0:
         pytest.skip("mounting a small file system needs root")
     folder.mkdir(parents=True, exist_ok=True)
     name = f"asfda-test-{uuid.uuid4().hex[:6]}"
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", name, str(folder)], capture_output=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", name, str(folder)], capture_output=True
+    )
     if done.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
 
@@ -166,7 +173,9 @@ def fill(folder: Path, leave_bytes: int) -> Path:
 def random_mask(reference: Path, path: Path, labels: list[int]) -> Path:
     """A mask on the case's grid that gzip cannot shrink much (random labels)."""
     image = sitk.ReadImage(str(reference))
-    array = np.random.default_rng(5).choice(labels, size=sitk.GetArrayViewFromImage(image).shape).astype(np.uint8)
+    array = (
+        np.random.default_rng(5).choice(labels, size=sitk.GetArrayViewFromImage(image).shape).astype(np.uint8)
+    )
     mask = sitk.GetImageFromArray(array)
     mask.CopyInformation(image)
     sitk.WriteImage(mask, str(path), True)
@@ -197,7 +206,9 @@ def test_a_full_disk_answers_507_and_stores_nothing_broken(full_disk_server, tin
             ids.append(answer.json()[0]["id"])
         first_mask = Path(tiny_dataset.pool[0][1])
         with open(first_mask, "rb") as stream:
-            assert client.put(f"/cases/{ids[0]}/label", files={"file": ("a.nii.gz", stream)}).status_code == 200
+            assert (
+                client.put(f"/cases/{ids[0]}/label", files={"file": ("a.nii.gz", stream)}).status_code == 200
+            )
         stored = session / "labels" / "final" / f"{ids[0]}.nii.gz"
         stored_bytes = stored.read_bytes()
 
@@ -237,7 +248,7 @@ def test_a_full_disk_answers_507_and_stores_nothing_broken(full_disk_server, tin
             json.loads(line)  # no line broken by the full disk
 
 
-# -- a worker killed at the steps of the commit -------------------------------------------------------------------
+# -- a worker killed at the steps of the commit --------------------------------------------------------------
 @pytest.mark.parametrize("step, kept", [("version-renamed", False), ("round-committed", True)])
 def test_a_worker_killed_during_the_commit(step, kept, tmp_path, server_factory, tiny_dataset, tiny_model):
     images, labels = pool_folders(tiny_dataset)
@@ -246,8 +257,13 @@ def test_a_worker_killed_during_the_commit(step, kept, tmp_path, server_factory,
     with server.client() as client:
         case = client.post("/cases", json={"path": str(tiny_dataset.pool[0][0])}).json()[0]
         with open(tiny_dataset.pool[0][1], "rb") as stream:
-            assert client.put(f"/cases/{case['id']}/label", files={"file": ("m.nii.gz", stream)}).status_code == 200
-        job = client.post("/finetune", json={"steps": 1, "semi_supervised": False, "validate_every": 1}).json()
+            assert (
+                client.put(f"/cases/{case['id']}/label", files={"file": ("m.nii.gz", stream)}).status_code
+                == 200
+            )
+        job = client.post(
+            "/finetune", json={"steps": 1, "semi_supervised": False, "validate_every": 1}
+        ).json()
         job = wait_for_job(client, job["id"], timeout=180)
     server.stop()
     restarted = server_factory(session, allow=(images, labels))

@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from asfda.session.session import AdaptationSession
 from asfda.session.store import COMMIT_STEPS, PRETRAINED_VERSION, SessionStore
 
