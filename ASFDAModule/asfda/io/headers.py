@@ -58,7 +58,8 @@ def detached_data_files(path: str | Path) -> list[Path]:
         value = value.strip()
         if value.upper() == "LOCAL":
             continue
-        if value.upper().startswith("LIST") or "%" in value or " " in value.strip():
+        pattern = separator == ":" and " " in value  # NRRD's "data file: name%03d.raw 1 10 1"
+        if value.upper().startswith("LIST") or "%" in value or pattern:
             raise VolumeReadError(f"the header names a list or pattern of data files ({value!r})", path)
         target = Path(value)
         files.append((target if target.is_absolute() else path.parent / target).resolve())
