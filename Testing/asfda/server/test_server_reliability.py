@@ -261,9 +261,12 @@ def test_a_worker_killed_during_the_commit(step, kept, tmp_path, server_factory,
                 client.put(f"/cases/{case['id']}/label", files={"file": ("m.nii.gz", stream)}).status_code
                 == 200
             )
+        other = client.post("/cases", json={"path": str(tiny_dataset.pool[1][0])}).json()[0]
         job = client.post(
             "/finetune", json={"steps": 1, "semi_supervised": False, "validate_every": 1}
         ).json()
+        busy = client.delete(f"/cases/{other['id']}")  # the round's worker is still starting
+        assert busy.status_code == 409 and job["id"] in busy.json()["detail"], busy.text
         job = wait_for_job(client, job["id"], timeout=180)
     server.stop()
     restarted = server_factory(session, allow=(images, labels))
