@@ -32,9 +32,29 @@ class UnknownCaseError(ASFDAError, KeyError):
         return self.args[0]
 
 
+class CaseInUseError(ASFDAError):
+    """A case that cannot be removed now: it is labelled (HTTP 409)."""
+
+
 class StoreError(ASFDAError):
     """The session store could not be written (full disk, permissions) or is busy."""
 
 
 class CancelledError(ASFDAError):
     """Long work stopped because the user asked for it."""
+
+
+class DiskFullError(StoreError):
+    """A write did not fit on the disk (HTTP 507): the file it would have replaced is unchanged."""
+
+
+def no_space_message(path: str | Path) -> str:
+    """The sentence every full-disk error carries, with the room left where ``path`` was written."""
+    import os
+
+    try:
+        stats = os.statvfs(Path(path).parent)
+        left = f" ({stats.f_bavail * stats.f_frsize / 1024:.0f} KB left)"
+    except (OSError, AttributeError):
+        left = ""
+    return f"no space left on device{left}: the file was not written; free some space and try again"

@@ -1,25 +1,43 @@
-"""Sub-commands over a session folder: create, rank, predict, label, finetune, evaluate, loop."""
+"""Sub-commands over a session folder: create, add, remove, rank, predict, label, finetune, evaluate, loop.
+
+The commands that change a session (add, remove, label, finetune) take the session's lock, the one a
+running backend holds: beside a backend they refuse with a clear message instead of racing its jobs.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from tqdm import tqdm
 
 from ..config import FinetuneConfig, QueryConfig, QueryStrategy
+from ..errors import StoreError
 from ..evaluation import evaluate_model, paired_files
-from ..io.volumes import VOLUME_SUFFIXES, case_name
+from ..io.volumes import VOLUME_SUFFIXES, case_name, volume_suffix
 from ..reporting import ranking_table
+from ..session.lock import session_lock
 from ..session.session import AdaptationSession
+
+BAR_FORMAT = "{l_bar}{bar}| {elapsed}<{remaining} {postfix}"
 
 
 class ProgressBar:
-    """tqdm bar fed by the engine's (fraction, message) callbacks."""
+    """tqdm bar fed by the engine's (fraction, message) callbacks, with elapsed time and ETA; a context
+    manager, so that an error is printed on a line of its own, never onto the bar."""
 
     def __init__(self, description: str):
-        self.bar = tqdm(total=1000, desc=description, leave=False, bar_format="{l_bar}{bar}| {postfix}")
+        self.bar = tqdm(total=1000, desc=description, leave=False, bar_format=BAR_FORMAT)
+
+    def __enter__(self) -> ProgressBar:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def __call__(self, fraction: float, message: str) -> None:
         self.bar.update(int(fraction * 1000) - self.bar.n)
@@ -34,6 +52,38 @@ def add_session_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
 
 
+def open_session(args) -> AdaptationSession:
+    """Open the session, saying when a round was cut short since it was last opened."""
+    session = AdaptationSession.open(args.session, args.device)
+    for number in session.store.interrupted_rounds:
+        print(
+            f"note: fine-tuning round {number} was interrupted (its process died); nothing of it was kept, "
+            f"model {session.store.active_version} is still active",
+            file=sys.stderr,
+        )
+    return session
+
+
+@contextlib.contextmanager
+def writing(args, what: str) -> Iterator[AdaptationSession]:
+    """The session opened under its lock (refused while a backend serves it)."""
+    root = Path(args.session)
+    if not (root / "session.json").is_file():
+        raise StoreError("not an ASFDA session (session.json missing)", root)
+    with session_lock(root, user=f"'asfda {what}'"):
+        yield open_session(args)
+
+
+def report_duplicates(files: list[Path], records) -> None:
+    """Two files with the same voxels are one case: say which file the later one duplicates."""
+    first: dict[str, Path] = {}
+    for path, record in zip(files, records):
+        if record.id in first:
+            print(f"note: {path} has the same voxels as {first[record.id]}: kept once, as case {record.name}")
+        else:
+            first[record.id] = path
+
+
 def run_create(args) -> int:
     session = AdaptationSession.create(
         args.session,
@@ -43,26 +93,41 @@ def run_create(args) -> int:
         finetune=FinetuneConfig(steps=args.steps),
     )
     added = session.add_folder(args.images) if args.images else []
-    print(f"created session {session.store.root} with {len(added)} cases, model {args.model}")
+    if args.images:
+        report_duplicates(session.volume_files(args.images), added)
+    cases = len({record.id for record in added})
+    print(f"created session {session.store.root} with {cases} cases, model {args.model}")
     return 0
 
 
 def run_add(args) -> int:
-    session = AdaptationSession.open(args.session, args.device)
-    for path in args.paths:
-        added = session.add_folder(path) if Path(path).is_dir() else [session.add_volume(path)]
-        for record in added:
-            print(f"{record.id}  {record.name}")
+    with writing(args, "add") as session:
+        for path in args.paths:
+            if Path(path).is_dir():
+                added = session.add_folder(path)
+                report_duplicates(session.volume_files(path), added)
+            else:
+                added = [session.add_volume(path)]
+            for record in added:
+                print(f"{record.id}  {record.name}")
+    return 0
+
+
+def run_remove(args) -> int:
+    with writing(args, "remove") as session:
+        record = session.remove_case(resolve_case(session, args.case))
+    print(f"removed case {record.name} ({record.id}); its volume {record.source_path} is left where it was")
     return 0
 
 
 def run_rank(args) -> int:
-    session = AdaptationSession.open(args.session, args.device)
+    session = open_session(args)
     config = session.query_config
     config.strategy = QueryStrategy(args.strategy) if args.strategy else config.strategy
-    bar = ProgressBar("scoring")
-    ranking = session.rank(config, progress=bar)
-    bar.close()
+    with ProgressBar("scoring") as bar:
+        ranking = session.rank(config, progress=bar)
+    for reason in session.skipped.values():
+        print(f"skipped {reason}", file=sys.stderr)
     print(f"model version {session.store.active_version}, strategy {config.strategy.value}")
     print(ranking_table(ranking, {r.id: r.name for r in session.store.cases()}))
     if args.output:
@@ -72,33 +137,41 @@ def run_rank(args) -> int:
 
 
 def run_predict(args) -> int:
-    session = AdaptationSession.open(args.session, args.device)
+    if volume_suffix(args.output) not in VOLUME_SUFFIXES:
+        raise StoreError(
+            f"cannot hold a 3D label map: write one of {', '.join(VOLUME_SUFFIXES)}", Path(args.output)
+        )
+    session = open_session(args)
     case_id = resolve_case(session, args.case)
+    print(f"predicting case {args.case} with model {session.store.active_version} ...", flush=True)
     path = session.write_prediction(case_id, args.output)
     print(f"wrote {path} (model {session.store.active_version})")
     return 0
 
 
 def run_label(args) -> int:
-    session = AdaptationSession.open(args.session, args.device)
-    path = session.submit_label(resolve_case(session, args.case), args.mask)
+    with writing(args, "label") as session:
+        print(f"checking {args.mask} against case {args.case} ...", flush=True)
+        path = session.submit_label(resolve_case(session, args.case), args.mask)
     print(f"stored {path}")
     return 0
 
 
 def run_finetune(args) -> int:
-    session = AdaptationSession.open(args.session, args.device)
-    config = session.finetune_config
-    config.steps = args.steps or config.steps
-    bar = ProgressBar("fine-tuning")
-    version = session.finetune(config, progress=bar)
-    bar.close()
+    with writing(args, "finetune") as session:
+        config = session.finetune_config
+        config.steps = args.steps or config.steps
+        with ProgressBar("fine-tuning") as bar:
+            version = session.finetune(config, progress=bar)
     print(f"model version {version.id} (parent {version.parent}): {json.dumps(version.metrics)}")
     return 0
 
 
 def run_evaluate(args) -> int:
-    session = AdaptationSession.open(args.session, args.device)
+    session = open_session(args)
+    for folder in (args.references, args.images):
+        if folder is not None and not Path(folder).is_dir():
+            raise StoreError("not a folder", Path(folder))
     images = Path(args.images) if args.images else None
     pairs = (
         paired_files(images, Path(args.references))
@@ -110,6 +183,11 @@ def run_evaluate(args) -> int:
             if case_name(ref) == r.name
         ]
     )
+    if not pairs:
+        raise StoreError(
+            "no reference mask is named like a volume (case.nii.gz for case.nii.gz): nothing to evaluate",
+            Path(args.references),
+        )
     evaluation = evaluate_model(session.model(), pairs, session.device, progress=True)
     for case in evaluation.cases:
         print(f"{case.name:<24} Dice {case.mean_dice:.4f}  HD95 {case.mean_hd95:.2f} mm")
@@ -159,13 +237,25 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--images", help="folder of target-domain volumes to add")
     parser.add_argument("--budget", type=int, default=1, help="cases to ask for each round")
-    parser.add_argument("--steps", type=int, default=FinetuneConfig().steps, help="training steps a round")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=FinetuneConfig().steps,
+        help="training steps a round (default: %(default)s)",
+    )
     parser.set_defaults(func=run_create)
 
     parser = subparsers.add_parser("add", help="add volumes or folders of volumes to a session")
     add_session_argument(parser)
-    parser.add_argument("paths", nargs="+")
+    parser.add_argument("paths", nargs="+", help=f"volume files ({', '.join(VOLUME_SUFFIXES)}) or folders")
     parser.set_defaults(func=run_add)
+
+    parser = subparsers.add_parser(
+        "remove", help="remove an unlabelled case from the pool (its volume file is left in place)"
+    )
+    add_session_argument(parser)
+    parser.add_argument("--case", required=True, help="case id or name")
+    parser.set_defaults(func=run_remove)
 
     parser = subparsers.add_parser("rank", help="score the pool and print the ranking (DKD, ASD, next case)")
     add_session_argument(parser)
@@ -187,7 +277,12 @@ def register(subparsers) -> None:
 
     parser = subparsers.add_parser("finetune", help="run one selective semi-supervised fine-tuning round")
     add_session_argument(parser)
-    parser.add_argument("--steps", type=int)
+    parser.add_argument(
+        "--steps",
+        type=int,
+        help=f"training steps of this round (default: the session's, {FinetuneConfig().steps} unless "
+        "set at create)",
+    )
     parser.set_defaults(func=run_finetune)
 
     parser = subparsers.add_parser("evaluate", help="Dice and HD95 against a folder of reference masks")
@@ -198,16 +293,26 @@ def register(subparsers) -> None:
 
     parser = subparsers.add_parser("loop", help="query, annotate (from reference masks), fine-tune, repeat")
     add_session_argument(parser)
-    parser.add_argument("--model", required=True)
+    parser.add_argument(
+        "--model", required=True, help="MONAI bundle folder, model folder or TorchScript file"
+    )
     parser.add_argument("--images", required=True, help="pool of target volumes")
     parser.add_argument("--references", required=True, help="their masks, playing the annotator")
     parser.add_argument("--test-images", help="held-out volumes to report Dice on")
-    parser.add_argument("--test-references")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--budget", type=int, default=1)
-    parser.add_argument("--steps", type=int, default=FinetuneConfig().steps)
+    parser.add_argument("--test-references", help="masks of the held-out volumes, named like them")
+    parser.add_argument("--rounds", type=int, default=3, help="query/fine-tune rounds (default: %(default)s)")
+    parser.add_argument("--budget", type=int, default=1, help="cases labelled a round (default: %(default)s)")
     parser.add_argument(
-        "--strategy", default=QueryStrategy.ASFDA.value, choices=[s.value for s in QueryStrategy]
+        "--steps",
+        type=int,
+        default=FinetuneConfig().steps,
+        help="training steps a round (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--strategy",
+        default=QueryStrategy.ASFDA.value,
+        choices=[s.value for s in QueryStrategy],
+        help="query strategy (default: %(default)s)",
     )
     parser.add_argument("--no-semi-supervised", action="store_true", help="labelled cases only")
     parser.set_defaults(func=run_loop)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
@@ -35,11 +36,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    os.umask(0o077)  # sessions, masks and checkpoints are the user's only
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     try:
         return int(args.func(args) or 0)
     except ASFDAError as error:
         print(f"asfda {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # a read-only session, a folder that vanished: the file and the reason
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"asfda {args.command}: error: {where}{error.strerror or error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"asfda {args.command}: cancelled", file=sys.stderr)

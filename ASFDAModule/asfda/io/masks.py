@@ -11,16 +11,19 @@ from ..errors import MaskError, VolumeReadError
 from .volumes import Geometry, read_volume
 
 
-def validated_mask(mask_path: str | Path, volume: sitk.Image, labels: dict[int, str]) -> sitk.Image:
+def validated_mask(
+    mask_path: str | Path, volume: sitk.Image, labels: dict[int, str], **read_options
+) -> sitk.Image:
     """Read ``mask_path`` and check it against its volume and the model's labels.
 
     The geometry must match (a mask drawn on another grid would teach the model the wrong anatomy), every
     value must be a label the model knows, and at least one foreground voxel must be there (an empty mask is
-    more likely a slip than an annotation). Returns the mask as an 8-bit label image on the volume's grid.
+    more likely a slip than an annotation). ``read_options`` go to :func:`read_volume` (``data_roots``,
+    ``max_voxels``). Returns the mask as an 8-bit label image on the volume's grid.
     """
     mask_path = Path(mask_path)
     try:
-        mask = read_volume(mask_path)
+        mask = read_volume(mask_path, **read_options)
     except VolumeReadError as error:
         raise MaskError(str(error).split(": ", 1)[-1], mask_path) from error
     if mask.GetNumberOfComponentsPerPixel() != 1:

@@ -6,16 +6,24 @@ digit, so every write copies the geometry of the volume it was computed from.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
-from ..errors import StoreError, VolumeReadError
+from ..errors import DiskFullError, StoreError, VolumeReadError, no_space_message
+from .headers import (
+    DEFAULT_MAX_VOXELS,
+    check_compressed_stream,
+    check_nifti_finite,
+    confine_data_files,
+)
 
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".seg.nrrd", ".nrrd", ".mha", ".mhd")
 
@@ -53,23 +61,61 @@ class Geometry:
         for name in ("spacing", "origin", "direction"):
             mine, theirs = np.asarray(getattr(self, name)), np.asarray(getattr(other, name))
             if not np.allclose(mine, theirs, atol=tolerance * max(1.0, float(np.abs(mine).max()))):
-                theirs_text, mine_text = tuple(np.round(theirs, 4)), tuple(np.round(mine, 4))
+                # Plain floats: a NumPy 2 repr (np.float64(2.0)) is noise in a message for people.
+                theirs_text = tuple(float(x) for x in np.round(theirs, 4))
+                mine_text = tuple(float(x) for x in np.round(mine, 4))
                 return f"{name} {theirs_text} differs from the volume's {mine_text}"
         return None
 
 
-def read_volume(path: str | Path, *, check_finite: bool = True) -> sitk.Image:
-    """Read a volume, refusing files that are missing, unreadable, not 3D, empty or non-finite."""
+def read_volume(
+    path: str | Path,
+    *,
+    check_finite: bool = True,
+    data_roots: Sequence[Path] | None = None,
+    max_voxels: int | None = DEFAULT_MAX_VOXELS,
+    components: int | None = 1,
+) -> sitk.Image:
+    """Read a volume, refusing files that are missing, unreadable, truncated, not 3D, empty, too large,
+    non-finite, or with another number of components than ``components`` (None: any).
+
+    ``data_roots`` confines the data file a detached NRRD / MetaImage header names (``()``: none allowed,
+    ``None``: anywhere). The header is read first: size and components are checked before the voxels are
+    decoded, so an 800^3 volume in a small ``.nii.gz`` never reaches memory.
+    """
     path = Path(path)
     if not path.is_file():
         raise VolumeReadError("file not found", path)
+    confine_data_files(path, data_roots)
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
     try:
-        image = sitk.ReadImage(str(path))
+        reader.ReadImageInformation()
     except RuntimeError as error:
-        first_line = str(error).strip().splitlines()[-1] if str(error).strip() else "unknown reason"
-        raise VolumeReadError(f"not a readable volume ({first_line})", path) from error
-    if image.GetDimension() != 3:
-        raise VolumeReadError(f"expected a 3D volume, found {image.GetDimension()}D", path)
+        raise VolumeReadError(f"not a readable volume ({_last_line(error)})", path) from error
+    size, channels = reader.GetSize(), reader.GetNumberOfComponents()
+    if reader.GetDimension() != 3:
+        raise VolumeReadError(f"expected a 3D volume, found {reader.GetDimension()}D", path)
+    if components is not None and channels != components:
+        raise VolumeReadError(
+            f"the volume has {channels} components per voxel (a vector or colour image); "
+            f"the model takes {components}",
+            path,
+        )
+    voxels = int(np.prod(size, dtype=np.int64)) * channels
+    if max_voxels is not None and voxels > max_voxels:
+        raise VolumeReadError(
+            f"the volume holds {voxels / 2**20:.1f} million voxels ({' x '.join(map(str, size))}), more "
+            f"than the limit of {max_voxels / 2**20:.1f} million (ASFDA_MAX_MEGAVOXELS, --max-megavoxels)",
+            path,
+        )
+    check_compressed_stream(path)
+    if check_finite and volume_suffix(path) in (".nii", ".nii.gz"):
+        check_nifti_finite(path)
+    try:
+        image = reader.Execute()
+    except RuntimeError as error:
+        raise VolumeReadError(f"not a readable volume ({_last_line(error)})", path) from error
     if min(image.GetSize()) < 1 or image.GetNumberOfPixels() == 0:
         raise VolumeReadError("the volume has no voxels", path)
     if check_finite:
@@ -77,6 +123,11 @@ def read_volume(path: str | Path, *, check_finite: bool = True) -> sitk.Image:
         if not np.isfinite(array).all():
             raise VolumeReadError("the volume contains NaN or infinite values", path)
     return image
+
+
+def _last_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[-1] if text else "unknown reason"
 
 
 def content_hash(image: sitk.Image, length: int = 16) -> str:
@@ -100,21 +151,66 @@ def content_hash(image: sitk.Image, length: int = 16) -> str:
 
 
 def write_volume(image: sitk.Image, path: str | Path, *, compress: bool = True) -> Path:
-    """Write atomically: the file at ``path`` is either the old one or the complete new one, never half."""
+    """Write atomically and verified: the file at ``path`` is either the old one or the complete new one.
+
+    SimpleITK does not report a short write (a full disk leaves a 0-byte or truncated file and no error), so
+    the temporary file is read back and compared voxel for voxel before it replaces anything.
+    """
+    from ..session.faults import fault_point
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = volume_suffix(path) or path.suffix
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    handle, temporary = tempfile.mkstemp(
+        prefix=f".{path.name}.{os.getpid()}.", suffix=suffix, dir=path.parent
+    )
     os.close(handle)
     try:
         sitk.WriteImage(image, temporary, compress)
         with open(temporary, "rb+") as written:
             os.fsync(written.fileno())
+        fault_point(f"write:{path.name}")
+        _verify_written(image, Path(temporary), path)
         os.replace(temporary, path)
-    except (RuntimeError, OSError) as error:
+    except (RuntimeError, OSError, StoreError) as error:
         Path(temporary).unlink(missing_ok=True)
+        if isinstance(error, StoreError):
+            raise
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise DiskFullError(no_space_message(path), path) from error
         raise StoreError(f"could not write the volume ({error})", path) from error
     return path
+
+
+def _verify_written(image: sitk.Image, temporary: Path, path: Path) -> None:
+    """The written file reads back as ``image`` (same grid, same voxels), else DiskFullError / StoreError."""
+    try:
+        if temporary.stat().st_size == 0:
+            raise VolumeReadError("the written file is empty", temporary)
+        check_compressed_stream(temporary)
+        back = sitk.ReadImage(str(temporary))
+        written, wanted = sitk.GetArrayViewFromImage(back), sitk.GetArrayViewFromImage(image)
+        same = Geometry.of(back).mismatch(Geometry.of(image)) is None and np.array_equal(
+            written, wanted, equal_nan=written.dtype.kind in "fc"
+        )
+    except (RuntimeError, VolumeReadError) as error:
+        same, reason = False, str(error)
+    else:
+        reason = "it reads back with other voxels"
+    if same:
+        return
+    if _disk_nearly_full(path, image):
+        raise DiskFullError(no_space_message(path), path)
+    raise StoreError(f"the written file did not read back intact ({reason}); nothing was replaced", path)
+
+
+def _disk_nearly_full(path: Path, image: sitk.Image) -> bool:
+    try:
+        stats = os.statvfs(path.parent)
+    except (OSError, AttributeError):
+        return True  # no way to tell: a short write is nearly always a full disk
+    needed = image.GetNumberOfPixels() * image.GetNumberOfComponentsPerPixel() * 8
+    return stats.f_bavail * stats.f_frsize < max(needed, 1 << 20)
 
 
 def labelmap_like(array_xyz: np.ndarray, reference: sitk.Image) -> sitk.Image:

@@ -16,7 +16,9 @@ from .. import __version__
 from ..errors import (
     ASFDAError,
     CancelledError,
+    CaseInUseError,
     CheckpointError,
+    DiskFullError,
     MaskError,
     StoreError,
     UnknownCaseError,
@@ -38,6 +40,8 @@ ERROR_STATUS: tuple[tuple[type[Exception], int], ...] = (
     (VolumeReadError, 422),
     (CheckpointError, 422),
     (CancelledError, 409),
+    (CaseInUseError, 409),
+    (DiskFullError, 507),  # nothing was changed; the message says "no space left on device"
     (StoreError, 409),  # busy, or could not write: nothing was changed
     (ASFDAError, 400),
     (PathForbiddenError, 403),
@@ -94,6 +98,12 @@ def create_app(
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
         # One sentence like every other error, instead of FastAPI's list of objects.
+        if any(e.get("type") == "json_invalid" for e in error.errors()):
+            first = next(e for e in error.errors() if e.get("type") == "json_invalid")
+            return JSONResponse(
+                {"detail": f"the request body is not valid JSON ({first.get('ctx', {}).get('error', '')})"},
+                status_code=400,
+            )
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}" for e in error.errors()
         )

@@ -16,6 +16,7 @@ from fastapi import HTTPException
 
 from .. import __version__
 from ..errors import ASFDAError, MaskError, StoreError, VolumeReadError
+from ..io.headers import DEFAULT_MAX_VOXELS
 from ..io.volumes import VOLUME_SUFFIXES, case_name, content_hash, read_volume, volume_suffix
 from ..scoring.query import RankedCase
 from ..session.session import AdaptationSession
@@ -42,6 +43,7 @@ class ServerSettings:
     ranking_wait_seconds: float = 3600.0
     poll_seconds: float = 0.2
     worker_idle_seconds: float = 300.0  # a warm worker without work for this long is retired
+    max_voxels: int = DEFAULT_MAX_VOXELS  # decoded size bound, checked from the header before reading
 
 
 MAX_SCORING_PASSES = 5
@@ -149,6 +151,10 @@ class Backend:
             raise HTTPException(422, f'{path}: a folder; send it as {{"folder": ...}}')
         return self._add_records([self._record(resolved)])
 
+    def read_added(self, path: Path):
+        """A volume named by a request: its detached data file (if any) confined like the path itself."""
+        return read_volume(path, data_roots=self.guard.roots, max_voxels=self.settings.max_voxels)
+
     def add_folder(self, folder: str) -> list[schemas.Case]:
         resolved = self.guard.check(folder)
         if not resolved.is_dir():
@@ -159,10 +165,9 @@ class Backend:
         # Every file is read and checked before any is added: a bad file leaves the pool as it was.
         return self._add_records([self._record(self.guard.check(path)) for path in files])
 
-    @staticmethod
-    def _record(path: Path) -> CaseRecord:
+    def _record(self, path: Path) -> CaseRecord:
         # As AdaptationSession.add_volume does, split so that a whole folder is checked before it is added.
-        return CaseRecord(content_hash(read_volume(path)), case_name(path), str(path))
+        return CaseRecord(content_hash(self.read_added(path)), case_name(path), str(path))
 
     def _add_records(self, records: list[CaseRecord]) -> list[schemas.Case]:
         ids = [self.store.add_case(record).id for record in records]
@@ -173,7 +178,8 @@ class Backend:
         name = self._upload_name(file_name)
         saved = save_upload(stream, self.store.root / "uploads", name, prefix="case-")
         try:
-            image = read_volume(saved)
+            # An upload is one file: a header naming a data file elsewhere is refused (data_roots=()).
+            image = read_volume(saved, data_roots=(), max_voxels=self.settings.max_voxels)
         except VolumeReadError as error:
             saved.unlink(missing_ok=True)
             raise HTTPException(422, f"uploaded file {file_name!r}: {problem_of(error)}") from error
@@ -182,7 +188,7 @@ class Backend:
             saved.unlink(missing_ok=True)
             return self.case(case_id)
         target = self.store.root / "images" / case_id / name
-        target.parent.mkdir(parents=True, exist_ok=True)
+        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.replace(saved, target)
         self.store.add_case(CaseRecord(case_id, case_name(name), str(target)))
         return self.case(case_id)
@@ -192,13 +198,29 @@ class Backend:
         name = self._upload_name(file_name)
         saved = save_upload(stream, self.store.root / "uploads", name, prefix=f"label-{case_id}-")
         try:
-            self.session.submit_label(case_id, saved)
+            self.session.submit_label(case_id, saved, data_roots=(), max_voxels=self.settings.max_voxels)
         except MaskError as error:
-            saved.unlink(missing_ok=True)
             raise HTTPException(
                 422, f"mask {file_name!r} for case {record.name} ({case_id}): {problem_of(error)}"
             ) from error
+        finally:
+            # Kept only until the mask is stored (or refused): it is the annotator's work during the check.
+            saved.unlink(missing_ok=True)
         return self.case(case_id)
+
+    def remove_case(self, case_id: str) -> schemas.Case:
+        """Take a case out of the pool (a volume the model cannot use, or added by mistake)."""
+        view = self.case(case_id)
+        busy = self.jobs.active()
+        if busy:
+            raise HTTPException(
+                409,
+                f"case {view.name} ({case_id}) cannot be removed while job {busy[0].id} "
+                f"({busy[0].kind.value}) is {busy[0].state.value}: wait for it to end or cancel it",
+            )
+        with self.serve_lock:
+            self.session.remove_case(case_id)
+        return view
 
     @staticmethod
     def _upload_name(file_name: str | None) -> str:
@@ -239,6 +261,7 @@ class Backend:
     def ranking(self, wait: bool = True) -> schemas.Ranking:
         pool, records, labelled, ranked, job = self._complete_ranking(wait)
         version = pool.version
+        name = {r.id: r.name for r in records}
         return schemas.Ranking(
             model_version=version,
             round=self.store.version(version).round,
@@ -246,6 +269,10 @@ class Backend:
             next=ranking_views.next_case_id(ranked, records, labelled) if ranked is not None else None,
             complete=pool.complete,
             job=None if job is None else schemas.Job.of(job),
+            skipped=[
+                f"{name.get(case_id, case_id)} ({case_id}): {reason}"
+                for case_id, reason in pool.skipped.items()
+            ],
         )
 
     def next_case(self, client: str) -> schemas.Case:

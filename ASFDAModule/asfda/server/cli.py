@@ -37,6 +37,13 @@ def register(subparsers) -> None:
         help="largest accepted upload (default: %(default).0f)",
     )
     parser.add_argument(
+        "--max-megavoxels",
+        type=float,
+        default=ServerSettings.max_voxels / 2**20,
+        help="largest volume accepted, in millions of voxels, checked from the file's header before its "
+        "voxels are read (default: %(default).0f; also ASFDA_MAX_MEGAVOXELS)",
+    )
+    parser.add_argument(
         "--cancel-grace",
         type=float,
         default=ServerSettings.cancel_grace_seconds,
@@ -51,7 +58,9 @@ def run_serve(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise SystemExit(f"asfda serve: error: --port {args.port} is not a port number")
     settings = ServerSettings(
-        max_upload_bytes=int(args.max_upload_mb * 2**20), cancel_grace_seconds=args.cancel_grace
+        max_upload_bytes=int(args.max_upload_mb * 2**20),
+        cancel_grace_seconds=args.cancel_grace,
+        max_voxels=int(args.max_megavoxels * 2**20),
     )
     return serve(
         ServeOptions(

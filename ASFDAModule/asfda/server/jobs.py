@@ -23,7 +23,6 @@ import logging
 import multiprocessing
 import os
 import re
-import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -31,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum
 from pathlib import Path
 
-from ..errors import StoreError
+from ..errors import StoreError, no_space_message
 from ..session.store import SessionStore, now_iso, read_json, write_json_atomic
 from . import processes
 
@@ -171,14 +170,39 @@ def stop_leftover_workers(session_root: Path) -> list[int]:
 
 
 def close_open_rounds(store: SessionStore, event: str, reason: str) -> list[int]:
-    """After a fine-tuning worker was killed: end its round in the journal and drop its partial files, as the
-    store would on its next open; the active version stays the parent's."""
+    """After a fine-tuning worker was killed: end its round in the journal and drop what it half-wrote, as
+    the store would on its next open; the active version stays the parent's."""
     rounds = sorted(store.open_rounds())
     for number in rounds:
         store.log(event, round=number, error=reason)
-    for partial in (store.root / "models").glob(".partial-*"):
-        shutil.rmtree(partial, ignore_errors=True)
+    store.remove_uncommitted()
     return rounds
+
+
+def worker_death_message(exit_code: int | None, files: JobFiles) -> str:
+    """Why a worker ended without a word: a full disk said so, else the last line of its log."""
+    how = (
+        f"killed by signal {-exit_code}"
+        if exit_code is not None and exit_code < 0
+        else f"exit code {exit_code}"
+    )
+    try:
+        stats = os.statvfs(files.folder)
+        if stats.f_bavail * stats.f_frsize < 1 << 20:
+            return f"the worker process ended ({how}): {no_space_message(files.log)}"
+    except (OSError, AttributeError):
+        pass
+    last = ""
+    try:
+        lines = [line for line in files.log.read_text(errors="replace").splitlines() if line.strip()]
+        last = lines[-1].strip() if lines else ""
+    except OSError:
+        pass
+    return (
+        f"the worker process ended unexpectedly ({how})"
+        + (f"; its last words: {last[:300]}" if last else "; its log is empty")
+        + f" (see {files.log})"
+    )
 
 
 class JobManager:
@@ -396,12 +420,16 @@ class JobManager:
         with self._changed:
             job.worker_pid, job.worker_started = process.pid, processes.start_time(process.pid)
             self._save(job)
+        rounds_before = self.store.round_number
         connection.send(task)
         cancel_deadline = None
         ended = False  # the worker answered: its report is final
+        answer: dict = {}
         while not ended and process.is_alive():
             try:
-                ended = connection.poll(self.poll_seconds) and connection.recv() == job.id
+                if connection.poll(self.poll_seconds):
+                    answer = connection.recv()
+                    ended = isinstance(answer, dict) and answer.get("job") == job.id
             except (EOFError, OSError):  # the worker died
                 break
             self._read_progress(job, files)
@@ -413,25 +441,35 @@ class JobManager:
             if stop_now:
                 self._kill_worker()
                 break
+        if not ended:
+            process.join(processes.KILL_WAIT_SECONDS)  # its exit code, not None
         exit_code = process.exitcode
         if not ended or job.cancel_requested:
             self._kill_worker()  # whatever is left of it; a cancelled job leaves nothing running
         report = read_report(files)
+        if ended and JobState(answer.get("state", "running")).finished:
+            report = answer  # the worker's own word (its progress file may not be on a full disk)
         state = JobState(report["state"]) if report.get("state") in {s.value for s in JobState} else None
+        committed = job.kind is JobKind.FINETUNE and self.store.round_number > rounds_before
         if state is not None and state.finished:  # the worker finished the job and said how
             self._finish(
                 job, state, report.get("message", ""), report.get("result") or {}, report.get("progress")
+            )
+        elif committed:  # the worker died after its round's commit step: the round stands
+            self.store.remove_uncommitted()
+            number, version = self.store.round_number, self.store.active_version
+            self._finish(
+                job,
+                JobState.DONE,
+                f"round {number} done: model {version} (the worker ended right after committing it)",
+                {"model_version": version, "round": number},
             )
         elif job.cancel_requested:
             self._finish(job, JobState.CANCELLED, "cancelled: the worker was stopped")
         elif self._stopping:
             self._finish(job, JobState.INTERRUPTED, "interrupted: the backend stopped while this job ran")
         else:
-            self._finish(
-                job,
-                JobState.FAILED,
-                f"the worker process ended unexpectedly (exit code {exit_code}); see {files.log}",
-            )
+            self._finish(job, JobState.FAILED, worker_death_message(exit_code, files))
 
     def _read_progress(self, job: Job, files: JobFiles) -> None:
         report = read_report(files)

@@ -7,7 +7,7 @@ every case has cached scores under the model version asked for, which makes it c
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from ..config import QueryConfig, QueryStrategy
@@ -24,6 +24,7 @@ class PoolScores:
     version: str
     scores: dict[str, CaseScores]
     missing: list[str]
+    skipped: dict[str, str] = field(default_factory=dict)  # case id -> why its scoring failed
 
     @property
     def complete(self) -> bool:
@@ -37,8 +38,12 @@ def cached_scores(
     strategy: QueryStrategy = QueryStrategy.ASFDA,
 ) -> PoolScores:
     """The cached scores of every case under ``version``; ``missing`` lists the cases still to score."""
-    scores, missing = {}, []
+    scores, missing, skipped = {}, [], {}
     for record in records:
+        marker = store.skipped_path(version, record.id)
+        if marker.is_file():
+            skipped[record.id] = str(read_json(marker, {}).get("error", "could not be scored"))
+            continue
         path = store.scores_path(version, record.id)
         try:
             score = CaseScores.from_json(read_json(path)) if path.is_file() else None
@@ -48,7 +53,7 @@ def cached_scores(
             missing.append(record.id)
         else:
             scores[record.id] = score
-    return PoolScores(version, scores, missing)
+    return PoolScores(version, scores, missing, skipped)
 
 
 def rank_cached(

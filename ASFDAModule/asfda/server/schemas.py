@@ -114,6 +114,9 @@ class Ranking(BaseModel):
     next: str | None = Field(description="the case the next POST /next would hand out")
     complete: bool = Field(description="false while some cases still wait for their scores")
     job: Job | None = Field(None, description="the scoring job, while one is needed")
+    skipped: list[str] = Field(
+        default_factory=list, description="cases the scoring could not score, each with the reason"
+    )
 
 
 class FinetuneRequest(BaseModel):

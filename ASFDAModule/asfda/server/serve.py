@@ -8,19 +8,18 @@ import logging
 import os
 import socket
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import uvicorn
 
 from ..errors import StoreError
+from ..session.lock import LOCK_FILE, SERVER_FILE, session_lock  # noqa: F401 - LOCK_FILE re-exported
 from .app import create_app
 from .auth import new_token
 from .backend import ServerSettings
 
-SERVER_FILE = "server.json"
-LOCK_FILE = "server.lock"
 READY_LINE = "ASFDA backend ready on {url}"
 HOST = "127.0.0.1"  # loopback only, never configurable: the backend trusts its token, not its network
 
@@ -42,7 +41,8 @@ def serve(options: ServeOptions) -> int:
     root = Path(options.session).expanduser().resolve()
     if not (root / "session.json").is_file() and options.model is None:
         raise StoreError("no ASFDA session here: give --model MODEL to create one", root)
-    root.mkdir(parents=True, exist_ok=True)
+    os.umask(0o077)  # every file the backend and its workers write is the user's only
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
     with session_lock(root):
         token = new_token()
         app = create_app(root, token, options.allow_dirs, options.model, options.device, options.settings)
@@ -126,25 +126,3 @@ def withdraw(root: Path, token: str) -> None:
     with contextlib.suppress(OSError, ValueError):
         if json.loads(path.read_text()).get("token") == token:
             path.unlink()
-
-
-@contextlib.contextmanager
-def session_lock(root: Path) -> Iterator[None]:
-    """One backend a session: a second one on the same folder would run its jobs twice."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: no advisory lock; the module starts one backend a session anyway
-        yield
-        return
-    stream = open(root / LOCK_FILE, "a+")  # noqa: SIM115 - held for the whole run
-    try:
-        try:
-            fcntl.flock(stream.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as error:
-            owner = ""
-            with contextlib.suppress(OSError, ValueError):
-                owner = f" (pid {json.loads((root / SERVER_FILE).read_text())['pid']})"
-            raise StoreError(f"another ASFDA backend{owner} serves this session already", root) from error
-        yield
-    finally:
-        stream.close()

@@ -3,6 +3,7 @@ them (so an annotator's mask survives a crash during its validation), named safe
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import secrets
@@ -13,8 +14,8 @@ from typing import BinaryIO
 
 from fastapi import HTTPException
 
-from ..errors import StoreError
 from ..io.volumes import volume_suffix
+from ..session.store import write_error
 from .auth import send_json
 
 CHUNK_BYTES = 1 << 20
@@ -95,17 +96,19 @@ def safe_file_name(name: str | None) -> str:
 
 def save_upload(stream: BinaryIO, folder: Path, name: str, prefix: str = "") -> Path:
     """Copy an upload into ``folder`` under a unique name, fsynced; the name appears only when complete."""
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     target = folder / f"{prefix}{stamp}-{secrets.token_hex(3)}-{name}"
     partial = target.with_name(f".{target.name}.part")
     try:
-        with open(partial, "wb") as out:
+        with open(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
             shutil.copyfileobj(stream, out, CHUNK_BYTES)
             out.flush()
             os.fsync(out.fileno())
+            if out.tell() != os.fstat(out.fileno()).st_size:
+                raise OSError(errno.ENOSPC, "short write")
         os.replace(partial, target)
     except OSError as error:
         partial.unlink(missing_ok=True)
-        raise StoreError(f"could not store the upload ({error.strerror or error})", target) from error
+        raise write_error(error, target) from error
     return target

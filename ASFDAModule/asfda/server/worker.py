@@ -62,8 +62,9 @@ def serve_jobs(connection, parent_pid: int) -> None:
     exit_when_parent_dies(parent_pid)
     try:
         while (task := connection.recv()) is not None:
-            run_job(task)
-            connection.send(task.job_id)
+            outcome = run_job(task)
+            # The outcome goes through the pipe too: on a full disk the progress file may not be written.
+            connection.send({"job": task.job_id, **outcome})
     except (EOFError, OSError):
         pass  # the backend closed its end
     sys.stdout.flush()
@@ -72,29 +73,39 @@ def serve_jobs(connection, parent_pid: int) -> None:
     os._exit(0)
 
 
-def run_job(task: WorkerTask) -> None:
-    """One job; its outcome, whatever it is, ends up in its progress file."""
-    redirect_output(task.files.log)
-    report = ProgressReport(task)
-    report.write(JobState.RUNNING, 0.0, "loading the session")
+def run_job(task: WorkerTask) -> dict:
+    """One job; its outcome, whatever it is, ends up in its progress file (when the disk lets it) and is
+    returned: ``{"state", "message", "result"}``."""
     from ..errors import ASFDAError, CancelledError
 
+    report = ProgressReport(task)
+    result: dict = {}
     try:
+        redirect_output(task.files.log)
+        report.write(JobState.RUNNING, 0.0, "loading the session")
         result = run_task(task, report)
     except (CancelledError, KeyboardInterrupt) as error:
-        report.write(JobState.CANCELLED, report.fraction, f"cancelled: {error}")
+        state, message = JobState.CANCELLED, f"cancelled: {error}"
     except ASFDAError as error:
-        report.write(JobState.FAILED, report.fraction, str(error))
+        state, message = JobState.FAILED, str(error)
     except Exception as error:
         traceback.print_exc()
-        message = f"{type(error).__name__}: {error} (see {task.files.log})"
-        report.write(JobState.FAILED, report.fraction, message)
+        state, message = JobState.FAILED, f"{type(error).__name__}: {error} (see {task.files.log})"
     else:
-        report.write(JobState.DONE, 1.0, result.pop("message"), result)
+        state, message = JobState.DONE, result.pop("message")
     finally:
         release_memory()
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except OSError:
+                pass  # a full disk: the outcome still reaches the backend through the pipe
+    fraction = 1.0 if state is JobState.DONE else report.fraction
+    try:
+        report.write(state, fraction, message, result)
+    except Exception as error:  # noqa: BLE001 - the pipe carries the outcome instead
+        print(f"could not write the job's report: {error}", file=sys.__stderr__)
+    return {"state": state.value, "progress": fraction, "message": message, "result": result}
 
 
 def release_memory() -> None:
@@ -112,10 +123,14 @@ def run_task(task: WorkerTask, report: ProgressReport) -> dict:
     if task.kind is JobKind.SCORE:
         version = session.store.active_version
         ranking = session.rank(progress=report, cancelled=report.cancelled)
+        skipped = list(session.skipped.values())
+        scored = len(session.store.cases()) - len(skipped)
         return {
-            "message": f"scored {len(session.store.cases())} cases with model {version}",
+            "message": f"scored {scored} cases with model {version}"
+            + (f"; skipped {len(skipped)}: {'; '.join(skipped)}" if skipped else ""),
             "model_version": version,
             "ranked": len(ranking),
+            "skipped": skipped,
         }
     overrides = {k: v for k, v in task.options.items() if k in FINETUNE_OPTIONS and v is not None}
     config = dataclasses.replace(session.finetune_config, **overrides)

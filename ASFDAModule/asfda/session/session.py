@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict
@@ -13,7 +15,7 @@ import SimpleITK as sitk
 import torch
 
 from ..config import AsdConfig, FinetuneConfig, QueryConfig, QueryStrategy, config_from_dict, config_to_dict
-from ..errors import CancelledError, StoreError, UnknownCaseError
+from ..errors import ASFDAError, CancelledError, CaseInUseError, StoreError, UnknownCaseError
 from ..finetune.reliable import reliable_cases
 from ..finetune.trainer import RoundResult, finetune_round
 from ..inference.features import class_weights, final_layer
@@ -35,6 +37,7 @@ from ..scoring.case_scores import CaseScores, KnowledgeGap, knowledge_gap, score
 from ..scoring.entropy import normalized_entropy
 from ..scoring.query import RankedCase, rank_pool
 from ..scoring.selection import distance_to_set
+from .faults import fault_point
 from .store import (
     PRETRAINED_VERSION,
     CaseRecord,
@@ -42,6 +45,7 @@ from .store import (
     SessionStore,
     now_iso,
     read_json,
+    write_bytes_atomic,
     write_json_atomic,
 )
 
@@ -62,6 +66,7 @@ class AdaptationSession:
         self._pretrained: LoadedModel | None = None
         self._current: tuple[str, LoadedModel] | None = None
         self._model_space: dict[str, ModelSpaceCase] = {}
+        self.skipped: dict[str, str] = {}  # cases the last scoring pass could not score, with the reason
 
     # -- opening -----------------------------------------------------------------------------------------
     @classmethod
@@ -128,14 +133,31 @@ class AdaptationSession:
         record = CaseRecord(content_hash(image), case_name(path), str(path))
         return self.store.add_case(record)
 
-    def add_folder(self, folder: str | Path) -> list[CaseRecord]:
+    @staticmethod
+    def volume_files(folder: str | Path) -> list[Path]:
+        """The volume files of a folder, sorted (the order ``add_folder`` adds them in)."""
         folder = Path(folder)
         if not folder.is_dir():
             raise StoreError("not a folder", folder)
         files = sorted(p for p in folder.iterdir() if p.is_file() and volume_suffix(p) in VOLUME_SUFFIXES)
         if not files:
             raise StoreError("no volumes (.nii, .nii.gz, .nrrd, .mha, .mhd) in this folder", folder)
-        return [self.add_volume(path) for path in files]
+        return files
+
+    def add_folder(self, folder: str | Path) -> list[CaseRecord]:
+        """One record a file, in ``volume_files`` order (two files with the same voxels give one case)."""
+        return [self.add_volume(path) for path in self.volume_files(folder)]
+
+    def remove_case(self, case_id: str) -> CaseRecord:
+        """Take a case out of the pool; a labelled case is refused (its mask is the annotator's work)."""
+        if self.store.final_label_path(case_id).is_file():
+            record = self.store.case(case_id)
+            raise CaseInUseError(
+                f"case {record.name} ({case_id}) is labelled: its mask is used for fine-tuning, so it stays",
+                self.store.final_label_path(case_id),
+            )
+        self._model_space.pop(case_id, None)
+        return self.store.remove_case(case_id)
 
     def image(self, case_id: str) -> sitk.Image:
         return read_volume(self.store.case(case_id).source_path)
@@ -151,10 +173,12 @@ class AdaptationSession:
         self._model_space[case_id] = case
         return case
 
-    def submit_label(self, case_id: str, mask_path: str | Path) -> Path:
-        """Check a mask against its case and the model's labels, then store it atomically."""
+    def submit_label(self, case_id: str, mask_path: str | Path, **read_options) -> Path:
+        """Check a mask against its case and the model's labels, then store it atomically and verified.
+
+        ``read_options`` (``data_roots``, ``max_voxels``) bound what reading the mask may touch."""
         self.store.case(case_id)
-        mask = validated_mask(mask_path, self.image(case_id), self.labels)
+        mask = validated_mask(mask_path, self.image(case_id), self.labels, **read_options)
         target = write_volume(mask, self.store.final_label_path(case_id))
         self._model_space.pop(case_id, None)
         self.store.log("label_submitted", case=case_id, source=str(mask_path))
@@ -223,16 +247,31 @@ class AdaptationSession:
     def score_all(
         self, progress: Progress | None = None, cancelled: Cancelled | None = None, epistemic: bool = False
     ) -> dict[str, CaseScores]:
+        """Scores of every case that can be scored; a case that fails (its file gone or changed, a volume
+        the model cannot take) is skipped, listed in ``self.skipped`` and the journal, not fatal."""
         records = self.store.cases()
         scores = {}
+        self.skipped = {}
         for index, record in enumerate(records):
             if cancelled is not None and cancelled():
                 raise CancelledError("scoring cancelled")
             if progress is not None:
                 progress(index / max(len(records), 1), f"scoring {record.name}")
-            scores[record.id] = self.case_scores(record.id, epistemic)
+            skipped_marker = self.store.skipped_path(self.store.active_version, record.id)
+            try:
+                scores[record.id] = self.case_scores(record.id, epistemic)
+            except (ASFDAError, RuntimeError, ValueError) as error:
+                if isinstance(error, (CancelledError, StoreError)):
+                    raise  # the user's stop, or a full disk: not the case's fault
+                self.skipped[record.id] = f"{record.name}: {error}"
+                write_json_atomic(
+                    skipped_marker, {"case": record.id, "name": record.name, "error": str(error)}
+                )
+                self.store.log("case_skipped", case=record.id, error=str(error))
+            else:
+                skipped_marker.unlink(missing_ok=True)
         if progress is not None:
-            progress(1.0, "scored")
+            progress(1.0, "scored" + (f" ({len(self.skipped)} skipped)" if self.skipped else ""))
         return scores
 
     # -- query -------------------------------------------------------------------------------------------
@@ -331,6 +370,7 @@ class AdaptationSession:
             reliable=reliable,
             pid=os.getpid(),
         )
+        version_id = None
         try:
             model = self.load_version(parent)  # never the in-memory pretrained model: it must stay frozen
             result = finetune_round(
@@ -342,26 +382,43 @@ class AdaptationSession:
                 progress=None if progress is None else (lambda s, n, m: progress(s / n, m)),
                 cancelled=cancelled,
             )
+            version_id = self.store.next_version_id()
+            version = self._save_version(result, version_id, parent, number, labelled, reliable)
         except BaseException as error:
+            if version_id is not None:
+                self.store.discard_round(version_id, number)
             event = (
                 "round_cancelled"
                 if isinstance(error, (CancelledError, KeyboardInterrupt))
                 else "round_failed"
             )
-            self.store.log(event, round=number, error=str(error))
+            if number not in self.store.committed_rounds():
+                self.store.log(event, round=number, error=str(error))
             raise
-        version = self._save_version(result, parent, number, labelled, reliable)
         self._current = (version.id, model)
         return version
 
     def _save_version(
-        self, result: RoundResult, parent: str, number: int, labelled: list[str], reliable: list[str]
+        self,
+        result: RoundResult,
+        version_id: str,
+        parent: str,
+        number: int,
+        labelled: list[str],
+        reliable: list[str],
     ) -> ModelVersion:
+        """Stage the round's files in a partial folder, then commit them in one step (see the store)."""
         partial = self.store.partial_version_folder()
         try:
-            torch.save(result.state_dict, partial / "model.pt")
-        except OSError as error:
-            raise StoreError(f"could not save the fine-tuned weights ({error})", partial) from error
+            return self._commit(result, partial, version_id, parent, number, labelled, reliable)
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)  # gone already when the commit renamed it
+
+    def _commit(self, result, partial, version_id, parent, number, labelled, reliable) -> ModelVersion:
+        buffer = io.BytesIO()
+        torch.save(result.state_dict, buffer)
+        write_bytes_atomic(partial / "model.pt", buffer.getvalue())  # size-checked, fsynced
+        fault_point("weights-saved")
         metrics = {
             "val_dice": result.validation_dice,
             "seconds": round(result.seconds, 2),
@@ -370,23 +427,17 @@ class AdaptationSession:
             "n_labelled": result.n_labelled,
             "n_pseudo_labelled": result.n_unlabelled,
         }
-        version = ModelVersion(self.store.next_version_id(), parent, now_iso(), number, metrics)
-        self.store.commit_version(partial, version)
-        self.store.save_round(
-            number,
-            {
-                "round": number,
-                "model_version": version.id,
-                "parent": parent,
-                "labelled": labelled,
-                "pseudo_labelled": reliable,
-                "metrics": metrics,
-                "history": result.history,
-            },
-        )
-        self.store.activate(version.id)
-        self.store.log("round_completed", round=number, version=version.id, **metrics)
-        return version
+        version = ModelVersion(version_id, parent, now_iso(), number, metrics)
+        record = {
+            "round": number,
+            "model_version": version.id,
+            "parent": parent,
+            "labelled": labelled,
+            "pseudo_labelled": reliable,
+            "metrics": metrics,
+            "history": result.history,
+        }
+        return self.store.commit_round(partial, version, record)
 
     # -- evaluation --------------------------------------------------------------------------------------
     def activate(self, version_id: str) -> ModelVersion:

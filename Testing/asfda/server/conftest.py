@@ -23,13 +23,14 @@ def server_factory():
 
 @pytest.fixture(scope="package")
 def small_server(tmp_path_factory, tiny_dataset, tiny_model):
-    """One backend on a pool of 2 cases, no labels, a 1 MB upload limit: for bad input and fuzzing."""
+    """One backend on a pool of 2 cases, no labels, a 1 MB upload limit and a 1 million voxel bound: for bad
+    input and fuzzing."""
     images, labels = pool_folders(tiny_dataset)
     server = start_server(
         tmp_path_factory.mktemp("small") / "session",
         tiny_model,
         allow=(images, labels),
-        extra=("--max-upload-mb", "1"),
+        extra=("--max-upload-mb", "1", "--max-megavoxels", "1"),
     )
     with server.client() as client:
         for image, _ in tiny_dataset.pool[:2]:

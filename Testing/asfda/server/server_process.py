@@ -47,7 +47,11 @@ class RunningServer:
 
 
 def start_server(
-    session: Path, model: Path | None = None, allow: tuple[Path, ...] = (), extra: tuple[str, ...] = ()
+    session: Path,
+    model: Path | None = None,
+    allow: tuple[Path, ...] = (),
+    extra: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
 ) -> RunningServer:
     session.parent.mkdir(parents=True, exist_ok=True)
     log = session.parent / f"{session.name}-server-{time.monotonic_ns()}.log"
@@ -68,7 +72,7 @@ def start_server(
         command += ["--model", str(model)]
     for folder in allow:
         command += ["--allow-dir", str(folder)]
-    environment = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    environment = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     with open(log, "w") as output:
         process = subprocess.Popen(
             command, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=environment

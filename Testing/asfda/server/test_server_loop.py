@@ -189,7 +189,7 @@ def test_mask_finetune_and_new_ranking(loop):
     ]
     assert len(metrics) == 1 and metrics[0]["model_version"] == "v0001" and metrics[0]["n_labelled"] == 1
     assert (jobs[-1]["kind"], jobs[-1]["state"], jobs[-1]["model_version"]) == ("score", "done", "v0001")
-    round_one = json.loads((loop.session / "rounds" / "round_0001.json").read_text())
+    round_one = json.loads((loop.session / "models" / "v0001" / "round.json").read_text())
     assert round_one["labelled"] == [loop.first["id"]]  # the mask sent during the round waits for the next
     assert served > 0
 

@@ -50,6 +50,16 @@ def case(case_id: str, backend: BackendDep) -> schemas.Case:
     return backend.case(case_id)
 
 
+@router.delete(
+    "/cases/{case_id}",
+    response_model=schemas.Case,
+    responses=errors(404, 409),
+    summary="remove a case from the pool (409 if it is labelled or a job is running); returns it",
+)
+def remove_case(case_id: str, backend: BackendDep) -> schemas.Case:
+    return backend.remove_case(case_id)
+
+
 @router.get(
     "/cases/{case_id}/image",
     response_class=FileResponse,
