@@ -185,9 +185,11 @@ class ASFDAModuleLogic(ScriptedLoadableModuleLogic):
         return [self._client().uploadCase(path) for path in files]
 
     def removeCase(self, caseId: str) -> Case:
-        """*network*: take a case out of the pool (``DELETE /cases/{id}``); a labelled case stays (409)."""
+        """*network*: take a case out of the pool (``DELETE /cases/{id}``); a labelled case stays (409).
+
+        A scoring job in the way is cancelled first, as for activation."""
         try:
-            case = self._client().removeCase(caseId)
+            case = self._afterCancellingScoring(lambda client: client.removeCase(caseId))
         except BackendError as error:
             # No such route (an older backend): FastAPI answers 405 (GET /cases/{id} exists) or "Not Found".
             if error.status == HTTP_METHOD_NOT_ALLOWED or error.detail in ("Not Found", "Method Not Allowed"):
@@ -415,20 +417,26 @@ class ASFDAModuleLogic(ScriptedLoadableModuleLogic):
     def activateModelVersion(self, version: str) -> BackendInfo:
         """*network*: roll back (or forward) to a model version; the next predictions come from it.
 
-        The backend refuses (409) while a job runs. A scoring job is cancelled first: it scores the version
-        being left, and the activated one is scored anew. A fine-tuning round is not: the error says so.
+        A scoring job in the way is cancelled first: it scores the version being left, and the activated one
+        is scored anew.
         """
+        self._afterCancellingScoring(lambda client: client.activateModelVersion(version))
+        return self.fetchInfo()
+
+    def _afterCancellingScoring(self, call):
+        """Make a request the backend refuses (409) while a job runs; if a scoring job is what is in the way,
+        cancel it and ask again (it is redone on demand). A fine-tuning round is never cancelled: its 409
+        reaches the caller."""
         client = self._client()
         try:
-            client.activateModelVersion(version)
+            return call(client)
         except BackendError as error:
             scoring = [j for j in client.jobs() if j.kind is JobKind.SCORE and not j.state.finished]
             if error.status != HTTP_CONFLICT or not scoring:
                 raise
             for job in scoring:
                 client.cancelJob(job.id)
-            client.activateModelVersion(version)
-        return self.fetchInfo()
+            return call(client)
 
     # -- plots -------------------------------------------------------------------------------------
 
