@@ -14,6 +14,7 @@ import torch
 
 from ..config import AsdConfig, FinetuneConfig, QueryConfig, QueryStrategy, config_from_dict, config_to_dict
 from ..errors import CancelledError, StoreError, UnknownCaseError
+from ..finetune.guard import guard_decision
 from ..finetune.reliable import reliable_cases
 from ..finetune.trainer import RoundResult, finetune_round
 from ..inference.features import class_weights, final_layer
@@ -331,16 +332,23 @@ class AdaptationSession:
             reliable=reliable,
             pid=os.getpid(),
         )
+        # With two or more labelled cases one is held out to validate on, a different one each round.
+        held_out = (
+            [labelled[(number - 1) % len(labelled)]]
+            if config.hold_out_validation and len(labelled) >= 2
+            else []
+        )
         try:
             model = self.load_version(parent)  # never the in-memory pretrained model: it must stay frozen
             result = finetune_round(
                 model,
-                [self.model_space_case(c) for c in labelled],
+                [self.model_space_case(c) for c in labelled if c not in held_out],
                 [self.model_space_case(c) for c in reliable],
                 config,
                 self.device,
                 progress=None if progress is None else (lambda s, n, m: progress(s / n, m)),
                 cancelled=cancelled,
+                validation=[self.model_space_case(c) for c in held_out],
             )
         except BaseException as error:
             event = (
@@ -350,12 +358,22 @@ class AdaptationSession:
             )
             self.store.log(event, round=number, error=str(error))
             raise
-        version = self._save_version(result, parent, number, labelled, reliable)
+        guard = guard_decision(
+            result.parent_validation_dice, result.validation_dice, result.validation, config.accept_worse
+        )
+        version = self._save_version(result, parent, number, labelled, reliable, guard, held_out)
         self._current = (version.id, model)
         return version
 
     def _save_version(
-        self, result: RoundResult, parent: str, number: int, labelled: list[str], reliable: list[str]
+        self,
+        result: RoundResult,
+        parent: str,
+        number: int,
+        labelled: list[str],
+        reliable: list[str],
+        guard=None,
+        held_out: list[str] = (),
     ) -> ModelVersion:
         partial = self.store.partial_version_folder()
         try:
@@ -369,6 +387,9 @@ class AdaptationSession:
             "best_step": result.best_step,
             "n_labelled": result.n_labelled,
             "n_pseudo_labelled": result.n_unlabelled,
+            "parent_val_dice": result.parent_validation_dice,
+            "validation": result.validation,
+            "accepted": guard is None or guard.accepted,
         }
         version = ModelVersion(self.store.next_version_id(), parent, now_iso(), number, metrics)
         self.store.commit_version(partial, version)
@@ -382,9 +403,14 @@ class AdaptationSession:
                 "pseudo_labelled": reliable,
                 "metrics": metrics,
                 "history": result.history,
+                "held_out": list(held_out),
+                "guard": guard.to_json() if guard is not None else None,
             },
         )
-        self.store.activate(version.id)
+        if guard is None or guard.accepted:
+            self.store.activate(version.id)
+        else:  # kept as a version (it can be activated by hand), but the parent stays active
+            self.store.log("round_not_activated", round=number, version=version.id, reason=guard.reason)
         self.store.log("round_completed", round=number, version=version.id, **metrics)
         return version
 
