@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from ..config import FinetuneConfig, QueryConfig, QueryStrategy
 from ..evaluation import evaluate_model, paired_files
+from ..finetune.settings import add_finetune_flags, apply_finetune_flags
 from ..io.volumes import VOLUME_SUFFIXES, case_name
 from ..reporting import ranking_table
 from ..session.session import AdaptationSession
@@ -40,7 +41,7 @@ def run_create(args) -> int:
         args.model,
         args.device,
         query=QueryConfig(budget=args.budget),
-        finetune=FinetuneConfig(steps=args.steps),
+        finetune=apply_finetune_flags(FinetuneConfig(), args),
     )
     added = session.add_folder(args.images) if args.images else []
     print(f"created session {session.store.root} with {len(added)} cases, model {args.model}")
@@ -88,8 +89,7 @@ def run_label(args) -> int:
 
 def run_finetune(args) -> int:
     session = AdaptationSession.open(args.session, args.device)
-    config = session.finetune_config
-    config.steps = args.steps or config.steps
+    config = apply_finetune_flags(session.finetune_config, args)
     bar = ProgressBar("fine-tuning")
     version = session.finetune(config, progress=bar)
     bar.close()
@@ -130,7 +130,9 @@ def run_loop(args) -> int:
         budget=args.budget,
         steps=args.steps,
         strategy=QueryStrategy(args.strategy),
-        semi_supervised=not args.no_semi_supervised,
+        finetune=apply_finetune_flags(
+            FinetuneConfig(steps=args.steps, semi_supervised=args.semi_supervised is not False), args
+        ),
     )
     loop(
         args.session,
@@ -160,6 +162,7 @@ def register(subparsers) -> None:
     parser.add_argument("--images", help="folder of target-domain volumes to add")
     parser.add_argument("--budget", type=int, default=1, help="cases to ask for each round")
     parser.add_argument("--steps", type=int, default=FinetuneConfig().steps, help="training steps a round")
+    add_finetune_flags(parser)
     parser.set_defaults(func=run_create)
 
     parser = subparsers.add_parser("add", help="add volumes or folders of volumes to a session")
@@ -188,6 +191,7 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser("finetune", help="run one selective semi-supervised fine-tuning round")
     add_session_argument(parser)
     parser.add_argument("--steps", type=int)
+    add_finetune_flags(parser)
     parser.set_defaults(func=run_finetune)
 
     parser = subparsers.add_parser("evaluate", help="Dice and HD95 against a folder of reference masks")
@@ -209,5 +213,5 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--strategy", default=QueryStrategy.ASFDA.value, choices=[s.value for s in QueryStrategy]
     )
-    parser.add_argument("--no-semi-supervised", action="store_true", help="labelled cases only")
+    add_finetune_flags(parser)  # --no-semi-supervised: labelled cases only
     parser.set_defaults(func=run_loop)
