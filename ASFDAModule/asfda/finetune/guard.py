@@ -35,7 +35,7 @@ def guard_decision(
             parent_dice,
             dice,
             validation,
-            f"{validation} Dice {dice:.4f} < parent's {parent_dice:.4f}, activated because accept_worse is set",
+            f"{validation} Dice {dice:.4f} < parent's {parent_dice:.4f}, activated as accept_worse is set",
         )
     return GuardDecision(
         False,

@@ -16,8 +16,14 @@ from ..config import AdaptationMode
 from ..errors import ASFDAError
 
 NORM_LAYERS = (
-    "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d",
-    "GroupNorm", "LayerNorm",
+    "BatchNorm1d",
+    "BatchNorm2d",
+    "BatchNorm3d",
+    "InstanceNorm1d",
+    "InstanceNorm2d",
+    "InstanceNorm3d",
+    "GroupNorm",
+    "LayerNorm",
 )
 DECODER_WORDS = ("up", "dec", "out", "final", "head")
 

@@ -45,8 +45,15 @@ def add_finetune_flags(parser: argparse.ArgumentParser) -> None:
 def apply_finetune_flags(config: FinetuneConfig, args: argparse.Namespace) -> FinetuneConfig:
     """``config`` with the flags that were given."""
     names = (
-        "learning_rate", "warmup_fraction", "patch_size", "batch_size", "adaptation", "semi_supervised",
-        "accept_worse", "hold_out_validation", "steps",
+        "learning_rate",
+        "warmup_fraction",
+        "patch_size",
+        "batch_size",
+        "adaptation",
+        "semi_supervised",
+        "accept_worse",
+        "hold_out_validation",
+        "steps",
     )
     changes = {name: getattr(args, name) for name in names if getattr(args, name, None) is not None}
     if "patch_size" in changes:

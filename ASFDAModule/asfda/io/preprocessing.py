@@ -66,9 +66,7 @@ def preprocessing(spec: ModelSpec) -> Compose:
         transforms.append(NormalizeIntensityd(keys=IMAGE, nonzero=nonzero, channel_wise=True))
     elif spec.intensity is IntensityNorm.RANGE:
         a_min, a_max, b_min, b_max = spec.intensity_range
-        transforms.append(
-            ScaleIntensityRanged(IMAGE, a_min, a_max, b_min, b_max, clip=spec.intensity_clip)
-        )
+        transforms.append(ScaleIntensityRanged(IMAGE, a_min, a_max, b_min, b_max, clip=spec.intensity_clip))
     elif spec.intensity is IntensityNorm.PERCENTILE:
         transforms.append(
             ScaleIntensityRangePercentilesd(

@@ -21,8 +21,20 @@ log = logging.getLogger(__name__)
 
 # Transforms that load or retype the image: the engine does the same itself.
 NEUTRAL = {
-    "LoadImage", "EnsureChannelFirst", "EnsureType", "AddChannel", "CastToType", "ToTensor", "ToDevice",
-    "ToNumpy", "Identity", "SaveImage", "CopyItems", "DeleteItems", "SelectItems", "Lambda",
+    "LoadImage",
+    "EnsureChannelFirst",
+    "EnsureType",
+    "AddChannel",
+    "CastToType",
+    "ToTensor",
+    "ToDevice",
+    "ToNumpy",
+    "Identity",
+    "SaveImage",
+    "CopyItems",
+    "DeleteItems",
+    "SelectItems",
+    "Lambda",
 }
 # Transforms that only crop or pad around the content: sliding windows over the whole volume cover them.
 HARMLESS = {"CropForeground", "SpatialPad", "DivisiblePad", "BorderPad"}

@@ -47,8 +47,10 @@ def run_describe_model(args) -> int:
         raise CheckpointError(str(error), args.model) from error
     path = describe_model(args.model, given, force=args.force)
     spec = ModelSpec.load(path)
-    print(f"wrote {path}: {len(spec.labels)} labels, spacing {spec.spacing}, orientation {spec.orientation}, "
-          f"intensity {spec.intensity.value}, window {spec.roi_size}, output {spec.output_activation.value}")
+    print(
+        f"wrote {path}: {len(spec.labels)} labels, spacing {spec.spacing}, orientation {spec.orientation}, "
+        f"intensity {spec.intensity.value}, window {spec.roi_size}, output {spec.output_activation.value}"
+    )
     return 0
 
 
@@ -60,12 +62,16 @@ def register(subparsers) -> None:
         "output channels and output activation, from one forward pass) and takes the rest from the flags; "
         "names the flags still needed when something is unknown.",
     )
-    parser.add_argument("model", help="bundle folder, TorchScript file, or folder holding a TorchScript model.pt")
+    parser.add_argument(
+        "model", help="bundle folder, TorchScript file, or folder holding a TorchScript model.pt"
+    )
     parser.add_argument("--labels", type=parse_labels, help="0=background,1=NAME,...")
     parser.add_argument("--spacing", nargs="+", help="X Y Z in mm, or 'native' (keep each volume's own)")
     parser.add_argument("--orientation", help="axis codes such as RAS, or 'none'")
     parser.add_argument("--intensity", choices=[n.value for n in IntensityNorm])
-    parser.add_argument("--intensity-range", type=float, nargs=4, metavar=("A_MIN", "A_MAX", "B_MIN", "B_MAX"))
+    parser.add_argument(
+        "--intensity-range", type=float, nargs=4, metavar=("A_MIN", "A_MAX", "B_MIN", "B_MAX")
+    )
     parser.add_argument("--roi-size", type=int, nargs=3, help="sliding-window size in voxels")
     parser.add_argument(
         "--output-activation",

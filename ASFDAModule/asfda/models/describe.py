@@ -31,12 +31,13 @@ TOLERANCE = 1e-3
 def output_activation_of(output: torch.Tensor) -> OutputActivation:
     """Tell the activation from the numbers a network returned (B, C, ...)."""
     output = output.detach().double()
+    one = torch.ones((), dtype=torch.float64)
     if output.shape[1] == 1:
         inside = bool(((output >= 0) & (output <= 1)).all())
         return OutputActivation.PROBABILITIES if inside else OutputActivation.LOGITS
-    if (output >= 0).all() and torch.allclose(output.sum(1), torch.ones(()), atol=TOLERANCE):
+    if (output >= 0).all() and torch.allclose(output.sum(1), one, atol=TOLERANCE):
         return OutputActivation.PROBABILITIES
-    if (output <= 0).all() and torch.allclose(output.exp().sum(1), torch.ones(()), atol=TOLERANCE):
+    if (output <= 0).all() and torch.allclose(output.exp().sum(1), one, atol=TOLERANCE):
         return OutputActivation.LOG_PROBABILITIES
     return OutputActivation.LOGITS
 

@@ -97,7 +97,7 @@ def load_network_folder(folder: Path) -> LoadedModel:
 
 
 def bundle_spec(folder: Path, parser) -> ModelSpec:
-    """Labels and preprocessing of a bundle: ``asfda_model.json`` if present, else the bundle's own configs."""
+    """Labels and preprocessing of a bundle: ``asfda_model.json`` if present, else the bundle's configs."""
     if (folder / SPEC_FILE).is_file():
         return ModelSpec.load(folder / SPEC_FILE)
     try:
@@ -160,7 +160,9 @@ def load_model(source: str | Path) -> LoadedModel:
         weights = source / WEIGHTS_FILE
         if weights.is_file():
             return load_torchscript(weights) if is_torchscript(weights) else load_network_folder(source)
-        scripted = sorted(p for p in source.iterdir() if p.suffix in TORCHSCRIPT_SUFFIXES and is_torchscript(p))
+        scripted = sorted(
+            p for p in source.iterdir() if p.suffix in TORCHSCRIPT_SUFFIXES and is_torchscript(p)
+        )
         if scripted:
             return load_torchscript(scripted[0])
         raise CheckpointError("folder holds no bundle, no model.pt and no TorchScript file", source)
@@ -170,7 +172,7 @@ def load_model(source: str | Path) -> LoadedModel:
         return load_torchscript(source)
     if source.suffix in TORCHSCRIPT_SUFFIXES:
         raise CheckpointError(
-            "not a TorchScript archive (a state dict needs a folder with asfda_model.json naming its network)",
+            "not a TorchScript archive (a state dict needs a folder with an asfda_model.json naming it)",
             source,
         )
     raise CheckpointError("unknown model format", source)

@@ -21,8 +21,17 @@ from .processes import exit_when_parent_dies, lead_own_process_group
 REPORT_INTERVAL_SECONDS = 0.25
 # Fine-tuning options a request may set; the rest come from the session's settings.
 FINETUNE_OPTIONS = (
-    "steps", "learning_rate", "batch_size", "semi_supervised", "seed", "validate_every",
-    "patch_size", "warmup_fraction", "adaptation", "accept_worse", "hold_out_validation",
+    "steps",
+    "learning_rate",
+    "batch_size",
+    "semi_supervised",
+    "seed",
+    "validate_every",
+    "patch_size",
+    "warmup_fraction",
+    "adaptation",
+    "accept_worse",
+    "hold_out_validation",
 )
 
 

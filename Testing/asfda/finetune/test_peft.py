@@ -11,13 +11,27 @@ from asfda.models.spec import NetworkSpec
 
 SEGRESNET = NetworkSpec(
     "SegResNet",
-    {"spatial_dims": 3, "in_channels": 1, "out_channels": 3, "init_filters": 4, "blocks_down": [1, 1, 1],
-     "blocks_up": [1, 1], "norm": "batch"},
+    {
+        "spatial_dims": 3,
+        "in_channels": 1,
+        "out_channels": 3,
+        "init_filters": 4,
+        "blocks_down": [1, 1, 1],
+        "blocks_up": [1, 1],
+        "norm": "batch",
+    },
 )
 UNET = NetworkSpec(
     "UNet",
-    {"spatial_dims": 3, "in_channels": 1, "out_channels": 3, "channels": [4, 8, 16], "strides": [2, 2],
-     "num_res_units": 1, "norm": "batch"},
+    {
+        "spatial_dims": 3,
+        "in_channels": 1,
+        "out_channels": 3,
+        "channels": [4, 8, 16],
+        "strides": [2, 2],
+        "num_res_units": 1,
+        "norm": "batch",
+    },
 )
 
 

@@ -10,7 +10,14 @@ from torch import nn
 
 UNET = NetworkSpec(
     "UNet",
-    {"spatial_dims": 3, "in_channels": 1, "out_channels": 3, "channels": [4, 8], "strides": [2], "num_res_units": 0},
+    {
+        "spatial_dims": 3,
+        "in_channels": 1,
+        "out_channels": 3,
+        "channels": [4, 8],
+        "strides": [2],
+        "num_res_units": 0,
+    },
 )
 
 

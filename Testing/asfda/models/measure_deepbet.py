@@ -18,11 +18,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from deepbet_cases import write_cases, write_deepbet_folder  # noqa: E402
-
 from asfda.config import AdaptationMode, FinetuneConfig  # noqa: E402
 from asfda.evaluation import evaluate_model, paired_files  # noqa: E402
 from asfda.session.session import AdaptationSession  # noqa: E402
+from deepbet_cases import write_cases, write_deepbet_folder  # noqa: E402
 
 ARMS = {
     "old: lr 1e-3, no warm-up, no guard": dict(
@@ -53,8 +52,18 @@ def main() -> None:
         for contrast in args.contrasts:
             for seed in args.seeds:
                 base = 100 * seed
-                pool = write_cases(tmp / f"{contrast}{seed}" / "pool", contrast, range(base + 1, base + 1 + args.labelled), args.spacing)
-                test = write_cases(tmp / f"{contrast}{seed}" / "test", contrast, range(base + 50, base + 50 + args.test), args.spacing)
+                pool = write_cases(
+                    tmp / f"{contrast}{seed}" / "pool",
+                    contrast,
+                    range(base + 1, base + 1 + args.labelled),
+                    args.spacing,
+                )
+                test = write_cases(
+                    tmp / f"{contrast}{seed}" / "test",
+                    contrast,
+                    range(base + 50, base + 50 + args.test),
+                    args.spacing,
+                )
                 pairs = paired_files(*test)
                 before = None
                 for arm, overrides in ARMS.items():
@@ -64,16 +73,25 @@ def main() -> None:
                     for record in session.add_folder(pool[0]):
                         session.submit_label(record.id, pool[1] / Path(record.source_path).name)
                     config = FinetuneConfig(
-                        steps=args.steps, patch_size=(args.patch,) * 3, semi_supervised=False, seed=seed,
+                        steps=args.steps,
+                        patch_size=(args.patch,) * 3,
+                        semi_supervised=False,
+                        seed=seed,
                         **overrides,
                     )
                     started = time.perf_counter()
                     version = session.finetune(config)
                     after = evaluate_model(session.model(), pairs, session.device).mean_dice
                     row = {
-                        "contrast": contrast, "seed": seed, "arm": arm, "before": before, "after": after,
-                        "accepted": version.metrics["accepted"], "val": version.metrics["val_dice"],
-                        "parent_val": version.metrics["parent_val_dice"], "seconds": time.perf_counter() - started,
+                        "contrast": contrast,
+                        "seed": seed,
+                        "arm": arm,
+                        "before": before,
+                        "after": after,
+                        "accepted": version.metrics["accepted"],
+                        "val": version.metrics["val_dice"],
+                        "parent_val": version.metrics["parent_val_dice"],
+                        "seconds": time.perf_counter() - started,
                     }
                     rows.append(row)
                     print(json.dumps(row), flush=True)

@@ -24,7 +24,9 @@ LABELS = {0: "background", 1: "a", 2: "b"}
 
 
 def test_bundle_preprocessing_is_read_from_its_configs(tmp_path):
-    model = load_model(write_bundle(tmp_path / "b", UNET_KWARGS, LABELS, roi_size=(24, 24, 24), spacing=(8, 7, 9)))
+    model = load_model(
+        write_bundle(tmp_path / "b", UNET_KWARGS, LABELS, roi_size=(24, 24, 24), spacing=(8, 7, 9))
+    )
     assert model.kind is ModelKind.BUNDLE
     spec = model.spec
     assert spec.spacing == (8.0, 7.0, 9.0)  # through the bundle's "@spacing" reference
@@ -37,8 +39,15 @@ def test_ct_window_is_read(tmp_path):
     preprocessing = [
         {"_target_": "LoadImaged", "keys": "image"},
         {"_target_": "Spacingd", "keys": "image", "pixdim": [1.5, 1.5, 2.0]},
-        {"_target_": "ScaleIntensityRanged", "keys": "image", "a_min": -57, "a_max": 164, "b_min": 0.0,
-         "b_max": 1.0, "clip": True},
+        {
+            "_target_": "ScaleIntensityRanged",
+            "keys": "image",
+            "a_min": -57,
+            "a_max": 164,
+            "b_min": 0.0,
+            "b_max": 1.0,
+            "clip": True,
+        },
     ]
     spec = load_model(write_bundle(tmp_path / "b", UNET_KWARGS, LABELS, preprocessing=preprocessing)).spec
     assert spec.intensity is IntensityNorm.RANGE and spec.intensity_range == (-57.0, 164.0, 0.0, 1.0)
@@ -64,13 +73,19 @@ def test_unknown_transform_is_refused_by_name(tmp_path):
 
 
 def test_bundle_predicts_like_the_equivalent_folder_model(tmp_path, tiny_dataset):
-    """Without asfda_model.json the bundle still resamples to its own spacing: its label map is voxel-identical
-    to that of a folder model that states the same preprocessing, and differs from one that skips it."""
+    """Without asfda_model.json the bundle still resamples to its own spacing: its label map is
+    voxel-identical to that of a folder model stating the same preprocessing, and differs from one that
+    skips it."""
     torch.manual_seed(0)
     network = NetworkSpec("UNet", UNET_KWARGS)
     weights = build_network(network).state_dict()
     bundle = write_bundle(
-        tmp_path / "bundle", UNET_KWARGS, LABELS, roi_size=(16, 16, 16), spacing=(9.0, 9.0, 9.0), weights=weights
+        tmp_path / "bundle",
+        UNET_KWARGS,
+        LABELS,
+        roi_size=(16, 16, 16),
+        spacing=(9.0, 9.0, 9.0),
+        weights=weights,
     )
     assert not (bundle / "asfda_model.json").exists()
 

@@ -15,7 +15,6 @@ from asfda.inference.predictor import predict
 from asfda.io.preprocessing import preprocess_case
 from asfda.io.volumes import read_volume
 from asfda.models.loading import ModelKind, load_model
-from asfda.models.spec import ModelSpec
 from asfda.session.session import AdaptationSession
 from deepbet_cases import write_cases, write_deepbet_folder
 
@@ -46,7 +45,9 @@ def test_loads_from_its_folder_and_from_the_file(deepbet, tmp_path, t2_cases):
     other.mkdir()
     shutil.copy(deepbet / "model.pt", other / "brain_extraction.bin")  # told by content, not by name
     shutil.copy(deepbet / "asfda_model.json", other)
-    image = preprocess_case(read_volume(t2_cases["test"][0] / "t2_4.nii.gz"), from_folder.spec).image.as_tensor()
+    image = preprocess_case(
+        read_volume(t2_cases["test"][0] / "t2_4.nii.gz"), from_folder.spec
+    ).image.as_tensor()
     reference = predict(from_folder, image).probabilities
     assert torch.equal(predict(from_file, image).probabilities, reference)
     assert torch.equal(predict(load_model(other / "brain_extraction.bin"), image).probabilities, reference)

@@ -19,8 +19,14 @@ def write_tiny_swin(folder, labels):
         labels=labels,
         network=NetworkSpec(
             "SwinUNETR",
-            {"spatial_dims": 3, "in_channels": 1, "out_channels": max(labels) + 1, "feature_size": 12,
-             "depths": [1, 1, 1, 1], "norm_name": "batch"},
+            {
+                "spatial_dims": 3,
+                "in_channels": 1,
+                "out_channels": max(labels) + 1,
+                "feature_size": 12,
+                "depths": [1, 1, 1, 1],
+                "norm_name": "batch",
+            },
         ),
         spacing=None,
         roi_size=(32, 32, 32),
@@ -46,7 +52,9 @@ def test_swinunetr_scores_and_finetunes(tmp_path, tiny_dataset):
     assert all(row.knowledge_gap == row.knowledge_gap and row.asd == row.asd for row in ranking)  # no NaN
     picked = next(row.case_id for row in ranking if row.picked)
     name = session.store.case(picked).name
-    session.submit_label(picked, next(label for image, label in tiny_dataset.pool if image.name.startswith(name)))
+    session.submit_label(
+        picked, next(label for image, label in tiny_dataset.pool if image.name.startswith(name))
+    )
     decoder = session.finetune()
     trained = session.load_version(decoder.id).network.state_dict()
     before = session.pretrained().network.state_dict()
