@@ -18,6 +18,7 @@ from tqdm import tqdm
 from ..config import FinetuneConfig, QueryConfig, QueryStrategy
 from ..errors import StoreError
 from ..evaluation import evaluate_model, paired_files
+from ..finetune.settings import add_finetune_flags, apply_finetune_flags
 from ..io.volumes import VOLUME_SUFFIXES, case_name, volume_suffix
 from ..reporting import ranking_table
 from ..session.lock import session_lock
@@ -90,7 +91,7 @@ def run_create(args) -> int:
         args.model,
         args.device,
         query=QueryConfig(budget=args.budget),
-        finetune=FinetuneConfig(steps=args.steps),
+        finetune=apply_finetune_flags(FinetuneConfig(), args),
     )
     added = session.add_folder(args.images) if args.images else []
     if args.images:
@@ -159,8 +160,7 @@ def run_label(args) -> int:
 
 def run_finetune(args) -> int:
     with writing(args, "finetune") as session:
-        config = session.finetune_config
-        config.steps = args.steps or config.steps
+        config = apply_finetune_flags(session.finetune_config, args)
         with ProgressBar("fine-tuning") as bar:
             version = session.finetune(config, progress=bar)
     print(f"model version {version.id} (parent {version.parent}): {json.dumps(version.metrics)}")
@@ -208,7 +208,9 @@ def run_loop(args) -> int:
         budget=args.budget,
         steps=args.steps,
         strategy=QueryStrategy(args.strategy),
-        semi_supervised=not args.no_semi_supervised,
+        finetune=apply_finetune_flags(
+            FinetuneConfig(steps=args.steps, semi_supervised=args.semi_supervised is not False), args
+        ),
     )
     loop(
         args.session,
@@ -243,6 +245,7 @@ def register(subparsers) -> None:
         default=FinetuneConfig().steps,
         help="training steps a round (default: %(default)s)",
     )
+    add_finetune_flags(parser)
     parser.set_defaults(func=run_create)
 
     parser = subparsers.add_parser("add", help="add volumes or folders of volumes to a session")
@@ -283,6 +286,7 @@ def register(subparsers) -> None:
         help=f"training steps of this round (default: the session's, {FinetuneConfig().steps} unless "
         "set at create)",
     )
+    add_finetune_flags(parser)
     parser.set_defaults(func=run_finetune)
 
     parser = subparsers.add_parser("evaluate", help="Dice and HD95 against a folder of reference masks")
@@ -314,5 +318,5 @@ def register(subparsers) -> None:
         choices=[s.value for s in QueryStrategy],
         help="query strategy (default: %(default)s)",
     )
-    parser.add_argument("--no-semi-supervised", action="store_true", help="labelled cases only")
+    add_finetune_flags(parser)  # --no-semi-supervised: labelled cases only
     parser.set_defaults(func=run_loop)

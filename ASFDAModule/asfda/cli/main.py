@@ -16,6 +16,7 @@ COMMAND_MODULES = (
     "asfda.cli.commands",
     "asfda.benchmark.cli",
     "asfda.server.cli",
+    "asfda.models.cli",
 )
 
 

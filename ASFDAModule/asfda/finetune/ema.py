@@ -3,13 +3,29 @@
 from __future__ import annotations
 
 import copy
+import io
 
 import torch
 from torch import nn
 
 
+def copy_network(network: nn.Module) -> nn.Module:
+    """An independent copy of a network's graph and weights.
+
+    ``copy.deepcopy`` of a TorchScript module yields parameters that are not leaves (their
+    ``requires_grad`` cannot be changed), so a scripted network is copied through an in-memory archive.
+    """
+    if isinstance(network, torch.jit.ScriptModule):
+        buffer = io.BytesIO()
+        torch.jit.save(network, buffer)
+        buffer.seek(0)
+        device = next(network.parameters(), torch.empty(0)).device
+        return torch.jit.load(buffer, map_location=device)
+    return copy.deepcopy(network)
+
+
 def make_teacher(student: nn.Module) -> nn.Module:
-    teacher = copy.deepcopy(student).eval()
+    teacher = copy_network(student).eval()
     for parameter in teacher.parameters():
         parameter.requires_grad_(False)
     return teacher

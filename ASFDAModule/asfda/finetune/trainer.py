@@ -2,7 +2,11 @@
 
 Labelled cases train with Dice + cross-entropy on foreground-oversampled patches; reliable unlabelled cases
 add a masked cross-entropy against an EMA teacher's confident voxels, weighted by a ramped lambda_u. The round
-keeps the best weights by validation Dice on the labelled cases (when there are at least two).
+keeps the best weights by validation Dice: on held-out labelled cases when the caller gives some, else on the
+labelled cases themselves when there are at least two. The parent's Dice on the same cases is measured first,
+so the caller's guard can tell whether the round made the model worse. The learning rate warms up linearly;
+``config.adaptation`` chooses which weights may change (``peft.py``). Every network output goes through the
+model's output activation (``inference/activation.py``), so a network that ends in a softmax trains right.
 """
 
 from __future__ import annotations
@@ -21,11 +25,13 @@ from torch import nn
 
 from ..config import FinetuneConfig
 from ..errors import CancelledError
+from ..inference.activation import to_logits, to_probabilities
 from ..inference.predictor import predict
 from ..io.preprocessing import IMAGE, LABEL, ModelSpaceCase
 from ..metrics import dice_per_class, mean_of
 from ..models.loading import LoadedModel
 from .ema import make_teacher, update_teacher
+from .peft import freeze_statistics, select_trainable
 from .reliable import masked_cross_entropy, unlabelled_weight
 
 RoundProgress = Callable[[int, int, str], None]  # (step, steps, message)
@@ -41,6 +47,8 @@ class RoundResult:
     n_unlabelled: int
     best_step: int
     history: list[dict] = field(default_factory=list)
+    parent_validation_dice: float | None = None  # the model before the round, on the same cases
+    validation: str = "fit"  # "held-out": labelled cases kept out of training; "fit": the training cases
 
 
 def labelled_sampler(patch_size, ratio: float) -> Compose:
@@ -99,6 +107,13 @@ def validation_dice(model: LoadedModel, cases: list[ModelSpaceCase], device) -> 
     return float(np.nanmean(scores)) if scores else float("nan")
 
 
+def warmup(steps: int, fraction: float):
+    """Learning-rate factor: linear from 1/warm-up steps to 1, then constant (a pretrained network's first
+    steps see gradients from an optimiser with no moment estimates yet)."""
+    warmup_steps = max(int(round(steps * fraction)), 1)
+    return lambda index: min((index + 1) / warmup_steps, 1.0)
+
+
 def finetune_round(
     model: LoadedModel,
     labelled: list[ModelSpaceCase],
@@ -107,19 +122,27 @@ def finetune_round(
     device: torch.device | str = "cpu",
     progress: RoundProgress | None = None,
     cancelled: Callable[[], bool] | None = None,
+    validation: list[ModelSpaceCase] | None = None,
 ) -> RoundResult:
-    """Train ``model.network`` in place for ``config.steps`` steps and return the weights to keep."""
+    """Train ``model.network`` in place for ``config.steps`` steps and return the weights to keep.
+
+    ``validation``: labelled cases kept out of ``labelled`` to choose the best step and to compare with the
+    parent on; without them the labelled cases serve (the fit).
+    """
     if not labelled:
         raise ValueError("a fine-tuning round needs at least one labelled case")
     device = torch.device(device)
     set_determinism(config.seed)
     rng = np.random.default_rng(config.seed)
     patch = tuple(config.patch_size or model.spec.roi_size)
+    activation = model.spec.output_activation
     student: nn.Module = model.network.to(device)
+    validation_cases = validation or labelled
+    parent_dice = validation_dice(model, validation_cases, device)
     teacher = make_teacher(student) if (config.semi_supervised and unlabelled) else None
-    optimizer = torch.optim.AdamW(
-        student.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
-    )
+    trainable = select_trainable(student, config.adaptation, model.spec.in_channels, patch)
+    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup(config.steps, config.warmup_fraction))
     loss_function = DiceCELoss(to_onehot_y=True, softmax=True)
     use_amp = config.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
@@ -128,7 +151,7 @@ def finetune_round(
     for transform in (sample_labelled, sample_unlabelled):
         transform.set_random_state(seed=config.seed)
 
-    validate = len(labelled) >= 2
+    validate = bool(validation) or len(labelled) >= 2
     best = (-1.0, 0, copy.deepcopy(student.state_dict()))
     history: list[dict] = []
     started = time.perf_counter()
@@ -136,9 +159,11 @@ def finetune_round(
         if cancelled is not None and cancelled():
             raise CancelledError(f"fine-tuning cancelled at step {step - 1} of {config.steps}")
         student.train()
+        freeze_statistics(student)
         batch = draw_batch(labelled, sample_labelled, rng, config.batch_size, with_labels=True)
         with torch.autocast(device_type=device.type, enabled=use_amp):
-            loss = loss_function(student(batch[IMAGE].to(device)), batch[LABEL].to(device))
+            logits = to_logits(student(batch[IMAGE].to(device)), activation)
+            loss = loss_function(logits, batch[LABEL].to(device))
             weight_u = unlabelled_weight(step, config.steps, config.lambda_u_max) if teacher else 0.0
             loss_u = torch.zeros((), device=device)
             if teacher is not None and weight_u > 0:
@@ -146,13 +171,17 @@ def finetune_round(
                     device
                 )
                 with torch.no_grad():
-                    teacher_probabilities = torch.softmax(teacher(images).float(), dim=1)
-                loss_u = masked_cross_entropy(student(images), teacher_probabilities, config.tau_vox)
+                    teacher_probabilities = to_probabilities(teacher(images), activation)
+                loss_u = masked_cross_entropy(
+                    to_logits(student(images), activation), teacher_probabilities, config.tau_vox
+                )
             total = loss + weight_u * loss_u
+        learning_rate = optimizer.param_groups[0]["lr"]
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(total).backward()
         scaler.step(optimizer)
         scaler.update()
+        schedule.step()
         if teacher is not None:
             update_teacher(teacher, student, config.ema_decay)
         record = {
@@ -160,10 +189,11 @@ def finetune_round(
             "loss": loss.detach().item(),
             "loss_u": loss_u.detach().item(),
             "lambda_u": weight_u,
+            "lr": learning_rate,
         }
         if validate and (step % config.validate_every == 0 or step == config.steps):
             student.eval()
-            record["val_dice"] = validation_dice(model, labelled, device)
+            record["val_dice"] = validation_dice(model, validation_cases, device)
             if record["val_dice"] > best[0]:
                 best = (record["val_dice"], step, copy.deepcopy(student.state_dict()))
         history.append(record)
@@ -185,4 +215,6 @@ def finetune_round(
         n_unlabelled=len(unlabelled) if teacher is not None else 0,
         best_step=best_step,
         history=history,
+        parent_validation_dice=float(parent_dice),
+        validation="held-out" if validation else "fit",
     )

@@ -21,6 +21,7 @@ from ..errors import CancelledError
 from ..models.loading import LoadedModel
 from ..scoring.dkd import PrototypeAccumulator
 from ..scoring.entropy import normalized_entropy
+from .activation import to_probabilities
 from .features import ChannelStatistics, batchnorm_layers, dropout_layers, final_layer
 
 ProgressCallback = Callable[[int, int], None]  # (windows done, windows in all)
@@ -143,7 +144,7 @@ def predict(
             raise CancelledError("prediction cancelled")
         with torch.autocast(device_type=device.type, enabled=use_amp):
             logits = network(windows)
-        probabilities = torch.softmax(logits.float(), dim=1)
+        probabilities = to_probabilities(logits, spec.output_activation)
         features = store.get("features", logits).float()
         for index, coordinate in enumerate(coordinates):
             accumulator.add(probabilities[index].cpu(), features[index].cpu(), weights[tuple(coordinate[2:])])

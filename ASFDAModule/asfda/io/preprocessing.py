@@ -18,6 +18,7 @@ from monai.transforms import (
     EnsureTyped,
     NormalizeIntensityd,
     Orientationd,
+    ScaleIntensityRanged,
     ScaleIntensityRangePercentilesd,
     Spacingd,
 )
@@ -60,8 +61,12 @@ def preprocessing(spec: ModelSpec) -> Compose:
         transforms.append(
             Spacingd(keys=keys, pixdim=spec.spacing, mode=("bilinear", "nearest"), allow_missing_keys=True)
         )
-    if spec.intensity is IntensityNorm.ZSCORE_NONZERO:
-        transforms.append(NormalizeIntensityd(keys=IMAGE, nonzero=True, channel_wise=True))
+    if spec.intensity in (IntensityNorm.ZSCORE_NONZERO, IntensityNorm.ZSCORE):
+        nonzero = spec.intensity is IntensityNorm.ZSCORE_NONZERO
+        transforms.append(NormalizeIntensityd(keys=IMAGE, nonzero=nonzero, channel_wise=True))
+    elif spec.intensity is IntensityNorm.RANGE:
+        a_min, a_max, b_min, b_max = spec.intensity_range
+        transforms.append(ScaleIntensityRanged(IMAGE, a_min, a_max, b_min, b_max, clip=spec.intensity_clip))
     elif spec.intensity is IntensityNorm.PERCENTILE:
         transforms.append(
             ScaleIntensityRangePercentilesd(

@@ -5,7 +5,7 @@ Weights are read with ``torch.load(..., weights_only=True)``: a checkpoint is da
 
 from __future__ import annotations
 
-import json
+import zipfile
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
+from .bundle import spec_from_bundle
 from .spec import SPEC_FILE, ModelSpec, NetworkSpec
 
 WEIGHTS_FILE = "model.pt"
@@ -96,22 +97,15 @@ def load_network_folder(folder: Path) -> LoadedModel:
 
 
 def bundle_spec(folder: Path, parser) -> ModelSpec:
-    """Labels and preprocessing of a bundle: ``asfda_model.json`` if present, else the bundle's metadata."""
+    """Labels and preprocessing of a bundle: ``asfda_model.json`` if present, else the bundle's configs."""
     if (folder / SPEC_FILE).is_file():
         return ModelSpec.load(folder / SPEC_FILE)
-    metadata_path = folder / "configs" / "metadata.json"
-    labels: dict[int, str] = {}
-    if metadata_path.is_file():
-        outputs = json.loads(metadata_path.read_text()).get("network_data_format", {}).get("outputs", {})
-        channel_def = next(iter(outputs.values()), {}).get("channel_def", {})
-        labels = {int(k): str(v) for k, v in channel_def.items()}
-    if not labels:
-        out_channels = parser.get("network_def", {}).get("out_channels")
-        if not out_channels:
-            raise CheckpointError("cannot tell the bundle's labels: add asfda_model.json", folder)
-        labels = {c: ("background" if c == 0 else f"label_{c}") for c in range(int(out_channels))}
-    roi = parser.get("inferer", {}).get("roi_size")
-    return ModelSpec(labels=labels, roi_size=tuple(roi) if roi else (96, 96, 96))
+    try:
+        return spec_from_bundle(folder, parser)
+    except CheckpointError:
+        raise
+    except Exception as error:  # a reference or expression of the bundle that does not resolve
+        raise CheckpointError(f"cannot read the bundle's configs ({error})", folder / "configs") from error
 
 
 def load_bundle(folder: Path) -> LoadedModel:
@@ -133,6 +127,17 @@ def load_bundle(folder: Path) -> LoadedModel:
     return LoadedModel(network.eval(), bundle_spec(folder, parser), ModelKind.BUNDLE, folder)
 
 
+def is_torchscript(path: Path) -> bool:
+    """A TorchScript archive, told by content: a zip whose record holds ``code/`` and ``constants.pkl``
+    (``torch.save`` archives, state dicts included, have neither)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
+    return any(name.endswith("/constants.pkl") or "/code/" in name for name in names)
+
+
 def load_torchscript(path: Path) -> LoadedModel:
     """A TorchScript file with an ``asfda_model.json`` beside it (TorchScript carries no labels)."""
     spec_path = path.parent / SPEC_FILE
@@ -152,16 +157,24 @@ def load_model(source: str | Path) -> LoadedModel:
     if source.is_dir():
         if (source / "configs" / "inference.json").is_file():
             return load_bundle(source)
-        if (source / WEIGHTS_FILE).is_file():
-            return load_network_folder(source)
-        scripted = sorted(p for p in source.iterdir() if p.suffix in (".ts", ".torchscript"))
+        weights = source / WEIGHTS_FILE
+        if weights.is_file():
+            return load_torchscript(weights) if is_torchscript(weights) else load_network_folder(source)
+        scripted = sorted(
+            p for p in source.iterdir() if p.suffix in TORCHSCRIPT_SUFFIXES and is_torchscript(p)
+        )
         if scripted:
             return load_torchscript(scripted[0])
         raise CheckpointError("folder holds no bundle, no model.pt and no TorchScript file", source)
     if source.name == SPEC_FILE:
-        return load_network_folder(source.parent)
-    if source.suffix in TORCHSCRIPT_SUFFIXES:
+        return load_model(source.parent)
+    if is_torchscript(source):
         return load_torchscript(source)
+    if source.suffix in TORCHSCRIPT_SUFFIXES:
+        raise CheckpointError(
+            "not a TorchScript archive (a state dict needs a folder with an asfda_model.json naming it)",
+            source,
+        )
     raise CheckpointError("unknown model format", source)
 
 

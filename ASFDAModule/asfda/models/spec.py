@@ -21,8 +21,18 @@ class IntensityNorm(str, Enum):
     """How voxel intensities are normalised before the network sees them."""
 
     ZSCORE_NONZERO = "zscore_nonzero"  # MR: mean/std over non-zero voxels
+    ZSCORE = "zscore"  # mean/std over all voxels
     PERCENTILE = "percentile"  # robust 0.5-99.5 percentile scaling to [0, 1]
+    RANGE = "range"  # CT windows: intensity_range = (a_min, a_max, b_min, b_max), as ScaleIntensityRanged
     NONE = "none"
+
+
+class OutputActivation(str, Enum):
+    """The last operation a network applies to its output channels (``inference/activation.py`` uses it)."""
+
+    LOGITS = "logits"  # nothing: the engine applies softmax (sigmoid for one channel)
+    PROBABILITIES = "probabilities"  # softmax (or sigmoid) already applied, e.g. deepbet
+    LOG_PROBABILITIES = "log_probabilities"  # log-softmax already applied
 
 
 @dataclass
@@ -47,9 +57,20 @@ class ModelSpec:
     spacing: tuple[float, float, float] | None = None
     orientation: str | None = "RAS"
     intensity: IntensityNorm = IntensityNorm.ZSCORE_NONZERO
+    intensity_range: tuple[float, float, float, float] | None = None
+    intensity_clip: bool = True
     roi_size: tuple[int, int, int] = (64, 64, 64)
     sw_batch_size: int = 1
     overlap: float = 0.25
+    output_activation: OutputActivation = OutputActivation.LOGITS
+
+    def __post_init__(self):
+        self.intensity = IntensityNorm(self.intensity)
+        self.output_activation = OutputActivation(self.output_activation)
+        if self.intensity is IntensityNorm.RANGE and (
+            self.intensity_range is None or len(self.intensity_range) != 4
+        ):
+            raise ValueError("intensity 'range' needs intensity_range = [a_min, a_max, b_min, b_max]")
 
     @property
     def num_classes(self) -> int:
@@ -63,6 +84,7 @@ class ModelSpec:
         data = asdict(self)
         data["labels"] = {str(k): v for k, v in self.labels.items()}
         data["intensity"] = self.intensity.value
+        data["output_activation"] = self.output_activation.value
         return data
 
     @classmethod
@@ -79,9 +101,16 @@ class ModelSpec:
                 spacing=tuple(float(s) for s in data["spacing"]) if data.get("spacing") else None,
                 orientation=data.get("orientation", "RAS"),
                 intensity=IntensityNorm(data.get("intensity", IntensityNorm.ZSCORE_NONZERO.value)),
+                intensity_range=(
+                    tuple(float(v) for v in data["intensity_range"]) if data.get("intensity_range") else None
+                ),
+                intensity_clip=bool(data.get("intensity_clip", True)),
                 roi_size=tuple(int(s) for s in data.get("roi_size", (64, 64, 64))),
                 sw_batch_size=int(data.get("sw_batch_size", 1)),
                 overlap=float(data.get("overlap", 0.25)),
+                output_activation=OutputActivation(
+                    data.get("output_activation", OutputActivation.LOGITS.value)
+                ),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise CheckpointError(f"invalid model spec ({error!r})", source) from error

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from enum import Enum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -128,6 +128,23 @@ class FinetuneRequest(BaseModel):
     semi_supervised: bool | None = Field(None, description="use reliable unlabelled cases with pseudo-labels")
     seed: int | None = Field(None, ge=0, le=2**31 - 1)
     validate_every: int | None = Field(None, ge=1, le=100_000)
+    patch_size: tuple[int, int, int] | None = Field(None, description="training patch in voxels (x, y, z)")
+    warmup_fraction: float | None = Field(None, ge=0.0, le=1.0, description="share of steps warming up")
+    adaptation: Literal["full", "norm", "decoder"] | None = Field(
+        None, description="which weights change: all, normalisation layers only, or the decoder only"
+    )
+    accept_worse: bool | None = Field(
+        None, description="activate the round even if it validates worse than its parent"
+    )
+    hold_out_validation: bool | None = Field(
+        None, description="validate on a labelled case kept out of training (with >= 2 labelled cases)"
+    )
+
+    @model_validator(mode="after")
+    def positive_patch(self) -> FinetuneRequest:
+        if self.patch_size is not None and not all(1 <= size <= 1024 for size in self.patch_size):
+            raise ValueError("patch_size: each side must be 1 to 1024 voxels")
+        return self
 
 
 class ModelVersion(BaseModel):

@@ -20,7 +20,19 @@ from .processes import exit_when_parent_dies, lead_own_process_group
 
 REPORT_INTERVAL_SECONDS = 0.25
 # Fine-tuning options a request may set; the rest come from the session's settings.
-FINETUNE_OPTIONS = ("steps", "learning_rate", "batch_size", "semi_supervised", "seed", "validate_every")
+FINETUNE_OPTIONS = (
+    "steps",
+    "learning_rate",
+    "batch_size",
+    "semi_supervised",
+    "seed",
+    "validate_every",
+    "patch_size",
+    "warmup_fraction",
+    "adaptation",
+    "accept_worse",
+    "hold_out_validation",
+)
 
 
 class ProgressReport:
@@ -138,6 +150,8 @@ def run_task(task: WorkerTask, report: ProgressReport) -> dict:
     version = session.finetune(config, progress=report, cancelled=report.cancelled)
     dice = version.metrics.get("val_dice")
     dice_text = f", validation Dice {dice:.3f}" if isinstance(dice, float) and dice == dice else ""
+    if not version.metrics.get("accepted", True):
+        dice_text += " (worse than its parent, which stays active; accept_worse activates it)"
     return {
         "message": f"round {version.round} done: model {version.id}{dice_text}",
         "model_version": version.id,

@@ -16,6 +16,7 @@ import torch
 
 from ..config import AsdConfig, FinetuneConfig, QueryConfig, QueryStrategy, config_from_dict, config_to_dict
 from ..errors import ASFDAError, CancelledError, CaseInUseError, StoreError, UnknownCaseError
+from ..finetune.guard import guard_decision
 from ..finetune.reliable import reliable_cases
 from ..finetune.trainer import RoundResult, finetune_round
 from ..inference.features import class_weights, final_layer
@@ -371,19 +372,31 @@ class AdaptationSession:
             pid=os.getpid(),
         )
         version_id = None
+        # With two or more labelled cases one is held out to validate on, a different one each round.
+        held_out = (
+            [labelled[(number - 1) % len(labelled)]]
+            if config.hold_out_validation and len(labelled) >= 2
+            else []
+        )
         try:
             model = self.load_version(parent)  # never the in-memory pretrained model: it must stay frozen
             result = finetune_round(
                 model,
-                [self.model_space_case(c) for c in labelled],
+                [self.model_space_case(c) for c in labelled if c not in held_out],
                 [self.model_space_case(c) for c in reliable],
                 config,
                 self.device,
                 progress=None if progress is None else (lambda s, n, m: progress(s / n, m)),
                 cancelled=cancelled,
+                validation=[self.model_space_case(c) for c in held_out],
+            )
+            guard = guard_decision(
+                result.parent_validation_dice, result.validation_dice, result.validation, config.accept_worse
             )
             version_id = self.store.next_version_id()
-            version = self._save_version(result, version_id, parent, number, labelled, reliable)
+            version = self._save_version(
+                result, version_id, parent, number, labelled, reliable, guard, held_out
+            )
         except BaseException as error:
             if version_id is not None:
                 self.store.discard_round(version_id, number)
@@ -406,15 +419,21 @@ class AdaptationSession:
         number: int,
         labelled: list[str],
         reliable: list[str],
+        guard=None,
+        held_out: list[str] = (),
     ) -> ModelVersion:
         """Stage the round's files in a partial folder, then commit them in one step (see the store)."""
         partial = self.store.partial_version_folder()
         try:
-            return self._commit(result, partial, version_id, parent, number, labelled, reliable)
+            return self._commit(
+                result, partial, version_id, parent, number, labelled, reliable, guard, held_out
+            )
         finally:
             shutil.rmtree(partial, ignore_errors=True)  # gone already when the commit renamed it
 
-    def _commit(self, result, partial, version_id, parent, number, labelled, reliable) -> ModelVersion:
+    def _commit(
+        self, result, partial, version_id, parent, number, labelled, reliable, guard, held_out
+    ) -> ModelVersion:
         buffer = io.BytesIO()
         torch.save(result.state_dict, buffer)
         write_bytes_atomic(partial / "model.pt", buffer.getvalue())  # size-checked, fsynced
@@ -426,6 +445,9 @@ class AdaptationSession:
             "best_step": result.best_step,
             "n_labelled": result.n_labelled,
             "n_pseudo_labelled": result.n_unlabelled,
+            "parent_val_dice": result.parent_validation_dice,
+            "validation": result.validation,
+            "accepted": guard is None or guard.accepted,
         }
         version = ModelVersion(version_id, parent, now_iso(), number, metrics)
         record = {
@@ -436,8 +458,14 @@ class AdaptationSession:
             "pseudo_labelled": reliable,
             "metrics": metrics,
             "history": result.history,
+            "held_out": list(held_out),
+            "guard": guard.to_json() if guard is not None else None,
         }
-        return self.store.commit_round(partial, version, record)
+        accepted = guard is None or guard.accepted
+        version = self.store.commit_round(partial, version, record, activate=accepted)
+        if not accepted:  # kept as a version (it can be activated by hand), but the parent stays active
+            self.store.log("round_not_activated", round=number, version=version.id, reason=guard.reason)
+        return version
 
     # -- evaluation --------------------------------------------------------------------------------------
     def activate(self, version_id: str) -> ModelVersion:

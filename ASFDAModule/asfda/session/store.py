@@ -224,7 +224,9 @@ class SessionStore:
     def _settle_active_version(self) -> None:
         """``state.json`` is a copy of the journal's last activation; a crash between the two is mended."""
         declared = [
-            e["version"] for e in self.journal() if e["event"] in ACTIVATING_EVENTS and "version" in e
+            e["version"]
+            for e in self.journal()
+            if e["event"] in ACTIVATING_EVENTS and "version" in e and e.get("activated", True)
         ]
         known = {v.id for v in self.versions()}
         wanted = next((v for v in reversed(declared) if v in known), PRETRAINED_VERSION)
@@ -380,8 +382,11 @@ class SessionStore:
         """A folder to write a new version into; it only becomes a version through ``commit_round``."""
         return Path(tempfile.mkdtemp(prefix=f".partial-{os.getpid()}-", dir=self.root / "models"))
 
-    def commit_round(self, partial: Path, version: ModelVersion, round_record: dict) -> ModelVersion:
-        """Make a round's version visible and active; the journal line is the one atomic commit step."""
+    def commit_round(
+        self, partial: Path, version: ModelVersion, round_record: dict, activate: bool = True
+    ) -> ModelVersion:
+        """Make a round's version visible, and active unless the guard kept its parent (``activate``); the
+        journal line is the one atomic commit step."""
         write_json_atomic(partial / "version.json", asdict(version))
         write_json_atomic(partial / "round.json", round_record)
         fault_point("version-staged")
@@ -391,12 +396,15 @@ class SessionStore:
         os.replace(partial, target)
         fault_point("version-renamed")
         try:
-            self.log("round_completed", round=version.round, version=version.id, **version.metrics)
+            self.log(
+                "round_completed", round=version.round, version=version.id, activated=activate, **version.metrics
+            )
         except StoreError:
             shutil.rmtree(target, ignore_errors=True)
             raise
         fault_point("round-committed")
-        write_json_atomic(self.root / "state.json", {"active_version": version.id})
+        if activate:
+            write_json_atomic(self.root / "state.json", {"active_version": version.id})
         fault_point("version-activated")
         return version
 

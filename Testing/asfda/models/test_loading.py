@@ -38,31 +38,9 @@ def test_network_folder_loads_with_its_spec(tmp_path):
 
 
 def test_monai_bundle_loads(tmp_path):
-    bundle = tmp_path / "bundle"
-    (bundle / "configs").mkdir(parents=True)
-    (bundle / "models").mkdir()
-    network_def = {"_target_": "UNet", **UNET.kwargs}
-    (bundle / "configs" / "inference.json").write_text(
-        json.dumps(
-            {
-                "network_def": network_def,
-                "inferer": {"_target_": "SlidingWindowInferer", "roi_size": [16, 16, 16]},
-            }
-        )
-    )
-    (bundle / "configs" / "metadata.json").write_text(
-        json.dumps(
-            {
-                "network_data_format": {
-                    "outputs": {"pred": {"channel_def": {"0": "background", "1": "a", "2": "b"}}}
-                }
-            }
-        )
-    )
-    from asfda.models.loading import build_network
+    from bundle_helpers import write_bundle
 
-    torch.save(build_network(UNET).state_dict(), bundle / "models" / "model.pt")
-    model = load_model(bundle)
+    model = load_model(write_bundle(tmp_path / "bundle", UNET.kwargs, LABELS, roi_size=(16, 16, 16)))
     assert model.kind is ModelKind.BUNDLE
     assert model.spec.labels == LABELS and model.spec.roi_size == (16, 16, 16)
 
@@ -116,4 +94,28 @@ def test_unknown_network_name_is_refused(tmp_path):
     folder = write_network_folder(tmp_path / "net")
     ModelSpec(labels=LABELS, network=NetworkSpec("NoSuchNet", {})).save(folder)
     with pytest.raises(CheckpointError, match="unknown MONAI network 'NoSuchNet'"):
+        load_model(folder)
+
+
+def test_folder_with_torchscript_model_pt_is_detected_by_content(tmp_path):
+    from asfda.models.loading import build_network, is_torchscript
+
+    folder = tmp_path / "ts"
+    folder.mkdir()
+    ModelSpec(labels=LABELS, roi_size=(16, 16, 16), output_activation="probabilities").save(folder)
+    torch.jit.script(build_network(UNET)).save(str(folder / "model.pt"))
+    model = load_model(folder)
+    assert model.kind is ModelKind.TORCHSCRIPT and model.spec.output_activation.value == "probabilities"
+    assert load_model(folder / "asfda_model.json").kind is ModelKind.TORCHSCRIPT
+    state_dict = write_network_folder(tmp_path / "net") / "model.pt"
+    assert is_torchscript(folder / "model.pt") and not is_torchscript(state_dict)
+    with pytest.raises(CheckpointError, match="not a TorchScript archive"):
+        load_model(state_dict)
+
+
+def test_unknown_output_activation_is_refused(tmp_path):
+    folder = write_network_folder(tmp_path / "net")
+    spec = json.loads((folder / "asfda_model.json").read_text())
+    (folder / "asfda_model.json").write_text(json.dumps({**spec, "output_activation": "softmax"}))
+    with pytest.raises(CheckpointError, match="invalid model spec"):
         load_model(folder)

@@ -1,0 +1,82 @@
+"""``asfda describe-model``: write a model's ``asfda_model.json``, asking (by flag) only for what it lacks."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..errors import CheckpointError
+from .describe import describe_model
+from .spec import IntensityNorm, ModelSpec, OutputActivation
+
+
+def parse_labels(text: str) -> dict[int, str]:
+    """``0=background,1=brain`` -> {0: "background", 1: "brain"}."""
+    try:
+        pairs = [item.split("=", 1) for item in text.split(",") if item.strip()]
+        labels = {int(value): name.strip() for value, name in pairs}
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected VALUE=NAME,... got {text!r}") from error
+    labels.setdefault(0, "background")
+    return labels
+
+
+def given_fields(args) -> dict:
+    """The spec fields the user stated on the command line (absent flags are not stated)."""
+    given: dict = {}
+    if args.labels:
+        given["labels"] = args.labels
+    if args.spacing:
+        given["spacing"] = None if args.spacing == ["native"] else tuple(float(s) for s in args.spacing)
+    if args.orientation:
+        given["orientation"] = None if args.orientation.lower() == "none" else args.orientation.upper()
+    if args.intensity:
+        given["intensity"] = IntensityNorm(args.intensity)
+    if args.intensity_range:
+        given["intensity_range"] = tuple(args.intensity_range)
+    if args.roi_size:
+        given["roi_size"] = tuple(args.roi_size)
+    if args.output_activation:
+        given["output_activation"] = OutputActivation(args.output_activation)
+    return given
+
+
+def run_describe_model(args) -> int:
+    try:
+        given = given_fields(args)
+    except ValueError as error:
+        raise CheckpointError(str(error), args.model) from error
+    path = describe_model(args.model, given, force=args.force)
+    spec = ModelSpec.load(path)
+    print(
+        f"wrote {path}: {len(spec.labels)} labels, spacing {spec.spacing}, orientation {spec.orientation}, "
+        f"intensity {spec.intensity.value}, window {spec.roi_size}, output {spec.output_activation.value}"
+    )
+    return 0
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "describe-model",
+        help="inspect a MONAI bundle or a TorchScript file and write its asfda_model.json",
+        description="Reads what the model states (a bundle's configs; a TorchScript network's input and "
+        "output channels and output activation, from one forward pass) and takes the rest from the flags; "
+        "names the flags still needed when something is unknown.",
+    )
+    parser.add_argument(
+        "model", help="bundle folder, TorchScript file, or folder holding a TorchScript model.pt"
+    )
+    parser.add_argument("--labels", type=parse_labels, help="0=background,1=NAME,...")
+    parser.add_argument("--spacing", nargs="+", help="X Y Z in mm, or 'native' (keep each volume's own)")
+    parser.add_argument("--orientation", help="axis codes such as RAS, or 'none'")
+    parser.add_argument("--intensity", choices=[n.value for n in IntensityNorm])
+    parser.add_argument(
+        "--intensity-range", type=float, nargs=4, metavar=("A_MIN", "A_MAX", "B_MIN", "B_MAX")
+    )
+    parser.add_argument("--roi-size", type=int, nargs=3, help="sliding-window size in voxels")
+    parser.add_argument(
+        "--output-activation",
+        choices=[a.value for a in OutputActivation],
+        help="override what the forward pass suggests",
+    )
+    parser.add_argument("--force", action="store_true", help="replace an existing asfda_model.json")
+    parser.set_defaults(func=run_describe_model)
