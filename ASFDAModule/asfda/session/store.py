@@ -397,7 +397,11 @@ class SessionStore:
         fault_point("version-renamed")
         try:
             self.log(
-                "round_completed", round=version.round, version=version.id, activated=activate, **version.metrics
+                "round_completed",
+                round=version.round,
+                version=version.id,
+                activated=activate,
+                **version.metrics,
             )
         except StoreError:
             shutil.rmtree(target, ignore_errors=True)
