@@ -92,7 +92,7 @@ def test_supervised_round_does_not_lower_held_out_dice(deepbet, tmp_path, t2_cas
     before = evaluate_model(session.model(), test_pairs, session.device).mean_dice
     version = session.finetune()
     after = evaluate_model(session.model(), test_pairs, session.device).mean_dice
-    round_record = json.loads(next((session.store.root / "rounds").glob("*.json")).read_text())
+    round_record = session.store.rounds()[-1]
     assert round_record["guard"]["validation"] == "held-out" and len(round_record["held_out"]) == 1
     assert (session.store.active_version == version.id) == version.metrics["accepted"]
     assert after >= before, (before, after, round_record["guard"]["reason"])
