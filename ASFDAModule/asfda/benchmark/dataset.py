@@ -143,14 +143,17 @@ class Split(str, Enum):
     SOURCE = "source"
     POOL = "pool"
     TEST = "test"
+    VALIDATION = "val"  # held-out target cases for choosing among arms (never the test set)
 
     @property
     def folder(self) -> str:
-        return {"source": "source", "pool": "target/pool", "test": "target/test"}[self.value]
+        return {"source": "source", "pool": "target/pool", "test": "target/test", "val": "target/val"}[
+            self.value
+        ]
 
     @property
     def prefix(self) -> str:
-        return {"source": "src", "pool": "tgt", "test": "tst"}[self.value]
+        return {"source": "src", "pool": "tgt", "test": "tst", "val": "val"}[self.value]
 
 
 class Appearance(str, Enum):
@@ -195,7 +198,7 @@ class DatasetConfig:
         object.__setattr__(self, "gamma_range", tuple(float(g) for g in self.gamma_range))
 
     def count(self, split: Split) -> int:
-        return {Split.SOURCE: self.n_source, Split.POOL: self.n_pool, Split.TEST: self.n_test}[split]
+        return {Split.SOURCE: self.n_source, Split.POOL: self.n_pool, Split.TEST: self.n_test}.get(split, 0)
 
     def to_json(self) -> dict:
         """The config as dataset.json stores it (tuples become lists), the key of the build cache."""
@@ -490,6 +493,8 @@ class DatasetLayout:
     test: tuple[tuple[Path, Path], ...]
     spacing_mm: float = 0.0
     size: tuple[int, ...] = field(default=())
+    val: tuple[tuple[Path, Path], ...] = ()
+    metadata: dict[str, dict] = field(default_factory=dict)  # case name -> protocol and source, if recorded
 
     def split(self, split: Split | str) -> tuple[tuple[Path, Path], ...]:
         return getattr(self, Split(split).value)
@@ -521,8 +526,14 @@ def dataset_layout(out_dir: str | Path) -> DatasetLayout:
         )
     cases = manifest["cases"]
     pairs = {
-        split: tuple((root / case["image"], root / case["label"]) for case in cases[split.value])
+        split: tuple((root / case["image"], root / case["label"]) for case in cases.get(split.value, []))
         for split in Split
+    }
+    metadata = {
+        case["name"]: {k: case[k] for k in ("protocol", "source") if k in case}
+        for split in Split
+        for case in cases.get(split.value, [])
+        if "name" in case
     }
     return DatasetLayout(
         root=root,
@@ -532,6 +543,8 @@ def dataset_layout(out_dir: str | Path) -> DatasetLayout:
         test=pairs[Split.TEST],
         spacing_mm=float(manifest["spacing_mm"]),
         size=tuple(manifest["size"]),
+        val=pairs[Split.VALIDATION],
+        metadata=metadata,
     )
 
 
@@ -542,7 +555,7 @@ def command_line(out_dir: str | Path, config: DatasetConfig) -> str:
     """The ``asfda make-dataset`` call that rebuilds this dataset, recorded in dataset.json."""
     return (
         f"asfda make-dataset --out {out_dir} --n-source {config.n_source} --n-pool {config.n_pool} "
-        f"--n-test {config.n_test} --spacing {config.spacing_mm:g} --seed {config.seed}"
+        f"--n-test {config.n_test} --spacing {config.spacing_mm:g} --seed {config.seed} --config small"
     )
 
 

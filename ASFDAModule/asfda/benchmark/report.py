@@ -598,30 +598,39 @@ def save_figure(figure, path: str | Path) -> Path:
     return path
 
 
-def plot_rounds(records: Sequence[RoundRecord], path: str | Path, title: str = "") -> Path:
-    """The demo's plot: held-out Dice after each round against the labelled cases (round 0 = source model)."""
+def plot_rounds(
+    records: Sequence[RoundRecord],
+    path: str | Path,
+    title: str = "",
+    baseline: Sequence[RoundRecord] | None = None,
+    baseline_name: str = "random",
+) -> Path:
+    """The demo's plot: held-out Dice (full 0-1 axis) and HD95 after each round against the labelled cases
+    (round 0 = source model), with a baseline's rounds (random) beside them when given."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(5, 3.6))
-    labelled = [r.n_labelled for r in records]
-    dice = [float("nan") if r.test_dice is None else r.test_dice for r in records]
-    axis.plot(labelled, dice, marker="o", linewidth=2)
-    for record, y in zip(records, dice):
-        axis.annotate(
-            f"{y:.3f}",
-            (record.n_labelled, y),
-            textcoords="offset points",
-            xytext=(0, 6),
-            ha="center",
-            fontsize=8,
-        )
-    axis.set_xticks(labelled)
-    axis.set_xlabel("labelled target cases (0 = source model)")
-    axis.set_ylabel("held-out Dice")
-    axis.grid(alpha=0.3)
+    figure, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    curves = [("ASFDA", records, "tab:red")] + ([(baseline_name, baseline, "tab:blue")] if baseline else [])
+    for name, rounds, colour in curves:
+        labelled = [r.n_labelled for r in rounds]
+        for axis, metric in ((axes[0], "test_dice"), (axes[1], "test_hd95")):
+            values = [float("nan") if getattr(r, metric) is None else getattr(r, metric) for r in rounds]
+            axis.plot(labelled, values, marker="o", linewidth=2, color=colour, label=name)
+            for n, y in zip(labelled, values):
+                axis.annotate(
+                    f"{y:.2f}", (n, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7
+                )
+    for axis, label in ((axes[0], "held-out Dice"), (axes[1], "held-out HD95 (mm)")):
+        axis.set_xticks(sorted({r.n_labelled for r in records}))
+        axis.set_xlabel("labelled target cases (0 = source model)")
+        axis.set_ylabel(label)
+        axis.grid(alpha=0.3)
+        axis.set_ylim(bottom=0)
+    axes[0].set_ylim(0, 1)
+    axes[0].legend(fontsize=8)
     if title:
-        axis.set_title(title, fontsize=9)
+        figure.suptitle(title, fontsize=9)
     return save_figure(figure, path)

@@ -58,7 +58,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import __version__
-from ..config import FinetuneConfig, QueryStrategy, config_to_dict
+from ..config import FinetuneConfig, config_to_dict
 from ..errors import ASFDAError
 from ..evaluation import evaluate_model
 from ..io.preprocessing import preprocess_case
@@ -70,71 +70,13 @@ from ..session import session as session_module
 from ..session.session import AdaptationSession
 from ..session.store import PRETRAINED_VERSION, SessionStore, write_json_atomic
 from . import report
-from .dataset import DatasetLayout, dataset_layout
+from .arms import ARMS, CANDIDATES, CEILING, FULL_METHOD, KNOWN_ARMS, QUERY_ARMS, Arm, full_method
+from .dataset import DatasetLayout
+from .folder import as_benchmark_dataset, open_dataset
 from .report import ALL_LABELLED, SOURCE_ONLY, RoundCost, RunResult
+from .statistics import write_statistics
 
-
-@dataclass(frozen=True)
-class Arm:
-    """One curve of the benchmark: a query strategy and the fine-tuning that follows its picks."""
-
-    name: str
-    strategy: QueryStrategy
-    semi_supervised: bool
-    description: str
-    finetune_overrides: tuple[tuple[str, object], ...] = ()  # FinetuneConfig fields this arm changes
-
-    @property
-    def fine_tuning(self) -> str:
-        return "semi-supervised" if self.semi_supervised else "supervised"
-
-
-ARMS: dict[str, Arm] = {
-    arm.name: arm
-    for arm in (
-        Arm(
-            "asfda",
-            QueryStrategy.ASFDA,
-            True,
-            "DKD + ASD + diversity query, selective semi-supervised fine-tuning (the full method)",
-        ),
-        Arm(
-            "asfda-no-ssl",
-            QueryStrategy.ASFDA,
-            False,
-            "the same query, fine-tuning on the labelled cases only",
-        ),
-        Arm("dkd", QueryStrategy.DKD, False, "knowledge gap + diversity only"),
-        Arm("asd", QueryStrategy.ASD, False, "anatomical segmentation difficulty only"),
-        Arm("entropy", QueryStrategy.ENTROPY, False, "mean voxel entropy over the volume"),
-        Arm(
-            "epistemic",
-            QueryStrategy.EPISTEMIC,
-            False,
-            "MONAI Label's epistemic score: entropy of the mean of 5 MC-dropout passes",
-        ),
-        Arm("coreset", QueryStrategy.CORESET, False, "k-center greedy on the class-prototype embeddings"),
-        Arm("random", QueryStrategy.RANDOM, False, "uniformly random cases (needs no scores)"),
-    )
-}
-# Variants of the method with one knob changed (METHOD's constants), run on request with --strategies.
-VARIANTS: dict[str, Arm] = {
-    arm.name: arm
-    for arm in (
-        Arm(
-            "asfda-conf0.75",
-            QueryStrategy.ASFDA,
-            True,
-            "the full method with tau_conf 0.75 instead of 0.9 (the source model's mean confidence over the "
-            "adaptive foreground of T2 cases is about 0.8, so at 0.9 no case is ever pseudo-labelled)",
-            (("tau_conf", 0.75),),
-        ),
-    )
-}
-KNOWN_ARMS: dict[str, Arm] = {**ARMS, **VARIANTS}
-CEILING = Arm(
-    ALL_LABELLED, QueryStrategy.RANDOM, False, "every pool case labelled in one round (the ceiling)"
-)
+__all__ = ["ARMS", "CEILING", "KNOWN_ARMS", "Arm"]  # re-exported: the arms live in arms.py
 
 
 class Window(str, Enum):
@@ -161,6 +103,15 @@ class BenchmarkConfig:
     workers: int = 1  # runs at a time
     isolate: bool = True  # each run in its own process (exact peak memory per run; needed for workers > 1)
     keep_sessions: bool = False
+    # Budgets as percentages of the pool (replace ``schedule`` when given); the endpoint is stated before
+    # the run: Dice at ``endpoint_percent`` labelled.
+    budgets: tuple[float, ...] | None = None
+    endpoint_percent: float = 10.0
+    steps_per_labelled: int = 0  # fine-tuning steps added per labelled case
+    augment: bool = False  # weak intensity augmentation of labelled patches (every arm)
+    recompute_batchnorm: bool = False  # BatchNorm statistics from whole labelled volumes after each round
+    asfda_query: str = "default"  # "default": DEFAULT_QUERY; "auto": best candidate on validation; or a name
+    random_seeds: tuple[int, ...] = ()  # extra draws for random (cheap: it needs no scores)
 
     def __post_init__(self) -> None:
         unknown = [a for a in self.arms if a not in KNOWN_ARMS]
@@ -169,6 +120,21 @@ class BenchmarkConfig:
         if list(self.schedule) != sorted(set(self.schedule)) or not self.schedule or self.schedule[0] < 1:
             raise ASFDAError(f"the schedule must be increasing labelled counts >= 1, got {self.schedule}")
         self.window = Window(self.window)
+        if self.asfda_query not in ("default", "auto", *QUERY_ARMS):
+            raise ASFDAError(f"--asfda-query must be default, auto or one of {', '.join(QUERY_ARMS)}")
+
+    def resolved_schedule(self, n_pool: int) -> tuple[int, ...]:
+        """Labelled counts after each round: the budgets as fractions of the pool, or the schedule."""
+        if not self.budgets:
+            return tuple(self.schedule)
+        counts = sorted({max(1, round(b / 100 * n_pool)) for b in self.budgets})
+        return tuple(c for c in counts if c <= n_pool)
+
+    def endpoint(self, n_pool: int) -> int:
+        """The pre-stated endpoint's labelled count (10 % of the pool by default)."""
+        if not self.budgets:
+            return self.schedule[min(len(self.schedule) - 1, len(self.schedule) // 2)]
+        return max(1, round(self.endpoint_percent / 100 * n_pool))
 
     def finetune(
         self, semi_supervised: bool, seed: int, patch: tuple[int, int, int], steps: int
@@ -180,6 +146,8 @@ class BenchmarkConfig:
             semi_supervised=semi_supervised,
             validate_every=self.validate_every or steps,
             seed=seed,
+            augment=self.augment,
+            recompute_batchnorm=self.recompute_batchnorm,
         )
 
 
@@ -200,6 +168,8 @@ class Job:
     device: str
     threads: int | None
     keep_session: bool
+    steps_per_labelled: int = 0
+    keep_model: Path | None = None  # where to copy the final weights (for the before/after figure)
 
     @property
     def name(self) -> str:
@@ -310,9 +280,11 @@ def score_pool_once(
     device: str,
     out: Path,
     report_line: Callable[[str], None] = print,
+    epistemic: bool = True,
 ) -> dict:
-    """Score the pool with the pretrained model once, for every run's first round: our scores (one pass with
-    BatchNorm statistics) and MC-dropout epistemic (5 more passes), each timed per volume."""
+    """Score the pool with the pretrained model once, for every run's first round: our scores (one pass
+    with BatchNorm statistics) and, when an arm needs it, MC-dropout epistemic (5 more passes), timed per
+    volume."""
     if out.is_file() and (session_dir / "session.json").is_file():
         return json.loads(out.read_text())
     if session_dir.exists():
@@ -323,12 +295,14 @@ def score_pool_once(
     meter = ScoringMeter()
     with meter.installed():
         for record in tqdm(cases, desc="scoring the pool with the pretrained model", leave=False):
-            for kind, epistemic in (("ours", False), ("epistemic", True)):
+            for kind, with_dropout in (("ours", False), ("epistemic", True))[: 2 if epistemic else 1]:
                 passes = meter.passes
                 started = time.perf_counter()
-                session.case_scores(record.id, epistemic=epistemic)
+                session.case_scores(record.id, epistemic=with_dropout)
                 timing[kind]["seconds"].append(time.perf_counter() - started)
                 timing[kind]["passes"] += meter.passes - passes
+    if not epistemic:
+        timing.pop("epistemic")
     for kind in timing.values():
         kind["passes_per_volume"] = kind.pop("passes") / max(len(cases), 1)
     timing["note"] = (
@@ -338,8 +312,12 @@ def score_pool_once(
     write_json_atomic(out, timing)
     report_line(
         f"pool scored by the pretrained model: {len(cases)} volumes, ours "
-        f"{sum(timing['ours']['seconds']) / max(len(cases), 1):.2f} s / volume, MC dropout "
-        f"{sum(timing['epistemic']['seconds']) / max(len(cases), 1):.2f} s / volume"
+        f"{sum(timing['ours']['seconds']) / max(len(cases), 1):.2f} s / volume"
+        + (
+            f", MC dropout {sum(timing['epistemic']['seconds']) / max(len(cases), 1):.2f} s / volume"
+            if epistemic
+            else ""
+        )
     )
     return timing
 
@@ -408,9 +386,10 @@ def run_job(job: Job, messages) -> dict:
     started, clock = datetime.now(timezone.utc).isoformat(timespec="seconds"), time.perf_counter()
     if job.session.exists():  # an unfinished run: start it again from scratch
         shutil.rmtree(job.session)
-    layout = dataset_layout(job.dataset)
+    layout = open_dataset(job.dataset)
     pool_images, pool_labels = split_folders(layout, "pool")
     test_images, test_labels = split_folders(layout, "test")
+    val_images, val_labels = split_folders(layout, "val") if layout.val else (None, None)
     session = AdaptationSession.create(job.session, job.model, job.device, finetune=job.finetune)
     session.add_folder(pool_images)
     warm_scores(job.shared, session.store)
@@ -421,6 +400,7 @@ def run_job(job: Job, messages) -> dict:
         seed=job.seed,
         finetune=job.finetune,
         evaluate_start=False,  # the source model is evaluated once for all runs (source-only.json)
+        steps_per_labelled=job.steps_per_labelled,
     )
     meter = ScoringMeter()
     job.log.parent.mkdir(parents=True, exist_ok=True)
@@ -453,7 +433,15 @@ def run_job(job: Job, messages) -> dict:
             test_labels,
             report=write,
             on_round=on_round,
+            validation_images=val_images,
+            validation_references=val_labels,
         )
+        if job.keep_model is not None:
+            job.keep_model.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(
+                session.store.weights_path(session.store.active_version), job.keep_model / WEIGHTS_FILE
+            )
+            shutil.copyfile(job.model / SPEC_FILE, job.keep_model / SPEC_FILE)
     result = RunResult(
         job.arm.name,
         job.seed,
@@ -531,38 +519,47 @@ def plan_jobs(
     patch: tuple[int, int, int],
     out: Path,
     work: Path,
+    full: Arm | None = None,
+    arms: Sequence[str] | None = None,
 ) -> list[Job]:
-    """Seed by seed, every strategy then the ceiling: an interrupted benchmark has whole seeds first."""
+    """Seed by seed, every strategy then the ceiling: an interrupted benchmark has whole seeds first.
+
+    ``full`` is the full method's arm (its query resolved); ``arms`` restricts the plan to those names."""
     jobs = []
-    arms = [KNOWN_ARMS[name] for name in config.arms] + ([CEILING] if config.all_labelled else [])
-    for seed in config.seeds:
-        for arm in arms:
-            if arm is CEILING:
-                schedule = (len(layout.pool),)
-                steps = config.all_labelled_steps or config.steps * len(config.schedule)
-            else:
-                schedule, steps = tuple(config.schedule), config.steps
-            name = f"{arm.name}-seed{seed}"
-            finetune = replace(
-                config.finetune(arm.semi_supervised, seed, patch, steps), **dict(arm.finetune_overrides)
+    names = [name for name in config.arms if arms is None or name in arms]
+    arms_used = [full if name == FULL_METHOD and full else KNOWN_ARMS[name] for name in names]
+    arms_used += [CEILING] if config.all_labelled and (arms is None or ALL_LABELLED in arms) else []
+    schedule_all = config.resolved_schedule(len(layout.pool))
+    extra = [(QUERY_ARMS["random"], seed) for seed in config.random_seeds if "random" in names]
+    for arm, seed in [(arm, seed) for seed in config.seeds for arm in arms_used] + extra:
+        if arm is CEILING:
+            schedule = (len(layout.pool),)
+            steps = config.all_labelled_steps or config.steps * len(schedule_all)
+        else:
+            schedule, steps = schedule_all, config.steps
+        name = f"{arm.name}-seed{seed}"
+        finetune = replace(
+            config.finetune(arm.semi_supervised, seed, patch, steps), **dict(arm.finetune_overrides)
+        )
+        jobs.append(
+            Job(
+                arm,
+                seed,
+                schedule,
+                finetune,
+                model,
+                layout.root,
+                work / name,
+                work / "shared",
+                out / "runs" / f"{name}.json",
+                work / f"{name}.log",
+                config.device,
+                config.threads,
+                config.keep_sessions,
+                0 if arm is CEILING else config.steps_per_labelled,
+                out / "models" / name if arm.name == FULL_METHOD and seed == config.seeds[0] else None,
             )
-            jobs.append(
-                Job(
-                    arm,
-                    seed,
-                    schedule,
-                    finetune,
-                    model,
-                    layout.root,
-                    work / name,
-                    work / "shared",
-                    out / "runs" / f"{name}.json",
-                    work / f"{name}.log",
-                    config.device,
-                    config.threads,
-                    config.keep_sessions,
-                )
-            )
+        )
     return jobs
 
 
@@ -612,8 +609,9 @@ def machine(device: str) -> dict:
 
 def ordered(results: list[RunResult], config: BenchmarkConfig) -> list[RunResult]:
     order = {name: i for i, name in enumerate([SOURCE_ONLY, *config.arms, ALL_LABELLED])}
+    seeds = {*config.seeds, *config.random_seeds}
     return sorted(
-        (r for r in results if r.arm in order and (r.seed in config.seeds or r.arm == SOURCE_ONLY)),
+        (r for r in results if r.arm in order and (r.seed in seeds or r.arm == SOURCE_ONLY)),
         key=lambda r: (order[r.arm], r.seed),
     )
 
@@ -633,6 +631,7 @@ def invocations(previous_run_json: Path, run_info: dict, report_only: bool) -> l
 def write_report(out: Path, config: BenchmarkConfig, run_info: dict) -> list[Path]:
     """results.md, results.csv, records.csv, costs.md, curves.png and run.json from the saved runs."""
     results = ordered(load_results(out), config)
+    schedule = tuple(run_info.get("schedule") or config.schedule)
     scoring_path = out / "pretrained_scoring.json"
     pretrained = json.loads(scoring_path.read_text()) if scoring_path.is_file() else None
     runs_made_by = run_info.get("invocations") or [run_info]
@@ -640,7 +639,7 @@ def write_report(out: Path, config: BenchmarkConfig, run_info: dict) -> list[Pat
     preamble = (
         f"# ASFDA benchmark\n\nDataset `{run_info.get('dataset', '')}` "
         f"({run_info.get('dataset_summary', '')}); source model `{run_info.get('model', '')}`; schedule "
-        f"{', '.join(map(str, config.schedule))} labelled cases, one round each, {config.steps} fine-tuning "
+        f"{', '.join(map(str, schedule))} labelled cases, one round each, {config.steps} fine-tuning "
         f"steps a round; seeds {', '.join(map(str, config.seeds))}.\n\n"
         f"Command{'s, in order' if len(runs_made_by) > 1 else ''}: `{commands}`  \n"
         f"Machine: {run_info.get('machine_summary', '')}  \n"
@@ -648,8 +647,11 @@ def write_report(out: Path, config: BenchmarkConfig, run_info: dict) -> list[Pat
         f"to {runs_made_by[-1].get('finished', '')}."
     )
     descriptions = {name: KNOWN_ARMS[name].description for name in config.arms}
+    query = (run_info.get("full_method") or {}).get("query")
+    if FULL_METHOD in descriptions and query:
+        descriptions[FULL_METHOD] = full_method(query).description
     descriptions[ALL_LABELLED] = (
-        f"{CEILING.description}, {config.all_labelled_steps or config.steps * len(config.schedule)}"
+        f"{CEILING.description}, {config.all_labelled_steps or config.steps * len(schedule)}"
         " supervised steps (the compute of a whole schedule)"
     )
     descriptions["source-only"] = "the source model, no adaptation (the floor)"
@@ -661,13 +663,13 @@ def write_report(out: Path, config: BenchmarkConfig, run_info: dict) -> list[Pat
         out / "curves.png",
         out / "run.json",
     ]
-    files[0].write_text(report.results_markdown(results, config.schedule, "asfda", descriptions, preamble))
-    files[1].write_text(report.results_csv(results, config.schedule))
+    files[0].write_text(report.results_markdown(results, schedule, "asfda", descriptions, preamble))
+    files[1].write_text(report.results_csv(results, schedule))
     files[2].write_text(report.records_csv(results))
     files[3].write_text(report.costs_markdown(results, pretrained, preamble))
     report.plot_curves(
         results,
-        config.schedule,
+        schedule,
         files[4],
         title=f"{run_info.get('dataset_summary', '')}; mean ± sd over {len(config.seeds)} seeds",
     )
@@ -685,6 +687,7 @@ def write_report(out: Path, config: BenchmarkConfig, run_info: dict) -> list[Pat
         ],
     }
     files[5].write_text(json.dumps(run_info, indent=2, default=str))
+    files += write_statistics(out, results, schedule, run_info.get("endpoint") or schedule[-1], run_info)
     return files
 
 
@@ -692,6 +695,35 @@ def config_json(config: BenchmarkConfig) -> dict:
     data = asdict(config)
     data["window"] = config.window.value
     return data
+
+
+def resolve_full_method(
+    config: BenchmarkConfig, out: Path, endpoint: int | None = None, final: bool = False
+) -> tuple[Arm, dict]:
+    """The full method's arm and how its query was chosen. With ``asfda_query="auto"`` and candidates in
+    the benchmark, the query is the candidate with the best mean *validation-split* Dice at the endpoint
+    (the test set is never looked at); until those runs exist, ``waits`` is True."""
+    from .arms import DEFAULT_QUERY
+    from .statistics import choose_by_validation
+
+    if config.asfda_query not in ("auto", "default"):
+        return full_method(config.asfda_query), {
+            "query": config.asfda_query,
+            "chosen_by": "--asfda-query",
+            "waits": False,
+        }
+    candidates = [name for name in CANDIDATES if name in config.arms]
+    if config.asfda_query == "default" or not candidates or FULL_METHOD not in config.arms:
+        return full_method(DEFAULT_QUERY), {
+            "query": DEFAULT_QUERY,
+            "chosen_by": "DEFAULT_QUERY",
+            "waits": False,
+        }
+    if not final:
+        return full_method(DEFAULT_QUERY), {"query": None, "chosen_by": "validation (pending)", "waits": True}
+    query, table = choose_by_validation(load_results(out), candidates, endpoint)
+    chosen_by = f"best mean validation-split Dice at the endpoint: {table}"
+    return full_method(query), {"query": query, "chosen_by": chosen_by, "waits": True}
 
 
 def run_benchmark(
@@ -708,7 +740,7 @@ def run_benchmark(
     started = datetime.now(timezone.utc).isoformat(timespec="seconds")
     clock = time.perf_counter()
     out, work = Path(out), Path(work) if work else Path(out) / "work"
-    layout = dataset_layout(dataset)
+    layout = open_dataset(as_benchmark_dataset(dataset, work))
     set_threads(config.threads)
     pool_images, _ = split_folders(layout, "pool")
     test_images, _ = split_folders(layout, "test")
@@ -716,7 +748,10 @@ def run_benchmark(
         Path(model), work / "model", config.window, [image for image, _ in (*layout.pool, *layout.test)]
     )
     patch = (config.patch_size,) * 3 if config.patch_size else own_window
-    jobs = plan_jobs(config, layout, model_used, patch, out, work)
+    endpoint = config.endpoint(len(layout.pool))
+    full, selection = resolve_full_method(config, out, endpoint)
+    first_wave = [name for name in config.arms if name != FULL_METHOD or selection["waits"] is False]
+    jobs = plan_jobs(config, layout, model_used, patch, out, work, full, [*first_wave, ALL_LABELLED])
     failures: dict[str, str] = {}
     if not report_only:
         (out / "runs").mkdir(parents=True, exist_ok=True)
@@ -728,6 +763,7 @@ def run_benchmark(
             config.device,
             out / "pretrained_scoring.json",
             tqdm.write,
+            epistemic="epistemic" in config.arms,
         )
         pending = [job for job in jobs if not job.result.is_file()]
         done = len(jobs) - len(pending)
@@ -740,14 +776,25 @@ def run_benchmark(
             disable=not progress,
         ) as bar:
             failures = execute(pending, config.workers, config.isolate or config.workers > 1, bar)
+            if selection["waits"]:  # the full method's query is chosen on validation, then it runs
+                full, selection = resolve_full_method(config, out, endpoint, final=True)
+                second = [
+                    job
+                    for job in plan_jobs(config, layout, model_used, patch, out, work, full, [FULL_METHOD])
+                    if not job.result.is_file()
+                ]
+                bar.total += sum(len(job.schedule) + 1 for job in second)
+                failures |= execute(second, config.workers, config.isolate or config.workers > 1, bar)
+    elif selection["waits"]:
+        full, selection = resolve_full_method(config, out, endpoint, final=True)
     spec = ModelSpec.load(model_used / SPEC_FILE) if (model_used / SPEC_FILE).is_file() else None
     info = machine(str(config.device))
     run_info = {
         "command": command,
         "dataset": str(dataset),
         "dataset_summary": (
-            f"{len(layout.source)} source T1 / {len(layout.pool)} pool T2 / {len(layout.test)} "
-            f"test T2 cases at {layout.spacing_mm:g} mm"
+            f"{len(layout.pool)} pool / {len(layout.val)} validation / {len(layout.test)} test target cases"
+            + (f", base grid {layout.spacing_mm:g} mm" if layout.spacing_mm else "")
         ),
         "model": str(model),
         "inference_window": list(spec.roi_size) if spec else None,
@@ -765,6 +812,11 @@ def run_benchmark(
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "wall_seconds_this_invocation": round(time.perf_counter() - clock, 1),
         "failures": failures,
+        "full_method": {"query": selection["query"], "chosen_by": selection["chosen_by"]},
+        "schedule": list(config.resolved_schedule(len(layout.pool))),
+        "endpoint": config.endpoint(len(layout.pool)),
+        "case_metadata": layout.metadata,
+        "example_test_case": [str(p) for p in layout.test[0]] if layout.test else None,
     }
     run_info["invocations"] = invocations(out / "run.json", run_info, report_only)
     files = write_report(out, config, run_info)

@@ -25,6 +25,8 @@ from ..inference.predictor import predict
 from ..io.preprocessing import IMAGE, LABEL, ModelSpaceCase
 from ..metrics import dice_per_class, mean_of
 from ..models.loading import LoadedModel
+from .augmentation import augment_batch, strong_augmentation, weak_augmentation
+from .batchnorm import freeze_batchnorm, recompute_batchnorm_statistics
 from .ema import make_teacher, update_teacher
 from .reliable import masked_cross_entropy, unlabelled_weight
 
@@ -116,6 +118,8 @@ def finetune_round(
     rng = np.random.default_rng(config.seed)
     patch = tuple(config.patch_size or model.spec.roi_size)
     student: nn.Module = model.network.to(device)
+    if config.recompute_batchnorm:  # target statistics from whole volumes, then frozen (see batchnorm.py)
+        recompute_batchnorm_statistics(student, [c.image.as_tensor() for c in labelled + unlabelled], device)
     teacher = make_teacher(student) if (config.semi_supervised and unlabelled) else None
     optimizer = torch.optim.AdamW(
         student.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
@@ -128,6 +132,9 @@ def finetune_round(
     for transform in (sample_labelled, sample_unlabelled):
         transform.set_random_state(seed=config.seed)
 
+    weak, strong = (None, None)
+    if config.augment:  # weak view for labelled patches, strong view for the student on unlabelled ones
+        weak, strong = weak_augmentation(config.seed), strong_augmentation(config.seed + 1)
     validate = len(labelled) >= 2
     best = (-1.0, 0, copy.deepcopy(student.state_dict()))
     history: list[dict] = []
@@ -136,7 +143,11 @@ def finetune_round(
         if cancelled is not None and cancelled():
             raise CancelledError(f"fine-tuning cancelled at step {step - 1} of {config.steps}")
         student.train()
+        if config.recompute_batchnorm:
+            freeze_batchnorm(student)
         batch = draw_batch(labelled, sample_labelled, rng, config.batch_size, with_labels=True)
+        if weak is not None:
+            batch[IMAGE] = augment_batch(batch[IMAGE], weak)
         with torch.autocast(device_type=device.type, enabled=use_amp):
             loss = loss_function(student(batch[IMAGE].to(device)), batch[LABEL].to(device))
             weight_u = unlabelled_weight(step, config.steps, config.lambda_u_max) if teacher else 0.0
@@ -147,7 +158,8 @@ def finetune_round(
                 )
                 with torch.no_grad():
                     teacher_probabilities = torch.softmax(teacher(images).float(), dim=1)
-                loss_u = masked_cross_entropy(student(images), teacher_probabilities, config.tau_vox)
+                student_view = augment_batch(images, strong) if strong is not None else images
+                loss_u = masked_cross_entropy(student(student_view), teacher_probabilities, config.tau_vox)
             total = loss + weight_u * loss_u
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(total).backward()
