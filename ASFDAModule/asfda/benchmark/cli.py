@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 
+from ..errors import ASFDAError
 from .dataset import DatasetConfig, build_dataset, dataset_layout, is_built
 
 _DEFAULTS = {f.name: f.default for f in fields(DatasetConfig)}
@@ -105,6 +106,12 @@ def train_source(args: argparse.Namespace) -> int:
     from .source_model import CPU_NETWORK, GPU_NETWORK, SourceTrainingConfig, train_source_model
 
     layout = dataset_layout(args.dataset)
+    if not layout.source:
+        raise ASFDAError(
+            "this dataset has no source split (a heterogeneous target site): train on one made with "
+            "asfda make-dataset --config small",
+            args.dataset,
+        )
     config = SourceTrainingConfig(
         network=GPU_NETWORK if args.network == "swinunetr" else CPU_NETWORK,
         steps=args.steps,

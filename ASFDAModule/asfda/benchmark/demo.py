@@ -20,7 +20,7 @@ from ..config import FinetuneConfig, QueryStrategy
 from ..errors import ASFDAError
 from ..loop import LoopSettings, RoundRecord, run_loop
 from .dataset import DatasetConfig, build_dataset, dataset_layout
-from .report import plot_rounds
+from .figures import plot_rounds
 from .runner import Window, prepare_model, set_threads, split_folders
 
 

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..loop import RoundRecord
 from .arms import FULL_METHOD
-from .report import ALL_LABELLED, SOURCE_ONLY, RunResult, save_figure
+from .report import ALL_LABELLED, SOURCE_ONLY, RunResult, ceiling, source_only, table_rows
 
 HIGHLIGHT = {FULL_METHOD: "tab:red", "random": "tab:blue"}
 
@@ -132,3 +133,110 @@ def plot_slices_before_after(out: Path, run_info: dict) -> Path | None:
     figure.suptitle(f"Test case {Path(case[0]).name}: prediction before and after adaptation")
     figure.tight_layout()
     return save_figure(figure, Path(out) / "slices_before_after.png")
+
+
+def plot_curves(
+    results: list[RunResult],
+    schedule: Sequence[int],
+    path: str | Path,
+    title: str = "",
+    highlight: Sequence[str] = ("asfda", "asfda-no-ssl"),
+) -> Path:
+    """Held-out Dice and HD95 against labelled cases (mean ± sd band), with the source-only floor and the
+    all-labelled ceiling as horizontal lines. matplotlib with the Agg backend: no display needed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = table_rows(results, schedule)
+    floor = source_only(results)
+    top = ceiling(results)
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for axis, metric, reference_cells, label in (
+        (axes[0], "dice", (floor[0], top[0]), "held-out Dice"),
+        (axes[1], "hd95", (floor[1], top[1]), "held-out HD95 (mm)"),
+    ):
+        for row in rows:
+            cells = getattr(row, metric)
+            means = np.array([cells[n].mean for n in schedule])
+            sds = np.array([cells[n].sd for n in schedule])
+            strong = row.arm in highlight
+            line = axis.plot(
+                schedule,
+                means,
+                marker="o",
+                linewidth=2.4 if strong else 1.2,
+                # Dashed when a highlighted curve is the supervised twin, so identical curves stay visible.
+                linestyle="--" if strong and row.fine_tuning == "supervised" else "-",
+                label=f"{row.arm} ({row.fine_tuning})",
+                zorder=3 if strong else 2,
+            )[0]
+            axis.fill_between(schedule, means - sds, means + sds, color=line.get_color(), alpha=0.12)
+        if reference_cells[0].n:
+            axis.axhline(
+                reference_cells[0].mean, color="grey", linestyle="--", label="source-only (0 labelled)"
+            )
+        if reference_cells[1].n:
+            axis.axhline(
+                reference_cells[1].mean, color="black", linestyle=":", label=f"all {top[2]} labelled"
+            )
+        axis.set_xscale("log", base=2)
+        axis.set_xticks(list(schedule), [str(n) for n in schedule])
+        axis.set_xlabel("labelled target cases")
+        axis.set_ylabel(label)
+        axis.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, loc="lower right")
+    if title:
+        figure.suptitle(title, fontsize=10)
+    return save_figure(figure, path)
+
+
+def save_figure(figure, path: str | Path) -> Path:
+    """Write a matplotlib figure as a PNG and free it."""
+    import matplotlib.pyplot as plt
+
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path
+
+
+def plot_rounds(
+    records: Sequence[RoundRecord],
+    path: str | Path,
+    title: str = "",
+    baseline: Sequence[RoundRecord] | None = None,
+    baseline_name: str = "random",
+) -> Path:
+    """The demo's plot: held-out Dice (full 0-1 axis) and HD95 after each round against the labelled cases
+    (round 0 = source model), with a baseline's rounds (random) beside them when given."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    curves = [("ASFDA", records, "tab:red")] + ([(baseline_name, baseline, "tab:blue")] if baseline else [])
+    for name, rounds, colour in curves:
+        labelled = [r.n_labelled for r in rounds]
+        for axis, metric in ((axes[0], "test_dice"), (axes[1], "test_hd95")):
+            values = [float("nan") if getattr(r, metric) is None else getattr(r, metric) for r in rounds]
+            axis.plot(labelled, values, marker="o", linewidth=2, color=colour, label=name)
+            for n, y in zip(labelled, values):
+                axis.annotate(
+                    f"{y:.2f}", (n, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=7
+                )
+    for axis, label in ((axes[0], "held-out Dice"), (axes[1], "held-out HD95 (mm)")):
+        axis.set_xticks(sorted({r.n_labelled for r in records}))
+        axis.set_xlabel("labelled target cases (0 = source model)")
+        axis.set_ylabel(label)
+        axis.grid(alpha=0.3)
+        axis.set_ylim(bottom=0)
+    axes[0].set_ylim(0, 1)
+    axes[0].legend(fontsize=8)
+    if title:
+        figure.suptitle(title, fontsize=9)
+    return save_figure(figure, path)

@@ -36,22 +36,13 @@ Layout::
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
 import platform
-import queue as queues
-import resource
-import shutil
 import subprocess
-import sys
 import time
-import traceback
-import warnings
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
-from enum import Enum
 from pathlib import Path
 
 import torch
@@ -60,30 +51,47 @@ from tqdm.auto import tqdm
 from .. import __version__
 from ..config import FinetuneConfig, config_to_dict
 from ..errors import ASFDAError
-from ..evaluation import evaluate_model
-from ..io.preprocessing import preprocess_case
-from ..io.volumes import read_volume
-from ..loop import LoopSettings, RoundRecord, run_loop
-from ..models.loading import WEIGHTS_FILE, load_model, resolve_device
 from ..models.spec import SPEC_FILE, ModelSpec
-from ..session import session as session_module
-from ..session.session import AdaptationSession
-from ..session.store import PRETRAINED_VERSION, SessionStore, write_json_atomic
 from . import report
 from .arms import ARMS, CANDIDATES, CEILING, FULL_METHOD, KNOWN_ARMS, QUERY_ARMS, Arm, full_method
+from .costs import costs_markdown
 from .dataset import DatasetLayout
+from .execution import Job, execute, run_job
+from .figures import plot_curves
 from .folder import as_benchmark_dataset, open_dataset
-from .report import ALL_LABELLED, SOURCE_ONLY, RoundCost, RunResult
+from .preparation import (
+    ScoringMeter,
+    Window,
+    evaluate_source,
+    peak_rss_mib,
+    prepare_model,
+    score_pool_once,
+    set_threads,
+    split_folders,
+    volume_window,
+    warm_scores,
+)
+from .report import ALL_LABELLED, SOURCE_ONLY, RunResult
 from .statistics import write_statistics
 
-__all__ = ["ARMS", "CEILING", "KNOWN_ARMS", "Arm"]  # re-exported: the arms live in arms.py
-
-
-class Window(str, Enum):
-    """The sliding-window size used for inference in the benchmark."""
-
-    VOLUME = "volume"  # one window over the whole (largest) volume: same function, far fewer voxels
-    MODEL = "model"  # the model's own roi_size and overlap
+# Re-exported: the pieces live in arms.py, preparation.py and execution.py.
+__all__ = [
+    "ARMS",
+    "CEILING",
+    "KNOWN_ARMS",
+    "Arm",
+    "Job",
+    "ScoringMeter",
+    "Window",
+    "evaluate_source",
+    "peak_rss_mib",
+    "prepare_model",
+    "run_job",
+    "score_pool_once",
+    "split_folders",
+    "volume_window",
+    "warm_scores",
+]
 
 
 @dataclass
@@ -152,363 +160,10 @@ class BenchmarkConfig:
 
 
 @dataclass
-class Job:
-    """Everything a run needs, picklable for a worker process."""
-
-    arm: Arm
-    seed: int
-    schedule: tuple[int, ...]
-    finetune: FinetuneConfig
-    model: Path
-    dataset: Path
-    session: Path
-    shared: Path
-    result: Path
-    log: Path
-    device: str
-    threads: int | None
-    keep_session: bool
-    steps_per_labelled: int = 0
-    keep_model: Path | None = None  # where to copy the final weights (for the before/after figure)
-
-    @property
-    def name(self) -> str:
-        return f"{self.arm.name}-seed{self.seed}"
-
-
-@dataclass
 class BenchmarkOutcome:
     results: list[RunResult]
     failures: dict[str, str] = field(default_factory=dict)
     files: list[Path] = field(default_factory=list)
-
-
-# -- metering ---------------------------------------------------------------------------------------------
-class ScoringMeter:
-    """Counts the sliding-window passes and the volumes the session scores, round by round.
-
-    Within a session, ``predict`` is called only to score cases (evaluation and fine-tuning validation predict
-    through other modules), and ``score_case`` once per volume scored (a cache hit calls neither). The meter
-    wraps those two names of the session module for the duration of a run.
-    """
-
-    def __init__(self):
-        self.passes = 0
-        self.volumes = 0
-        self.rounds: list[RoundCost] = []
-        self._marks = (0, 0)
-
-    @contextmanager
-    def installed(self) -> Iterator[ScoringMeter]:
-        predict, score_case = session_module.predict, session_module.score_case
-
-        def counted_predict(*args, **kwargs):
-            self.passes += 1
-            return predict(*args, **kwargs)
-
-        def counted_score_case(*args, **kwargs):
-            self.volumes += 1
-            return score_case(*args, **kwargs)
-
-        session_module.predict, session_module.score_case = counted_predict, counted_score_case
-        try:
-            yield self
-        finally:
-            session_module.predict, session_module.score_case = predict, score_case
-
-    def end_round(self, record: RoundRecord) -> RoundCost:
-        cost = RoundCost(record.round, self.volumes - self._marks[1], self.passes - self._marks[0])
-        self._marks = (self.passes, self.volumes)
-        self.rounds.append(cost)
-        return cost
-
-
-def peak_rss_mib() -> float:
-    """This process's peak resident memory (ru_maxrss is KiB on Linux, bytes on macOS)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
-
-
-def set_threads(threads: int | None) -> None:
-    if threads:
-        torch.set_num_threads(threads)
-
-
-# -- preparation ------------------------------------------------------------------------------------------
-def split_folders(layout: DatasetLayout, split: str) -> tuple[Path, Path]:
-    """The images and labels folders of a split (the loop takes folders)."""
-    pairs = layout.split(split)
-    if not pairs:
-        raise ASFDAError(f"the dataset has no {split} cases", layout.root)
-    return pairs[0][0].parent, pairs[0][1].parent
-
-
-def volume_window(spec: ModelSpec, images: Sequence[Path], multiple: int = 16) -> tuple[int, int, int]:
-    """The smallest window, a multiple of ``multiple`` per side (the network's downsampling), that covers
-    every volume in the model's space."""
-    sizes = [preprocess_case(read_volume(path), spec).image.shape[1:] for path in images]
-    return tuple(int(-(-max(size[axis] for size in sizes) // multiple) * multiple) for axis in range(3))
-
-
-def prepare_model(
-    model: Path, folder: Path, window: Window, images: Sequence[Path]
-) -> tuple[Path, tuple[int, ...]]:
-    """The model to adapt (a copy with a whole-volume window, or the model itself) and its own window size."""
-    model = Path(model).resolve()
-    spec_path = model / SPEC_FILE
-    if not spec_path.is_file():
-        if window is Window.VOLUME:
-            raise ASFDAError(
-                "a whole-volume window needs a model folder with asfda_model.json: use --window model", model
-            )
-        return model, tuple(load_model(model).spec.roi_size)
-    spec = ModelSpec.load(spec_path)
-    own = tuple(spec.roi_size)
-    if window is Window.MODEL:
-        return model, own
-    spec.roi_size = volume_window(spec, images)
-    folder.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(model / WEIGHTS_FILE, folder / WEIGHTS_FILE)
-    spec.save(folder)
-    return folder, own
-
-
-def score_pool_once(
-    model: Path,
-    pool_images: Path,
-    session_dir: Path,
-    device: str,
-    out: Path,
-    report_line: Callable[[str], None] = print,
-    epistemic: bool = True,
-) -> dict:
-    """Score the pool with the pretrained model once, for every run's first round: our scores (one pass
-    with BatchNorm statistics) and, when an arm needs it, MC-dropout epistemic (5 more passes), timed per
-    volume."""
-    if out.is_file() and (session_dir / "session.json").is_file():
-        return json.loads(out.read_text())
-    if session_dir.exists():
-        shutil.rmtree(session_dir)
-    session = AdaptationSession.create(session_dir, model, device)
-    cases = session.add_folder(pool_images)
-    timing = {"ours": {"seconds": [], "passes": 0}, "epistemic": {"seconds": [], "passes": 0}}
-    meter = ScoringMeter()
-    with meter.installed():
-        for record in tqdm(cases, desc="scoring the pool with the pretrained model", leave=False):
-            for kind, with_dropout in (("ours", False), ("epistemic", True))[: 2 if epistemic else 1]:
-                passes = meter.passes
-                started = time.perf_counter()
-                session.case_scores(record.id, epistemic=with_dropout)
-                timing[kind]["seconds"].append(time.perf_counter() - started)
-                timing[kind]["passes"] += meter.passes - passes
-    if not epistemic:
-        timing.pop("epistemic")
-    for kind in timing.values():
-        kind["passes_per_volume"] = kind.pop("passes") / max(len(cases), 1)
-    timing["note"] = (
-        "per volume, pretrained model; the epistemic line recomputes the plain pass too (its "
-        "scores need the embedding and ASD as well), so MC dropout alone costs the difference"
-    )
-    write_json_atomic(out, timing)
-    report_line(
-        f"pool scored by the pretrained model: {len(cases)} volumes, ours "
-        f"{sum(timing['ours']['seconds']) / max(len(cases), 1):.2f} s / volume"
-        + (
-            f", MC dropout {sum(timing['epistemic']['seconds']) / max(len(cases), 1):.2f} s / volume"
-            if epistemic
-            else ""
-        )
-    )
-    return timing
-
-
-def evaluate_source(model: Path, layout: DatasetLayout, device: str, out: Path) -> RunResult:
-    """The floor: the source model on the held-out cases, once (it is every run's round 0)."""
-    if out.is_file():
-        return RunResult.from_json(json.loads(out.read_text()))
-    started, clock = datetime.now(timezone.utc).isoformat(timespec="seconds"), time.perf_counter()
-    evaluation = evaluate_model(load_model(model), list(layout.test), resolve_device(device))
-    record = RoundRecord(
-        0,
-        0,
-        [],
-        PRETRAINED_VERSION,
-        evaluation.mean_dice,
-        evaluation.mean_hd95,
-        None,
-        0.0,
-        0.0,
-        evaluation.per_class_dice(),
-    )
-    result = RunResult(
-        SOURCE_ONLY,
-        0,
-        "none",
-        [record],
-        [],
-        peak_rss_mib(),
-        None,
-        time.perf_counter() - clock,
-        started,
-        datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    )
-    write_json_atomic(out, result.to_json())
-    return result
-
-
-def warm_scores(shared: Path, store: SessionStore) -> int:
-    """Copy the pretrained model's scores and knowledge gaps of every case into a new session's cache (case
-    ids are content hashes, so they are the same in every session of the same pool)."""
-    shared_store = SessionStore(shared)
-    copied = 0
-    for record in store.cases():
-        for source, target in (
-            (
-                shared_store.scores_path(PRETRAINED_VERSION, record.id),
-                store.scores_path(PRETRAINED_VERSION, record.id),
-            ),
-            (shared_store.gap_path(record.id), store.gap_path(record.id)),
-        ):
-            if source.is_file():
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(source, target)
-                copied += 1
-    return copied
-
-
-# -- one run ----------------------------------------------------------------------------------------------
-def run_job(job: Job, messages) -> dict:
-    """Run one (strategy, seed) and save its result; ``messages.put(text)`` reports each round."""
-    set_threads(job.threads)
-    cuda = job.device.startswith("cuda") or (job.device == "auto" and torch.cuda.is_available())
-    if cuda:
-        torch.cuda.reset_peak_memory_stats()
-    started, clock = datetime.now(timezone.utc).isoformat(timespec="seconds"), time.perf_counter()
-    if job.session.exists():  # an unfinished run: start it again from scratch
-        shutil.rmtree(job.session)
-    layout = open_dataset(job.dataset)
-    pool_images, pool_labels = split_folders(layout, "pool")
-    test_images, test_labels = split_folders(layout, "test")
-    val_images, val_labels = split_folders(layout, "val") if layout.val else (None, None)
-    session = AdaptationSession.create(job.session, job.model, job.device, finetune=job.finetune)
-    session.add_folder(pool_images)
-    warm_scores(job.shared, session.store)
-    settings = LoopSettings(
-        schedule=job.schedule,
-        strategy=job.arm.strategy,
-        semi_supervised=job.arm.semi_supervised,
-        seed=job.seed,
-        finetune=job.finetune,
-        evaluate_start=False,  # the source model is evaluated once for all runs (source-only.json)
-        steps_per_labelled=job.steps_per_labelled,
-    )
-    meter = ScoringMeter()
-    job.log.parent.mkdir(parents=True, exist_ok=True)
-    with job.log.open("w") as log, meter.installed(), warnings.catch_warnings():
-        # Library warnings go to the run's log, not across the progress bar of the whole benchmark.
-        warnings.showwarning = lambda message, category, filename, lineno, *_: log.write(
-            f"{category.__name__}: {message} ({filename}:{lineno})\n"
-        )
-
-        def on_round(record: RoundRecord) -> None:
-            cost = meter.end_round(record)
-            dice = "n/a" if record.test_dice is None else f"{record.test_dice:.4f}"
-            messages.put(
-                f"{job.name} round {record.round} ({record.n_labelled} labelled): Dice {dice}, "
-                f"{cost.passes} scoring passes"
-            )
-
-        def write(line: str) -> None:
-            log.write(line + "\n")
-            log.flush()
-
-        records = run_loop(
-            job.session,
-            job.model,
-            pool_images,
-            pool_labels,
-            settings,
-            job.device,
-            test_images,
-            test_labels,
-            report=write,
-            on_round=on_round,
-            validation_images=val_images,
-            validation_references=val_labels,
-        )
-        if job.keep_model is not None:
-            job.keep_model.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(
-                session.store.weights_path(session.store.active_version), job.keep_model / WEIGHTS_FILE
-            )
-            shutil.copyfile(job.model / SPEC_FILE, job.keep_model / SPEC_FILE)
-    result = RunResult(
-        job.arm.name,
-        job.seed,
-        job.arm.fine_tuning,
-        records,
-        meter.rounds,
-        peak_rss_mib(),
-        torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
-        time.perf_counter() - clock,
-        started,
-        datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    )
-    write_json_atomic(job.result, result.to_json())
-    if not job.keep_session:
-        shutil.rmtree(job.session, ignore_errors=True)
-    return result.to_json()
-
-
-class _Relay:
-    """In-process stand-in for the workers' message queue."""
-
-    def __init__(self, receive: Callable[[str], None]):
-        self.receive = receive
-
-    def put(self, message: str) -> None:
-        self.receive(message)
-
-
-def execute(jobs: list[Job], workers: int, isolate: bool, bar: tqdm) -> dict[str, str]:
-    """Run the jobs (in worker processes when isolated); return the failures by run name."""
-    failures: dict[str, str] = {}
-
-    def receive(message: str) -> None:
-        bar.update(1)
-        bar.set_postfix_str(message[:90])
-        tqdm.write(message)
-
-    if not isolate:
-        for job in jobs:
-            try:
-                run_job(job, _Relay(receive))
-            except Exception as error:  # one failed run must not lose the others
-                failures[job.name] = f"{error!r}\n{traceback.format_exc()}"
-        return failures
-
-    context = multiprocessing.get_context("spawn")  # fresh interpreters: no forked torch state
-    with context.Manager() as manager, context.Pool(max(workers, 1), maxtasksperchild=1) as pool:
-        messages = manager.Queue()
-        pending = {job.name: pool.apply_async(run_job, (job, messages)) for job in jobs}
-        while pending:
-            try:
-                receive(messages.get(timeout=1.0))
-            except queues.Empty:
-                pass
-            for name in [n for n, r in pending.items() if r.ready()]:
-                outcome = pending.pop(name)
-                try:
-                    outcome.get()
-                except Exception as error:
-                    failures[name] = repr(error)
-                    tqdm.write(f"{name} failed: {error!r}")
-        while True:  # the last rounds' messages
-            try:
-                receive(messages.get_nowait())
-            except queues.Empty:
-                break
-    return failures
 
 
 # -- the whole benchmark ----------------------------------------------------------------------------------
@@ -570,6 +225,10 @@ def load_results(out: Path) -> list[RunResult]:
 
 
 def git_commit(path: Path) -> str:
+    """The code's commit; ``ASFDA_CODE_COMMIT`` names it when the code runs from an export (``git archive``)
+    so that edits to the working tree during a long run cannot change the code the run uses."""
+    if os.environ.get("ASFDA_CODE_COMMIT"):
+        return os.environ["ASFDA_CODE_COMMIT"] + " (run from an export of that commit)"
     try:
         commit = subprocess.run(
             ["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
@@ -666,8 +325,8 @@ def write_report(out: Path, config: BenchmarkConfig, run_info: dict) -> list[Pat
     files[0].write_text(report.results_markdown(results, schedule, "asfda", descriptions, preamble))
     files[1].write_text(report.results_csv(results, schedule))
     files[2].write_text(report.records_csv(results))
-    files[3].write_text(report.costs_markdown(results, pretrained, preamble))
-    report.plot_curves(
+    files[3].write_text(costs_markdown(results, pretrained, preamble))
+    plot_curves(
         results,
         schedule,
         files[4],

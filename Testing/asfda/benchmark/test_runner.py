@@ -5,6 +5,7 @@ import csv
 import json
 
 import pytest
+from asfda.benchmark.arms import DEFAULT_QUERY, QUERY_ARMS
 from asfda.benchmark.report import RunResult
 from asfda.benchmark.runner import (
     ARMS,
@@ -152,9 +153,9 @@ def test_plan_pairs_seeds_and_gives_the_ceiling_a_whole_schedule_of_steps(tmp_pa
     assert ceiling.finetune.steps == 10 and not ceiling.finetune.semi_supervised
     assert jobs[0].finetune.semi_supervised and jobs[0].finetune.seed == 0 and jobs[3].finetune.seed == 1
     assert jobs[1].finetune.validate_every == 5  # once, at the end of each round
-    assert (
-        ARMS["asfda-no-ssl"].strategy is ARMS["asfda"].strategy and not ARMS["asfda-no-ssl"].semi_supervised
-    )
+    twin = QUERY_ARMS[DEFAULT_QUERY]  # the full method's supervised twin: the same query, supervised
+    assert twin.strategy is ARMS["asfda"].strategy and ARMS["asfda"].semi_supervised
+    assert not twin.semi_supervised
 
 
 def test_config_refuses_unknown_strategies_and_bad_schedules():
