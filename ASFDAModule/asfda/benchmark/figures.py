@@ -33,14 +33,20 @@ def curve(runs: Sequence[RunResult], schedule: Sequence[int], metric: str) -> tu
     return mean, 1.96 * np.nan_to_num(sem)
 
 
-def plot_dice_hd95(results: Sequence[RunResult], schedule: Sequence[int], endpoint: int, path: Path) -> Path:
+def plot_dice_hd95(
+    results: Sequence[RunResult],
+    schedule: Sequence[int],
+    endpoint: int,
+    path: Path,
+    n_pool: int | None = None,
+) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     arms = [a for a in dict.fromkeys(r.arm for r in results) if a not in (SOURCE_ONLY, ALL_LABELLED)]
-    pool = max((r.records[-1].n_labelled for r in results if r.arm == ALL_LABELLED), default=None)
+    pool = n_pool or max((r.records[-1].n_labelled for r in results if r.arm == ALL_LABELLED), default=None)
     x_of = (lambda n: 100.0 * n / pool) if pool else (lambda n: float(n))
     figure, axes = plt.subplots(1, 2, figsize=(12, 4.8))
     source = next((r for r in results if r.arm == SOURCE_ONLY), None)
@@ -53,6 +59,9 @@ def plot_dice_hd95(results: Sequence[RunResult], schedule: Sequence[int], endpoi
             runs = [r for r in results if r.arm == arm]
             mean, half = curve(runs, schedule, metric)
             xs = [x_of(n) for n in schedule]
+            start = getattr(source.records[0], metric) if source is not None else None
+            if start is not None:  # every curve starts at the source model, 0 labelled
+                xs, mean, half = [0.0, *xs], np.concatenate([[start], mean]), np.concatenate([[0.0], half])
             colour = HIGHLIGHT.get(arm)
             axis.plot(
                 xs,
@@ -76,7 +85,7 @@ def plot_dice_hd95(results: Sequence[RunResult], schedule: Sequence[int], endpoi
         axis.axvline(x_of(endpoint), color="tab:green", ls="-.", lw=1, label="endpoint")
         axis.set_xlabel("% of the pool labelled" if pool else "labelled cases")
         axis.set_ylabel(label)
-        axis.set_xlim(0, max(x_of(n) for n in schedule) * 1.05)
+        axis.set_xlim(-0.5 if pool else -0.05, max(x_of(n) for n in schedule) * 1.05)
         if metric == "test_dice":
             axis.set_ylim(0, 1)
         else:

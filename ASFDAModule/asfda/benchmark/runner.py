@@ -474,6 +474,7 @@ def run_benchmark(
         "full_method": {"query": selection["query"], "chosen_by": selection["chosen_by"]},
         "schedule": list(config.resolved_schedule(len(layout.pool))),
         "endpoint": config.endpoint(len(layout.pool)),
+        "n_pool": len(layout.pool),
         "case_metadata": layout.metadata,
         "example_test_case": [str(p) for p in layout.test[0]] if layout.test else None,
     }

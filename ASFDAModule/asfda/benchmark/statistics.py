@@ -249,6 +249,6 @@ def write_statistics(
     files = [out / "summary.json", out / "statistics.md", out / "dice_hd95.png"]
     files[0].write_text(json.dumps(summary, indent=2, default=float))
     files[1].write_text(statistics_markdown(summary))
-    plot_dice_hd95(results, schedule, endpoint, files[2])
+    plot_dice_hd95(results, schedule, endpoint, files[2], run_info.get("n_pool"))
     slices = plot_slices_before_after(out, run_info)
     return files + ([slices] if slices else [])
