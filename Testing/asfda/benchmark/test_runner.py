@@ -171,3 +171,12 @@ def test_meter_restores_the_session_functions():
     with meter.installed():
         assert session_module.predict is not predict
     assert session_module.predict is predict and session_module.score_case is score_case
+
+
+def test_budgets_are_fractions_of_the_pool_with_a_pre_stated_endpoint():
+    config = BenchmarkConfig(arms=("random",), budgets=(2.5, 5, 10, 20), endpoint_percent=10)
+    assert config.resolved_schedule(60) == (2, 3, 6, 12) and config.endpoint(60) == 6
+    assert config.resolved_schedule(16) == (1, 2, 3) and config.endpoint(16) == 2  # 2.5 and 5 % merge
+    assert BenchmarkConfig(arms=("random",), schedule=(1, 2, 4)).resolved_schedule(60) == (1, 2, 4)
+    with pytest.raises(ASFDAError, match="asfda-query"):
+        BenchmarkConfig(arms=("random",), asfda_query="nonsense")
