@@ -24,6 +24,11 @@ class QueryStrategy(str, Enum):
     ENTROPY = "entropy"  # mean entropy over the whole volume
     EPISTEMIC = "epistemic"  # MC-dropout, as MONAI Label scores it
     CORESET = "coreset"  # k-center greedy on the embeddings
+    TYPICLUST = "typiclust"  # cluster the centred embeddings, take the most typical case of each new cluster
+    DENSITY = "density"  # foreground difficulty (ASD) x typicality, greedy diversity
+    STOCHASTIC = "stochastic"  # Gumbel-top-k on the foreground difficulty, noise annealed over rounds
+    TYPICAL_STOCHASTIC = "typical-stochastic"  # typicality cold start, then stochastic density picks
+    CLASP = "clasp"  # class-stratified foreground entropy (missing class = 1), Gumbel-top-k annealed
 
 
 class AdaptationMode(str, Enum):
@@ -51,6 +56,14 @@ class QueryConfig:
     w_div: float = 1.0
     mc_dropout_passes: int = 5
     mc_dropout_rate: float = 0.2
+    # Typicality (TypiClust): density = 1 / mean distance to the k nearest neighbours in embedding space.
+    typicality_neighbours: int = 10
+    # Stochastic acquisition: Gumbel-top-k on log(score) / temperature; temperature = t0 / (1 + n_labelled
+    # / anneal_labelled), so early picks hedge against outliers and later ones follow the scores.
+    gumbel_temperature: float = 1.0
+    anneal_labelled: float = 4.0
+    # Embeddings centred on the pool mean and re-normalised before any distance (spread, see METHOD).
+    centre_embeddings: bool = True
 
 
 @dataclass
@@ -68,12 +81,21 @@ class FinetuneConfig:
     semi_supervised: bool = True
     ema_decay: float = 0.99
     tau_conf: float = 0.9
+    # Relative threshold: when set, tau_conf is this quantile of the pool's confidence (FlexMatch-like), so a
+    # model whose confidence is 0.78-0.80 still trusts its best cases; None keeps the absolute tau_conf.
+    tau_conf_quantile: float | None = None
     tau_dist: float | None = None  # None: the median distance to the labelled set over the pool
     tau_vox: float = 0.8
     lambda_u_max: float = 0.5
     validate_every: int = 20
     seed: int = 0
     amp: bool = True
+    # Intensity augmentation of labelled patches (gamma, bias, noise); the student sees a strongly augmented
+    # copy of the teacher's unlabelled patch (weak/strong views).
+    augment: bool = False
+    # Recompute BatchNorm running statistics on whole labelled volumes after the round, so inference on whole
+    # volumes does not use statistics of foreground-oversampled patches.
+    recompute_batchnorm: bool = False
 
 
 def config_from_dict(cls, data: dict | None):

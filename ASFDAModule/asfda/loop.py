@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from .config import FinetuneConfig, QueryConfig, QueryStrategy
-from .evaluation import evaluate_model, paired_files
+from .evaluation import Evaluation, evaluate_model, paired_files
 from .io.volumes import case_name
 from .reporting import ranking_table
 from .scoring.query import RankedCase
@@ -33,6 +33,7 @@ class LoopSettings:
     evaluate_start: bool = (
         True  # evaluate the starting model (round 0); the benchmark does it once for all runs
     )
+    steps_per_labelled: int = 0  # fine-tuning steps added per labelled case: training grows with the set
 
 
 @dataclass
@@ -48,6 +49,9 @@ class RoundRecord:
     finetune_seconds: float
     per_class_dice: dict[int, float] = field(default_factory=dict)
     pseudo_labelled: int | None = None  # unlabelled cases the round trained on with pseudo-labels
+    per_case_dice: dict[str, float] = field(default_factory=dict)  # test case name -> mean foreground Dice
+    per_case_hd95: dict[str, float] = field(default_factory=dict)
+    validation_split_dice: dict[str, float] = field(default_factory=dict)  # held-out validation cases
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -68,6 +72,11 @@ def evaluate_round(session: AdaptationSession, test_pairs) -> tuple[float | None
     return evaluation.mean_dice, evaluation.mean_hd95, evaluation.per_class_dice()
 
 
+def evaluate_cases(session: AdaptationSession, pairs) -> Evaluation:
+    """Every case's Dice and HD95 (the benchmark's bootstrap resamples test cases)."""
+    return evaluate_model(session.model(), pairs, session.device) if pairs else Evaluation()
+
+
 def run_loop(
     session_dir: Path,
     model: Path,
@@ -79,6 +88,8 @@ def run_loop(
     test_references: Path | None = None,
     report: Callable[[str], None] = print,
     on_round: Callable[[RoundRecord], None] | None = None,
+    validation_images: Path | None = None,
+    validation_references: Path | None = None,
 ) -> list[RoundRecord]:
     """Run ``settings.rounds`` rounds; round 0 is the pretrained model before any annotation.
 
@@ -91,6 +102,11 @@ def run_loop(
     session.add_folder(images)
     reference_by_name = {case_name(p): p for p in Path(references).iterdir()}
     test_pairs = paired_files(test_images, test_references) if test_images and test_references else []
+    validation_pairs = (
+        paired_files(validation_images, validation_references)
+        if validation_images and validation_references
+        else []
+    )
     rng = np.random.default_rng(settings.seed)
 
     dice, hd95, per_class = evaluate_round(session, test_pairs if settings.evaluate_start else [])
@@ -120,8 +136,13 @@ def run_loop(
         picked = [row.case_id for row in ranking if row.picked]
         for case_id in picked:  # the annotator: the reference mask stands in for the corrected prediction
             session.submit_label(case_id, reference_by_name[session.store.case(case_id).name])
-        version = session.finetune(finetune)
-        dice, hd95, per_class = evaluate_round(session, test_pairs)
+        n_labelled = len(session.store.labelled_ids())
+        version = session.finetune(
+            replace(finetune, steps=finetune.steps + settings.steps_per_labelled * n_labelled)
+        )
+        test = evaluate_cases(session, test_pairs)
+        dice, hd95 = (test.mean_dice, test.mean_hd95) if test.cases else (None, None)
+        validation = evaluate_cases(session, validation_pairs)
         records.append(
             RoundRecord(
                 number,
@@ -133,8 +154,11 @@ def run_loop(
                 version.metrics.get("val_dice"),
                 scoring_seconds,
                 version.metrics.get("seconds", 0.0),
-                per_class,
+                test.per_class_dice(),
                 version.metrics.get("n_pseudo_labelled"),
+                {c.name: c.mean_dice for c in test.cases},
+                {c.name: c.mean_hd95 for c in test.cases},
+                {c.name: c.mean_dice for c in validation.cases},
             )
         )
         report(format_round(records[-1]))

@@ -12,13 +12,42 @@ from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 
+from ..errors import ASFDAError
 from .dataset import DatasetConfig, build_dataset, dataset_layout, is_built
 
 _DEFAULTS = {f.name: f.default for f in fields(DatasetConfig)}
 
 
+def make_heterogeneous(args: argparse.Namespace) -> int:
+    from .heterogeneous import HeterogeneousConfig, build_heterogeneous
+
+    config = HeterogeneousConfig(
+        n_pool=args.n_pool if args.n_pool is not None else 60,
+        n_val=args.n_val,
+        n_test=args.n_test if args.n_test is not None else 30,
+        spacing_mm=args.spacing if args.spacing is not None else 2.0,
+        seed=args.seed,
+    )
+    start = time.perf_counter()
+    build_heterogeneous(args.out, config, progress=not args.no_progress)
+    layout = dataset_layout(args.out)
+    print(
+        f"{args.out}: heterogeneous target site, {len(layout.pool)} pool / {len(layout.val)} validation / "
+        f"{len(layout.test)} test cases, base grid {layout.spacing_mm:g} mm, "
+        f"{time.perf_counter() - start:.1f} s"
+    )
+    return 0
+
+
 def make_dataset(args: argparse.Namespace) -> int:
-    """Build (or find already built) the seeded T1 -> T2 benchmark and say how long it took."""
+    """Build (or find already built) a benchmark dataset and say how long it took: ``--config small`` is
+    the seeded T1 -> T2 pair (fast), ``--config heterogeneous`` (the default for reported results) a target
+    site that mixes protocols."""
+    if args.config == "heterogeneous":
+        return make_heterogeneous(args)
+    for name in ("n_pool", "n_test", "spacing"):
+        if getattr(args, name) is None:
+            setattr(args, name, _DEFAULTS["spacing_mm" if name == "spacing" else name])
     config = DatasetConfig(
         n_source=args.n_source,
         n_pool=args.n_pool,
@@ -44,16 +73,22 @@ def make_dataset(args: argparse.Namespace) -> int:
 def _add_make_dataset(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "make-dataset",
-        help="build the seeded two-domain (T1 source, T2 target) benchmark dataset",
+        help="build a benchmark dataset: heterogeneous target site (default) or the small T1 -> T2 pair",
         description=make_dataset.__doc__,
+    )
+    parser.add_argument(
+        "--config",
+        choices=("heterogeneous", "small"),
+        default="heterogeneous",
+        help="heterogeneous: mixed protocols (60 pool / 10 val / 30 test at 2 mm by default); small: 16 "
+        "source T1 / 16 pool T2 / 6 test T2 at 3 mm",
     )
     parser.add_argument("--out", required=True, metavar="DIR", help="folder of the dataset (created)")
     parser.add_argument("--n-source", type=int, default=_DEFAULTS["n_source"], help="T1 training cases")
-    parser.add_argument("--n-pool", type=int, default=_DEFAULTS["n_pool"], help="T2 cases to query")
-    parser.add_argument("--n-test", type=int, default=_DEFAULTS["n_test"], help="held-out T2 test cases")
-    parser.add_argument(
-        "--spacing", type=float, default=_DEFAULTS["spacing_mm"], metavar="MM", help="isotropic voxel size"
-    )
+    parser.add_argument("--n-pool", type=int, help="target cases to query (default 60 / 16)")
+    parser.add_argument("--n-val", type=int, default=10, help="validation cases (heterogeneous only)")
+    parser.add_argument("--n-test", type=int, help="held-out target test cases (default 30 / 6)")
+    parser.add_argument("--spacing", type=float, metavar="MM", help="isotropic base voxel size (2 / 3 mm)")
     parser.add_argument("--seed", type=int, default=_DEFAULTS["seed"])
     parser.add_argument(
         "--skull-stripped-fraction",
@@ -71,6 +106,12 @@ def train_source(args: argparse.Namespace) -> int:
     from .source_model import CPU_NETWORK, GPU_NETWORK, SourceTrainingConfig, train_source_model
 
     layout = dataset_layout(args.dataset)
+    if not layout.source:
+        raise ASFDAError(
+            "this dataset has no source split (a heterogeneous target site): train on one made with "
+            "asfda make-dataset --config small",
+            args.dataset,
+        )
     config = SourceTrainingConfig(
         network=GPU_NETWORK if args.network == "swinunetr" else CPU_NETWORK,
         steps=args.steps,
@@ -147,6 +188,13 @@ def benchmark(args: argparse.Namespace) -> int:
         workers=args.workers,
         isolate=not args.in_process,
         keep_sessions=args.keep_sessions,
+        budgets=tuple(args.budgets) if args.budgets else None,
+        endpoint_percent=args.endpoint,
+        steps_per_labelled=args.steps_per_labelled,
+        augment=args.augment,
+        recompute_batchnorm=args.recompute_batchnorm,
+        asfda_query=args.asfda_query,
+        random_seeds=tuple(args.random_seeds or ()),
     )
     command = command_line("benchmark", args)
     outcome = run_benchmark(
@@ -160,6 +208,8 @@ def benchmark(args: argparse.Namespace) -> int:
         report_only=args.report_only,
     )
     print((Path(args.out) / "results.md").read_text())
+    if (Path(args.out) / "statistics.md").is_file():
+        print((Path(args.out) / "statistics.md").read_text())
     print("wrote " + ", ".join(str(p) for p in outcome.files))
     for name, error in outcome.failures.items():
         print(f"run {name} failed: {error}", file=sys.stderr)
@@ -177,7 +227,11 @@ def _add_benchmark(subparsers: argparse._SubParsersAction) -> None:
         description=benchmark.__doc__,
     )
     parser.add_argument(
-        "--dataset", required=True, type=Path, metavar="DIR", help="folder made by make-dataset"
+        "--dataset",
+        required=True,
+        type=Path,
+        metavar="DIR",
+        help="folder made by make-dataset, or any folder with images/ + labels/ (or imagesTr/ + labelsTr/)",
     )
     parser.add_argument(
         "--model", type=Path, help="source model folder (default: the repository's Resources/SourceModel)"
@@ -199,7 +253,26 @@ def _add_benchmark(subparsers: argparse._SubParsersAction) -> None:
         default=list(defaults.schedule),
         help="labelled cases after each round",
     )
+    parser.add_argument(
+        "--budgets",
+        nargs="+",
+        type=float,
+        metavar="PERCENT",
+        help="labelled share of the pool after each round, e.g. 2.5 5 10 20 (replaces --schedule)",
+    )
+    parser.add_argument("--endpoint", type=float, default=10.0, metavar="PERCENT", help="pre-stated endpoint")
+    parser.add_argument("--random-seeds", nargs="+", type=int, help="extra seeds for random (more draws)")
+    parser.add_argument(
+        "--asfda-query",
+        default="default",
+        help="the full method's query: default, auto (best candidate on the validation split) or an arm name",
+    )
     parser.add_argument("--steps", type=int, default=defaults.steps, help="fine-tuning steps a round")
+    parser.add_argument("--steps-per-labelled", type=int, default=0, help="extra steps per labelled case")
+    parser.add_argument("--augment", action="store_true", help="intensity augmentation while fine-tuning")
+    parser.add_argument(
+        "--recompute-batchnorm", action="store_true", help="BatchNorm statistics from whole volumes per round"
+    )
     parser.add_argument("--patch", type=int, help="fine-tuning patch side (default: the model's window)")
     parser.add_argument("--batch-size", type=int, default=FinetuneConfig().batch_size)
     parser.add_argument("--validate-every", type=int, help="default: once, at the end of each round")

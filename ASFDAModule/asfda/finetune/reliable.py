@@ -8,15 +8,31 @@ import numpy as np
 import torch
 
 
+def relative_threshold(confidence: np.ndarray, tau_conf: float, quantile: float | None) -> float:
+    """tau_conf, or with ``quantile`` set the pool's confidence at that quantile (relative, FlexMatch-like):
+    the top (1 - quantile) of the pool passes whatever the model's absolute calibration."""
+    if quantile is None:
+        return tau_conf
+    if not 0.0 <= quantile <= 1.0:
+        raise ValueError(f"tau_conf_quantile must lie in [0, 1], got {quantile}")
+    confidence = np.asarray(confidence, dtype=np.float64)
+    return float(np.quantile(confidence, quantile)) if confidence.size else tau_conf
+
+
 def reliable_cases(
-    confidence: np.ndarray, distance_to_labelled: np.ndarray, tau_conf: float, tau_dist: float | None = None
+    confidence: np.ndarray,
+    distance_to_labelled: np.ndarray,
+    tau_conf: float,
+    tau_dist: float | None = None,
+    quantile: float | None = None,
 ) -> np.ndarray:
     """Mask of cases with mean confidence >= tau_conf AND distance to the labelled set <= tau_dist.
 
     tau_dist defaults to the median distance over the pool: only cases that look like something an annotator
-    has already corrected are trusted.
+    has already corrected are trusted. ``quantile`` makes tau_conf relative to the pool (see above).
     """
     confidence = np.asarray(confidence, dtype=np.float64)
+    tau_conf = relative_threshold(confidence, tau_conf, quantile)
     distance = np.asarray(distance_to_labelled, dtype=np.float64)
     if distance.size == 0 or not np.isfinite(distance).all():
         return np.zeros(confidence.shape, dtype=bool)

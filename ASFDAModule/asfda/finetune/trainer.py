@@ -30,6 +30,8 @@ from ..inference.predictor import predict
 from ..io.preprocessing import IMAGE, LABEL, ModelSpaceCase
 from ..metrics import dice_per_class, mean_of
 from ..models.loading import LoadedModel
+from .augmentation import augment_batch, strong_augmentation, weak_augmentation
+from .batchnorm import freeze_batchnorm, recompute_batchnorm_statistics
 from .ema import make_teacher, update_teacher
 from .peft import freeze_statistics, select_trainable
 from .reliable import masked_cross_entropy, unlabelled_weight
@@ -139,6 +141,8 @@ def finetune_round(
     student: nn.Module = model.network.to(device)
     validation_cases = validation or labelled
     parent_dice = validation_dice(model, validation_cases, device)
+    if config.recompute_batchnorm:  # target statistics from whole volumes, then frozen (see batchnorm.py)
+        recompute_batchnorm_statistics(student, [c.image.as_tensor() for c in labelled + unlabelled], device)
     teacher = make_teacher(student) if (config.semi_supervised and unlabelled) else None
     trainable = select_trainable(student, config.adaptation, model.spec.in_channels, patch)
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
@@ -151,6 +155,9 @@ def finetune_round(
     for transform in (sample_labelled, sample_unlabelled):
         transform.set_random_state(seed=config.seed)
 
+    weak, strong = (None, None)
+    if config.augment:  # weak view for labelled patches, strong view for the student on unlabelled ones
+        weak, strong = weak_augmentation(config.seed), strong_augmentation(config.seed + 1)
     validate = bool(validation) or len(labelled) >= 2
     best = (-1.0, 0, copy.deepcopy(student.state_dict()))
     history: list[dict] = []
@@ -160,7 +167,11 @@ def finetune_round(
             raise CancelledError(f"fine-tuning cancelled at step {step - 1} of {config.steps}")
         student.train()
         freeze_statistics(student)
+        if config.recompute_batchnorm:
+            freeze_batchnorm(student)
         batch = draw_batch(labelled, sample_labelled, rng, config.batch_size, with_labels=True)
+        if weak is not None:
+            batch[IMAGE] = augment_batch(batch[IMAGE], weak)
         with torch.autocast(device_type=device.type, enabled=use_amp):
             logits = to_logits(student(batch[IMAGE].to(device)), activation)
             loss = loss_function(logits, batch[LABEL].to(device))
@@ -172,8 +183,9 @@ def finetune_round(
                 )
                 with torch.no_grad():
                     teacher_probabilities = to_probabilities(teacher(images), activation)
+                student_view = augment_batch(images, strong) if strong is not None else images
                 loss_u = masked_cross_entropy(
-                    to_logits(student(images), activation), teacher_probabilities, config.tau_vox
+                    to_logits(student(student_view), activation), teacher_probabilities, config.tau_vox
                 )
             total = loss + weight_u * loss_u
         learning_rate = optimizer.param_groups[0]["lr"]

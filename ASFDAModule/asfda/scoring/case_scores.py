@@ -10,6 +10,7 @@ import torch
 from ..config import AsdConfig
 from ..inference.predictor import Prediction
 from .asd import anatomical_segmentation_difficulty
+from .class_entropy import per_class_with_missing
 from .dkd import batchnorm_divergence, cosine_gap, embedding
 
 
@@ -38,6 +39,8 @@ class CaseScores:
     batchnorm_kl: float
     embedding: list[float] = field(repr=False, default_factory=list)
     epistemic: float | None = None
+    # Entropy near each foreground class; a class never predicted is 1 (scoring/class_entropy.py).
+    per_class_entropy: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -74,4 +77,5 @@ def score_case(
         cosine_gap=gap.cosine,
         batchnorm_kl=gap.batchnorm_kl,
         embedding=embedding(prediction.prototypes).tolist(),
+        per_class_entropy=per_class_with_missing(asd.per_class, prediction.probabilities.shape[0]),
     )

@@ -8,7 +8,10 @@ import numpy as np
 
 from ..config import QueryConfig, QueryStrategy
 from .case_scores import CaseScores
+from .class_entropy import class_stratified_entropy
 from .selection import distance_to_set, greedy_select, k_center_greedy, rank_normalize, tie_order
+from .stochastic import annealed_temperature, gumbel_top_k
+from .typicality import centred, cluster_then_pick, typicality
 
 
 @dataclass
@@ -32,6 +35,66 @@ def weighted_base(scores: list[CaseScores], config: QueryConfig) -> tuple[np.nda
         QueryStrategy.ASD: (0.0, config.w_asd, 0.0),
     }[config.strategy]
     return w_kg * kg + w_asd * asd, w_div
+
+
+REPRESENTATIVE = (
+    QueryStrategy.TYPICLUST,
+    QueryStrategy.DENSITY,
+    QueryStrategy.STOCHASTIC,
+    QueryStrategy.TYPICAL_STOCHASTIC,
+    QueryStrategy.CLASP,
+)
+
+
+def representative_picks(
+    embeddings: np.ndarray,
+    labelled: np.ndarray,
+    asd: np.ndarray,
+    config: QueryConfig,
+    rng: np.random.Generator | None,
+    class_entropy: np.ndarray | None = None,
+) -> tuple[np.ndarray, list[int]]:
+    """Scores and picks of the strategies that prefer typical cases or sample stochastically.
+
+    Difficulty and typicality enter as percentile ranks shifted into (0, 1], so a product or a power of
+    them stays positive and no single extreme value dominates.
+    """
+    rng = rng or np.random.default_rng()
+    n = len(embeddings)
+    if config.centre_embeddings:
+        # Labelled cases are centred on the same (pool) mean, so distances between the two sets keep meaning.
+        space = centred(embeddings)
+        labelled_space = centred(labelled, embeddings) if len(labelled) else labelled
+    else:
+        space, labelled_space = embeddings, labelled
+    ranks = lambda values: (rank_normalize(values) * (n - 1) + 1) / n  # noqa: E731  (0, 1]
+    difficulty = ranks(asd)
+    typical = ranks(typicality(space, config.typicality_neighbours))
+    strategy = config.strategy
+    temperature = annealed_temperature(config.gumbel_temperature, len(labelled), config.anneal_labelled)
+    seed = int(rng.integers(2**31))
+    if strategy is QueryStrategy.TYPICLUST or (
+        strategy is QueryStrategy.TYPICAL_STOCHASTIC and len(labelled) == 0
+    ):
+        picks = cluster_then_pick(space, labelled_space, config.budget, config.typicality_neighbours, seed)
+        return typical, picks
+    if strategy is QueryStrategy.DENSITY:
+        combined = difficulty * typical
+        picks = greedy_select(
+            combined,
+            space,
+            labelled_space,
+            config.budget,
+            config.w_div,
+            [None] * n,
+            [f"{i:06d}" for i in range(n)],
+        )
+        return combined, [p.index for p in picks]
+    if strategy is QueryStrategy.CLASP:
+        combined = ranks(class_entropy if class_entropy is not None else asd)
+        return combined, gumbel_top_k(combined, config.budget, temperature, rng)
+    combined = difficulty if strategy is QueryStrategy.STOCHASTIC else difficulty * typical
+    return combined, gumbel_top_k(combined, config.budget, temperature, rng)
 
 
 def rank_pool(
@@ -63,6 +126,11 @@ def rank_pool(
             p.index
             for p in greedy_select(base, embeddings, labelled, config.budget, w_div, last_served, names)
         ]
+    elif strategy in REPRESENTATIVE:
+        class_entropy = np.array(
+            [class_stratified_entropy(s.per_class_entropy) if s.per_class_entropy else s.asd for s in scores]
+        )
+        combined, picks = representative_picks(embeddings, labelled, asd, config, rng, class_entropy)
     elif strategy is QueryStrategy.CORESET:
         combined = diversity_raw if np.isfinite(diversity_raw).all() else np.zeros(len(scores))
         picks = k_center_greedy(embeddings, labelled, config.budget)

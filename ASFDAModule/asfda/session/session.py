@@ -339,6 +339,7 @@ class AdaptationSession:
             distances,
             self.finetune_config.tau_conf,
             self.finetune_config.tau_dist,
+            quantile=self.finetune_config.tau_conf_quantile,
         )
         return [s.case_id for s, keep in zip(pool, mask) if keep]
 

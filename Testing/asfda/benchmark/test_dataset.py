@@ -185,6 +185,8 @@ def test_make_dataset_command_finds_the_existing_build(tiny, capsys):
     args = parser.parse_args(
         [
             "make-dataset",
+            "--config",
+            "small",
             "--out",
             str(tiny),
             "--n-source",

@@ -6,17 +6,15 @@ import json
 import math
 
 import pytest
+from asfda.benchmark.costs import cost_rows, costs_markdown
+from asfda.benchmark.figures import plot_curves, plot_rounds
 from asfda.benchmark.report import (
     ALL_LABELLED,
     RoundCost,
     RunResult,
     Verdict,
     compare,
-    cost_rows,
-    costs_markdown,
     normalised_auc,
-    plot_curves,
-    plot_rounds,
     records_csv,
     results_csv,
     results_markdown,

@@ -5,6 +5,7 @@ import csv
 import json
 
 import pytest
+from asfda.benchmark.arms import DEFAULT_QUERY, QUERY_ARMS
 from asfda.benchmark.report import RunResult
 from asfda.benchmark.runner import (
     ARMS,
@@ -101,7 +102,11 @@ def test_outputs_are_produced_and_sane(tiny_benchmark, tiny_dataset):
     assert [c.passes for c in runs["random"].scoring] == [0, 0]
 
     scoring = json.loads((out / "pretrained_scoring.json").read_text())
-    assert scoring["ours"]["passes_per_volume"] == 1.0 and scoring["epistemic"]["passes_per_volume"] == 6.0
+    assert scoring["ours"]["passes_per_volume"] == 1.0
+    assert "epistemic" not in scoring  # MC dropout is paid for only when the epistemic arm runs
+    summary = json.loads((out / "summary.json").read_text())
+    assert [c["strategy"] for c in summary["comparisons"]] == ["random"]
+    assert {"difference", "ci_low", "ci_high", "p_value"} <= set(summary["comparisons"][0])
     assert len(scoring["ours"]["seconds"]) == len(tiny_dataset.pool)
 
     info = json.loads((out / "run.json").read_text())
@@ -148,9 +153,9 @@ def test_plan_pairs_seeds_and_gives_the_ceiling_a_whole_schedule_of_steps(tmp_pa
     assert ceiling.finetune.steps == 10 and not ceiling.finetune.semi_supervised
     assert jobs[0].finetune.semi_supervised and jobs[0].finetune.seed == 0 and jobs[3].finetune.seed == 1
     assert jobs[1].finetune.validate_every == 5  # once, at the end of each round
-    assert (
-        ARMS["asfda-no-ssl"].strategy is ARMS["asfda"].strategy and not ARMS["asfda-no-ssl"].semi_supervised
-    )
+    twin = QUERY_ARMS[DEFAULT_QUERY]  # the full method's supervised twin: the same query, supervised
+    assert twin.strategy is ARMS["asfda"].strategy and ARMS["asfda"].semi_supervised
+    assert not twin.semi_supervised
 
 
 def test_config_refuses_unknown_strategies_and_bad_schedules():
@@ -166,3 +171,12 @@ def test_meter_restores_the_session_functions():
     with meter.installed():
         assert session_module.predict is not predict
     assert session_module.predict is predict and session_module.score_case is score_case
+
+
+def test_budgets_are_fractions_of_the_pool_with_a_pre_stated_endpoint():
+    config = BenchmarkConfig(arms=("random",), budgets=(2.5, 5, 10, 20), endpoint_percent=10)
+    assert config.resolved_schedule(60) == (2, 3, 6, 12) and config.endpoint(60) == 6
+    assert config.resolved_schedule(16) == (1, 2, 3) and config.endpoint(16) == 2  # 2.5 and 5 % merge
+    assert BenchmarkConfig(arms=("random",), schedule=(1, 2, 4)).resolved_schedule(60) == (1, 2, 4)
+    with pytest.raises(ASFDAError, match="asfda-query"):
+        BenchmarkConfig(arms=("random",), asfda_query="nonsense")

@@ -1,0 +1,99 @@
+"""The endpoint statistics on hand-made records: paired bootstrap, Wilcoxon, summary.json's comparisons,
+and choosing the full method's query on the validation split only."""
+
+import json
+
+import numpy as np
+import pytest
+from asfda.benchmark.report import RunResult
+from asfda.benchmark.statistics import (
+    choose_by_validation,
+    paired_bootstrap,
+    paired_matrix,
+    summarise,
+    wilcoxon_p,
+    write_statistics,
+)
+from asfda.loop import RoundRecord
+
+CASES = [f"tst_{i:03d}" for i in range(12)]
+
+
+def run(arm, seed, offset, val=0.5, pseudo=None, fine_tuning="supervised"):
+    rng = np.random.default_rng(seed)
+    base = 0.5 + 0.05 * rng.standard_normal(len(CASES))  # the seed's own noise, shared by every arm
+    per_case = {c: float(b + offset) for c, b in zip(CASES, base)}
+    records = [RoundRecord(0, 0, [], "v0", None, None, None, 0.0, 0.0)]
+    for number, n in enumerate((1, 2, 4), start=1):
+        records.append(
+            RoundRecord(
+                number,
+                n,
+                [f"tgt_{number:03d}"],
+                f"v{number}",
+                float(np.mean(list(per_case.values()))),
+                5.0,
+                None,
+                0.0,
+                0.0,
+                {},
+                pseudo,
+                per_case,
+                {c: 1.0 for c in per_case},
+                {"val_000": val, "val_001": val},
+            )
+        )
+    return RunResult(arm, seed, fine_tuning, records)
+
+
+def results():
+    return [
+        *[run("asfda", s, 0.04, pseudo=3, fine_tuning="semi-supervised") for s in range(3)],
+        *[run("typiclust", s, 0.02, val=0.6) for s in range(3)],
+        *[run("random", s, 0.0, val=0.7) for s in range(3)],
+    ]
+
+
+def test_the_paired_matrix_cancels_the_shared_seed_noise():
+    matrix = paired_matrix(results(), "asfda", "random", 2)
+    assert matrix.shape == (3, 12) and np.allclose(matrix, 0.04)
+
+
+def test_bootstrap_interval_covers_the_mean_and_excludes_zero_for_a_clear_effect():
+    rng = np.random.default_rng(0)
+    differences = 0.03 + 0.01 * rng.standard_normal((8, 30))
+    mean, low, high = paired_bootstrap(differences, samples=2000)
+    assert low < mean < high and low > 0
+    noisy = 0.0 + 0.05 * rng.standard_normal((8, 30))
+    _, low, high = paired_bootstrap(noisy, samples=2000)
+    assert low < 0 < high
+
+
+def test_wilcoxon_detects_a_consistent_shift_and_not_a_null_one():
+    rng = np.random.default_rng(1)
+    assert wilcoxon_p(0.03 + 0.01 * rng.standard_normal((3, 20))) < 0.001
+    assert wilcoxon_p(np.zeros((3, 20))) == 1.0
+    assert wilcoxon_p(0.05 * rng.standard_normal((3, 20))) > 0.05
+
+
+def test_summary_lists_a_comparison_per_baseline_and_the_ssl_twin(tmp_path):
+    info = {"full_method": {"query": "typiclust", "chosen_by": "test"}}
+    summary = summarise(results(), 2, info)
+    comparisons = {c["strategy"]: c for c in summary["comparisons"]}
+    assert set(comparisons) == {"typiclust", "random"}
+    assert comparisons["random"]["difference"] == pytest.approx(0.04)
+    assert comparisons["random"]["ci_low"] == pytest.approx(0.04) and comparisons["random"]["p_value"] < 0.01
+    assert summary["semi_supervised_vs_supervised_twin"]["difference"] == pytest.approx(0.02)
+    assert summary["semi_supervised_vs_supervised_twin"]["pseudo_labelled_per_round_by_seed"][0] == [3, 3, 3]
+    assert summary["target"]["met"] is True
+    write_statistics(tmp_path, results(), (1, 2, 4), 2, info)
+    written = json.loads((tmp_path / "summary.json").read_text())
+    assert {"strategy", "difference", "ci_low", "ci_high", "p_value"} <= set(written["comparisons"][0])
+    assert (tmp_path / "dice_hd95.png").read_bytes()[:4] == b"\x89PNG"
+    assert "NOT met" not in (tmp_path / "statistics.md").read_text()
+
+
+def test_the_query_is_chosen_on_the_validation_split_not_the_test_set():
+    # random has the best validation Dice, asfda the best test Dice: validation decides
+    best, table = choose_by_validation(results(), ["asfda", "typiclust", "random"], 2)
+    assert best == "random" and table["random"] == pytest.approx(0.7)
