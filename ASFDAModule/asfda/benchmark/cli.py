@@ -179,6 +179,7 @@ def benchmark(args: argparse.Namespace) -> int:
         steps=args.steps,
         patch_size=args.patch,
         batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
         validate_every=args.validate_every,
         window=Window(args.window),
         all_labelled=not args.no_all_labelled,
@@ -275,6 +276,9 @@ def _add_benchmark(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--patch", type=int, help="fine-tuning patch side (default: the model's window)")
     parser.add_argument("--batch-size", type=int, default=FinetuneConfig().batch_size)
+    parser.add_argument(
+        "--learning-rate", type=float, default=defaults.learning_rate, help="default: %(default)s"
+    )
     parser.add_argument("--validate-every", type=int, help="default: once, at the end of each round")
     parser.add_argument(
         "--window",

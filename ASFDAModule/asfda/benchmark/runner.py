@@ -100,6 +100,9 @@ class BenchmarkConfig:
     seeds: tuple[int, ...] = (0, 1, 2)
     schedule: tuple[int, ...] = (1, 2, 4, 8)
     steps: int = 30  # fine-tuning steps per round
+    # The benchmark compares queries, so every arm trains the same way and every round counts: the learning
+    # rate of the committed reports, no held-out labelled case and no guard keeping a parent active.
+    learning_rate: float = 1e-3
     patch_size: int | None = None  # None: the model's own window size
     batch_size: int = 2
     validate_every: int | None = None  # None: once, at the end of each round
@@ -150,6 +153,10 @@ class BenchmarkConfig:
         return FinetuneConfig(
             steps=steps,
             patch_size=patch,
+            learning_rate=self.learning_rate,
+            warmup_fraction=0.0,
+            hold_out_validation=False,
+            accept_worse=True,
             batch_size=self.batch_size,
             semi_supervised=semi_supervised,
             validate_every=self.validate_every or steps,
