@@ -61,16 +61,19 @@ class ChannelStatistics:
         self.handle = layer.register_forward_hook(self._record)
 
     def _record(self, module, inputs, output):
-        x = inputs[0].detach().double()
+        # Summed in float64 without a float64 copy of the feature map, and kept on the layer's device.
+        x = inputs[0].detach()
+        dtype = torch.float32 if x.device.type == "mps" else torch.float64
         dims = [0] + list(range(2, x.dim()))
-        total, squares = x.sum(dims).cpu(), (x * x).sum(dims).cpu()
+        total, squares = x.sum(dims, dtype=dtype), torch.square(x.to(dtype)).sum(dims)
         self.total = total if self.total is None else self.total + total
         self.squares = squares if self.squares is None else self.squares + squares
         self.count += x.numel() // x.shape[1]
 
     def result(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(target mean, target variance, running mean, running variance)."""
-        mean = self.total / max(self.count, 1)
+        """(target mean, target variance, running mean, running variance), on the host in float64."""
+        mean = self.total.double().cpu() / max(self.count, 1)
+        self.squares = self.squares.double().cpu()
         variance = (self.squares / max(self.count, 1) - mean * mean).clamp_min(0)
         return (
             mean,
