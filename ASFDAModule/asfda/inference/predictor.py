@@ -172,22 +172,32 @@ def predict(
     roi = tuple(spec.roi_size)
     padded, region = pad_to_window(image.float(), roi)
     _, window_count = window_weights(padded.shape[1:], roi, spec.overlap, region)
-    batch = sw_batch_size or window_batch_size(model, device, window_count)
+    requested = sw_batch_size or window_batch_size(model, device, window_count)
+    prediction, batch = with_batch_guard(
+        lambda batch: _predict_once(
+            model, network, padded, region, device, batch, batchnorm_stats, mc_dropout_rate, amp,
+            progress, cancelled,
+        ),
+        requested,
+        device,
+    )
+    if batch < requested:  # later volumes start from the batch that fitted
+        _lowered_batch[(id(network), roi)] = batch
+    return prediction if keep_on_device else prediction.to("cpu")
+
+
+def with_batch_guard(run: Callable[[int], Prediction], batch: int, device: torch.device):
+    """``run(batch)``, halving the batch after each CUDA out-of-memory error; (result, batch that fitted)."""
     while True:
         try:
-            prediction = _predict_once(
-                model, network, padded, region, device, batch, batchnorm_stats, mc_dropout_rate, amp,
-                progress, cancelled,
-            )
-            break
+            return run(batch), batch
         except RuntimeError as error:
             if device.type != "cuda" or batch <= 1 or not is_out_of_memory(error):
                 raise
-        # Out of memory: the failed pass's tensors went with the error; retry with half the windows per call.
+        # The failed pass's tensors went with the error; free the cached blocks and retry with half the windows.
         batch //= 2
-        _lowered_batch[(id(network), roi)] = batch
-        torch.cuda.empty_cache()
-    return prediction if keep_on_device else prediction.to("cpu")
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
 
 def _predict_once(
