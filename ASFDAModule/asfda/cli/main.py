@@ -15,6 +15,7 @@ COMMAND_MODULES = (
     "asfda.cli.commands",
     "asfda.benchmark.cli",
     "asfda.server.cli",
+    "asfda.benchmark.speed",
 )
 
 

@@ -56,8 +56,7 @@ class PrototypeAccumulator:
             weights = F.adaptive_avg_pool3d(weights[:, None].float(), features.shape[2:])[:, 0]
         dtype = self.mass.dtype
         p = probabilities.flatten(2).to(dtype) * weights.flatten(1).to(dtype)[:, None]
-        g = features.flatten(2).to(dtype)
-        self.weighted_features += torch.einsum("bcn,bkn->ck", p, g)
+        self.weighted_features += torch.einsum("bcn,bkn->ck", p, features.flatten(2).to(dtype))
         self.mass += p.sum((0, 2))
 
     def prototypes(self) -> torch.Tensor:
