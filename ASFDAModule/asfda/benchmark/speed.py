@@ -18,7 +18,6 @@ record per device, model and pool size, with machine and commit) and ``report.md
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import platform
 import resource
@@ -26,12 +25,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 
 import torch
 
-STAGES = ("read", "preprocess", "forward", "scores", "write")
-PATHS = ("baseline", "first", "rescoring")
+from .speed_report import PATHS, STAGES, merge_records
+
 REPOSITORY = Path(__file__).resolve().parents[3]
 SOURCE_MODEL = REPOSITORY / "Resources" / "SourceModel"
 MODELS = ("segresnet", "swinunetr48")
@@ -52,8 +53,11 @@ def model_folder(name: str, data: Path) -> Path:
     source = ModelSpec.load(SOURCE_MODEL)
     kwargs = {"in_channels": 1, "out_channels": source.num_classes, "feature_size": 48, "spatial_dims": 3}
     spec = ModelSpec(
-        labels=source.labels, network=NetworkSpec("SwinUNETR", kwargs), spacing=source.spacing,
-        roi_size=(96, 96, 96), overlap=source.overlap,
+        labels=source.labels,
+        network=NetworkSpec("SwinUNETR", kwargs),
+        spacing=source.spacing,
+        roi_size=(96, 96, 96),
+        overlap=source.overlap,
     )
     torch.manual_seed(0)
     folder.mkdir(parents=True, exist_ok=True)
@@ -99,52 +103,43 @@ def measure(job: dict) -> dict:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
 
-    def timed(stage, function):
+    @contextmanager
+    def stage(name):
         synchronize(device)
         start = time.perf_counter()
-        result = function()
+        yield
         synchronize(device)
-        seconds[stage] += time.perf_counter() - start
-        return result
+        seconds[name] += time.perf_counter() - start
 
     for index, volume in enumerate(job["volumes"]):
-        out = Path(job["scores"]) / f"{index:03d}.json"
         if path == "baseline":
-            image = timed("read", lambda: read_volume(volume))
-            case = timed("preprocess", lambda: preprocess_case(image, spec))
+            with stage("read"):
+                image = read_volume(volume)
+            with stage("preprocess"):
+                case = preprocess_case(image, spec)
             kept[content_hash(image)] = case
-            prediction = timed(
-                "forward", lambda: baseline_predict(model, case.image.as_tensor(), device, batchnorm_stats=True)
-            )
-            scores = timed(
-                "scores", lambda: baseline_score_case(volume.name, "v0", prediction, knowledge_gap(prediction, weights))
-            )
+            tensor = case.image.as_tensor()
+            with stage("forward"):
+                prediction = baseline_predict(model, tensor, device, batchnorm_stats=True)
+            with stage("scores"):
+                gap = knowledge_gap(prediction, weights)
+                scores = baseline_score_case(volume.name, "v0", prediction, gap)
         else:
             # the case id is the content hash, known to the session without reading: read only on a miss
-            inner = {"preprocess": 0.0}
-
-            def load(volume=volume, inner=inner):
-                image = read_volume(volume)
-                start = time.perf_counter()
-                tensor = preprocess_case(image, spec).image
-                inner["preprocess"] = time.perf_counter() - start
-                return tensor
-
-            start = time.perf_counter()
-            tensor = cache.get(job["case_ids"][index], spec, load)
-            seconds["preprocess"] += inner["preprocess"]
-            # reading the volume (on a miss) or the cache entry (on a hit), and writing the entry
-            seconds["read"] += time.perf_counter() - start - inner["preprocess"]
-            prediction = timed(
-                "forward", lambda: predict(model, tensor, device, batchnorm_stats=True, keep_on_device=True)
-            )
-            scores = timed(
-                "scores", lambda: score_case(volume.name, "v0", prediction, knowledge_gap(prediction, weights))
-            )
-        timed("write", lambda: write_json_atomic(out, scores.to_json()))
+            preprocessing = [0.0]
+            with stage("read"):  # the volume (on a miss) or the cache entry (on a hit), minus resampling
+                tensor = cache.get(job["case_ids"][index], spec, partial(load, volume, spec, preprocessing))
+            seconds["read"] -= preprocessing[0]
+            seconds["preprocess"] += preprocessing[0]
+            with stage("forward"):
+                prediction = predict(model, tensor, device, batchnorm_stats=True, keep_on_device=True)
+            with stage("scores"):
+                gap = knowledge_gap(prediction, weights)
+                scores = score_case(volume.name, "v0", prediction, gap)
+        with stage("write"):
+            write_json_atomic(Path(job["scores"]) / f"{index:03d}.json", scores.to_json())
         if index < job["limit_volumes"]:  # the limit, timed beside each path so that load drifts cancel
-            image = tensor if path != "baseline" else case.image.as_tensor()
-            padded, region = pad_to_window(image.float(), tuple(spec.roi_size))
+            padded, region = pad_to_window(tensor.float(), tuple(spec.roi_size))
             windows = window_weights(padded.shape[1:], spec.roi_size, spec.overlap, region)[1]
             batch = window_batch_size(model, device, windows)
             network_seconds += forward_only(network, padded, spec, batch, device)
@@ -160,9 +155,23 @@ def measure(job: dict) -> dict:
         "cache_hits": dict(cache.hits) if path != "baseline" else None,
         "peak_host_mib": round(peak_rss_mib(), 1),
         "host_mib_before_pool": round(rss_before, 1),
-        "peak_gpu_mib": round(torch.cuda.max_memory_allocated(device) / 2**20, 1) if device.type == "cuda" else None,
+        "peak_gpu_mib": round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
+        if device.type == "cuda"
+        else None,
         "kept_cases": len(kept),
     }
+
+
+def load(volume: Path, spec, preprocessing: list[float]) -> torch.Tensor:
+    """Read and resample a volume (a cache miss); the resampling seconds go to ``preprocessing[0]``."""
+    from ..io.preprocessing import preprocess_case
+    from ..io.volumes import read_volume
+
+    image = read_volume(volume)
+    start = time.perf_counter()
+    tensor = preprocess_case(image, spec).image
+    preprocessing[0] = time.perf_counter() - start
+    return tensor
 
 
 def forward_only(network, padded: torch.Tensor, spec, batch: int, device: torch.device) -> float:
@@ -240,7 +249,9 @@ def commit() -> str | None:
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "-C", str(REPOSITORY), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
@@ -264,27 +275,41 @@ def summarise(device: str, model: str, pool_size: int, paths: dict[str, dict]) -
             "total_seconds_per_volume": round(total, 4),
             "volumes_per_s": round(1.0 / total, 3),
             "non_network_fraction": round(max(0.0, 1.0 - limit / total), 3),
-            **{k: result[k] for k in ("peak_host_mib", "host_mib_before_pool", "peak_gpu_mib", "sw_batch_size")},
+            **{
+                k: result[k]
+                for k in ("peak_host_mib", "host_mib_before_pool", "peak_gpu_mib", "sw_batch_size")
+            },
         }
     if "baseline" in paths:
         record["speedup_rescoring_vs_baseline"] = round(
-            record["baseline"]["total_seconds_per_volume"] / record["rescoring"]["total_seconds_per_volume"], 2
+            record["baseline"]["total_seconds_per_volume"] / record["rescoring"]["total_seconds_per_volume"],
+            2,
         )
         record["speedup_first_vs_baseline"] = round(
             record["baseline"]["total_seconds_per_volume"] / record["first"]["total_seconds_per_volume"], 2
         )
         # the same, each path's time first divided by the network time measured beside it (robust to load)
         record["speedup_rescoring_vs_baseline_in_network_units"] = round(
-            sum(record["baseline"]["ratio_to_network"].values()) / sum(record["rescoring"]["ratio_to_network"].values()), 2
+            sum(record["baseline"]["ratio_to_network"].values())
+            / sum(record["rescoring"]["ratio_to_network"].values()),
+            2,
         )
     return record
 
 
-def run_speed(args: argparse.Namespace) -> dict:
+def run_speed(args: argparse.Namespace, out: Path) -> list[dict]:
+    """Measure every (model, pool size, device); each record is merged into ``out`` as soon as it is done."""
     from ..io.volumes import content_hash, read_volume
 
     data = Path(args.data)
     devices = args.devices or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
+    context = {
+        "command": "asfda speed " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["speed"] else None,
+        "machine": machine(),
+        "commit": commit(),
+        "threads": args.threads or torch.get_num_threads(),
+        "memory_cache_mib": args.memory_cache_mib,
+    }
     records = []
     for model_name in args.models:
         folder = model_folder(model_name, data)
@@ -292,130 +317,106 @@ def run_speed(args: argparse.Namespace) -> dict:
         for size in sizes:
             volumes = pool_volumes(data, size)
             case_ids = [content_hash(read_volume(path)) for path in volumes]
+            with_baseline = args.baseline and (
+                not args.baseline_pool_sizes or size in args.baseline_pool_sizes
+            )
             for device in devices:
                 paths = {}
                 with tempfile.TemporaryDirectory(prefix="asfda-speed-") as scratch:
-                    baseline = args.baseline and (not args.baseline_pool_sizes or size in args.baseline_pool_sizes)
-                    for path in PATHS if baseline else PATHS[1:]:
+                    for path in PATHS if with_baseline else PATHS[1:]:
                         job = {
-                            "path": path, "device": device, "model": str(folder), "volumes": volumes,
-                            "case_ids": case_ids, "cache": str(Path(scratch) / "cache"),
-                            "scores": str(Path(scratch) / path), "threads": args.threads,
-                            "memory_cache_mib": args.memory_cache_mib, "limit_volumes": args.limit_volumes,
+                            "path": path,
+                            "device": device,
+                            "model": str(folder),
+                            "volumes": volumes,
+                            "case_ids": case_ids,
+                            "cache": str(Path(scratch) / "cache"),
+                            "scores": str(Path(scratch) / path),
+                            "threads": args.threads,
+                            "memory_cache_mib": args.memory_cache_mib,
+                            "limit_volumes": args.limit_volumes,
                         }
                         start = time.perf_counter()
                         paths[path] = run_in_process(job)
                         print(
                             f"{device} {model_name} pool {size} {path}: "
                             f"{sum(paths[path]['seconds_per_volume'].values()):.3f} s/volume, "
-                            f"peak {paths[path]['peak_host_mib']:.0f} MiB ({time.perf_counter() - start:.0f} s)",
+                            f"peak {paths[path]['peak_host_mib']:.0f} MiB "
+                            f"({time.perf_counter() - start:.0f} s)",
                             flush=True,
                         )
-                records.append(summarise(device, model_name, size, paths))
-    result = {
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "command": "asfda speed " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["speed"] else None,
-        "machine": machine(),
-        "commit": commit(),
-        "threads": torch.get_num_threads() if not args.threads else args.threads,
-        "memory_cache_mib": args.memory_cache_mib,
-        "scenario": "first ranking of a pool: prediction with BatchNorm statistics, knowledge gap, ASD, "
-        "embedding, scores written as JSON",
-        "gpu_records": any(r["device"] == "cuda" for r in records),
-        "records": records,
-    }
-    return result
+                record = summarise(device, model_name, size, paths)
+                record.update(context, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+                records.append(record)
+                merge_records(out, [record])
+    return records
 
 
 def speed(args: argparse.Namespace) -> int:
-    """Time a scoring pass stage by stage against the network alone, old path and new, and write the report."""
+    """Time scoring stage by stage against the network alone, old path and new; write the report."""
     out = Path(args.out)
-    result = run_speed(args)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "speed.json").write_text(json.dumps(result, indent=2) + "\n")
-    report = render_report(result)
-    (out / "report.md").write_text(report)
-    print(report)
+    run_speed(args, out)
+    print((out / "report.md").read_text())
     return 0
-
-
-# -- the report -------------------------------------------------------------------------------------------
-def render_report(result: dict) -> str:
-    """Markdown: per record, each path's stages per volume and their ratio to the network alone."""
-    m = result["machine"]
-    lines = [
-        "# Scoring speed",
-        "",
-        f"`{result['command'] or 'asfda speed'}` on {m['processor']}, {m['cpu_count']} CPU cores, "
-        f"torch {m['torch']} ({result['threads']} threads), GPU: {m['cuda'] or 'none'}; commit "
-        f"`{result['commit']}`, {result['created']}.",
-        "",
-        f"Scenario: {result['scenario']}. Paths: `baseline` is the code before the speed work "
-        "(`asfda.inference.baseline`), `first` today's code with an empty case-tensor cache, `rescoring` "
-        "today's code with the cache filled (every scoring after the first). The limit is a bare "
-        "sliding-window pass of the network over the same windows (today's batching), timed in each path's "
-        "process beside it on the first volumes; ratios are stage time / that limit, so they compare paths "
-        "even when the machine's load drifts between them.",
-        "",
-    ]
-    if not result["gpu_records"]:
-        lines += ["**No GPU records**: this run had no GPU. Run the same command on a GPU machine to add them.", ""]
-    for r in result["records"]:
-        lines += [
-            f"## {r['device']}, {r['model']}, pool of {r['pool_size']}",
-            "",
-            f"Network alone (beside `rescoring`): {r['network_seconds_per_volume']:.3f} s a volume "
-            f"({r['windows_per_volume']} windows, {r['sw_batch_size']} a call).",
-            "",
-            "| path | " + " | ".join(STAGES) + " | total s/volume | volumes/s | non-network | peak host MiB "
-            "| peak GPU MiB |",
-            "|---" * (len(STAGES) + 6) + "|",
-        ]
-        for name in PATHS:
-            if name not in r:
-                continue
-            p = r[name]
-            cells = [
-                f"{p['seconds_per_volume'][s]:.3f} ({p['ratio_to_network'][s]:.2f}x)" for s in STAGES
-            ]
-            gpu = "-" if p["peak_gpu_mib"] is None else f"{p['peak_gpu_mib']:.0f}"
-            lines.append(
-                f"| {name} | " + " | ".join(cells) + f" | {p['total_seconds_per_volume']:.3f} | "
-                f"{p['volumes_per_s']:.2f} | {p['non_network_fraction']:.0%} | {p['peak_host_mib']:.0f} | {gpu} |"
-            )
-        if "speedup_rescoring_vs_baseline" in r:
-            lines += [
-                "",
-                f"Per volume, baseline / today: {r['speedup_first_vs_baseline']:.2f}x on a first scoring, "
-                f"{r['speedup_rescoring_vs_baseline']:.2f}x on a rescoring; in units of the network time "
-                f"timed beside each path, {r['speedup_rescoring_vs_baseline_in_network_units']:.2f}x on a rescoring.",
-            ]
-        lines.append("")
-    return "\n".join(lines)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
-        "speed", help="time scoring stage by stage against the network's forward pass", description=__doc__,
+        "speed",
+        help="time scoring stage by stage against the network's forward pass",
+        description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
-    parser.add_argument("--pool-sizes", nargs="+", type=int, default=[20, 80], metavar="N",
-                        help="pool sizes for the SegResNet (default 20 80)")
-    parser.add_argument("--swin-pool-size", type=int, default=4, metavar="N",
-                        help="pool size for the SwinUNETR-48 (default 4; use 20 or more on a GPU)")
-    parser.add_argument("--devices", nargs="+", choices=("cpu", "cuda"), default=None,
-                        help="default: cpu, and cuda when there is a GPU")
-    parser.add_argument("--no-baseline", dest="baseline", action="store_false",
-                        help="skip the path before the speed work")
-    parser.add_argument("--baseline-pool-sizes", nargs="+", type=int, default=None, metavar="N",
-                        help="time the old path only at these pool sizes (default: at all)")
-    parser.add_argument("--limit-volumes", type=int, default=5, metavar="N",
-                        help="time the network alone on the first N volumes of a pool (default 5)")
+    parser.add_argument(
+        "--pool-sizes",
+        nargs="+",
+        type=int,
+        default=[20, 80],
+        metavar="N",
+        help="pool sizes for the SegResNet (default 20 80)",
+    )
+    parser.add_argument(
+        "--swin-pool-size",
+        type=int,
+        default=4,
+        metavar="N",
+        help="pool size for the SwinUNETR-48 (default 4; use 20 or more on a GPU)",
+    )
+    parser.add_argument(
+        "--devices",
+        nargs="+",
+        choices=("cpu", "cuda"),
+        default=None,
+        help="default: cpu, and cuda when there is a GPU",
+    )
+    parser.add_argument(
+        "--no-baseline", dest="baseline", action="store_false", help="skip the path before the speed work"
+    )
+    parser.add_argument(
+        "--baseline-pool-sizes",
+        nargs="+",
+        type=int,
+        default=None,
+        metavar="N",
+        help="time the old path only at these pool sizes (default: at all)",
+    )
+    parser.add_argument(
+        "--limit-volumes",
+        type=int,
+        default=5,
+        metavar="N",
+        help="time the network alone on the first N volumes of a pool (default 5)",
+    )
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
-    parser.add_argument("--memory-cache-mib", type=float, default=64.0,
-                        help="in-memory limit of the case-tensor cache")
-    parser.add_argument("--data", default=str(REPOSITORY / "data" / "speed"), metavar="DIR",
-                        help="where the pools and the SwinUNETR weights are built (reused)")
+    parser.add_argument(
+        "--memory-cache-mib", type=float, default=64.0, help="in-memory limit of the case-tensor cache"
+    )
+    parser.add_argument(
+        "--data",
+        default=str(REPOSITORY / "data" / "speed"),
+        metavar="DIR",
+        help="where the pools and the SwinUNETR weights are built (reused)",
+    )
     parser.add_argument("--out", default=str(REPOSITORY / "Resources" / "Speed"), metavar="DIR")
     parser.set_defaults(func=speed)

@@ -41,7 +41,10 @@ class BaselineChannelStatistics:
     def result(self):
         mean = self.total / max(self.count, 1)
         variance = (self.squares / max(self.count, 1) - mean * mean).clamp_min(0)
-        running = (self.layer.running_mean.detach().double().cpu(), self.layer.running_var.detach().double().cpu())
+        running = (
+            self.layer.running_mean.detach().double().cpu(),
+            self.layer.running_var.detach().double().cpu(),
+        )
         return (mean, variance, *running)
 
 
@@ -72,10 +75,17 @@ def baseline_predict(
     with ExitStack() as stack:
         stack.enter_context(torch.no_grad())
         stack.enter_context(feature_hook(layer, store, 0.0))
-        recorders = [BaselineChannelStatistics(bn) for bn in batchnorm_layers(network)] if batchnorm_stats else []
+        recorders = (
+            [BaselineChannelStatistics(bn) for bn in batchnorm_layers(network)] if batchnorm_stats else []
+        )
         try:
             output = sliding_window_inference(
-                padded[None].to(device), roi, spec.sw_batch_size, run_windows, overlap=overlap, with_coord=True
+                padded[None].to(device),
+                roi,
+                spec.sw_batch_size,
+                run_windows,
+                overlap=overlap,
+                with_coord=True,
             )
         finally:
             for recorder in recorders:
@@ -94,7 +104,9 @@ def baseline_nearest_class(labels: torch.Tensor) -> torch.Tensor:
     return torch.from_numpy(labels_np[tuple(indices)])
 
 
-def baseline_asd(probabilities: torch.Tensor, entropy: torch.Tensor, config: AsdConfig | None = None) -> AsdResult:
+def baseline_asd(
+    probabilities: torch.Tensor, entropy: torch.Tensor, config: AsdConfig | None = None
+) -> AsdResult:
     """The old ASD: class-balanced means found one class at a time on the host."""
     config = config or AsdConfig()
     labels = probabilities.argmax(0)
@@ -113,7 +125,9 @@ def baseline_asd(probabilities: torch.Tensor, entropy: torch.Tensor, config: Asd
         score = float(np.mean(list(per_class.values())))
     else:
         per_class, score = {}, float(entropy[region].mean())
-    return AsdResult(score, threshold, int(region.sum()), False, per_class, float(confidence_map[region].mean()))
+    return AsdResult(
+        score, threshold, int(region.sum()), False, per_class, float(confidence_map[region].mean())
+    )
 
 
 def baseline_score_case(case_id, model_version, prediction: Prediction, gap, asd_config=None):

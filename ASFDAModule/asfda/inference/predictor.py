@@ -28,7 +28,9 @@ ProgressCallback = Callable[[int, int], None]  # (windows done, windows in all)
 CancelCheck = Callable[[], bool]
 # Voxels of input per network call when the batch is chosen automatically: eight 48^3 windows or one 96^3.
 WINDOW_BATCH_VOXELS = {"cpu": 2**20, "cuda": 2**23}
-_lowered_batch: dict[tuple, int] = {}  # (network id, window) -> batch that fitted after an out-of-memory error
+_lowered_batch: dict[
+    tuple, int
+] = {}  # (network id, window) -> batch that fitted after an out-of-memory error
 
 
 @dataclass
@@ -51,7 +53,9 @@ class Prediction:
     def to(self, device: torch.device | str) -> Prediction:
         """The same prediction with its tensors on ``device`` (BatchNorm statistics are already on the host)."""
         return Prediction(
-            self.probabilities.to(device), self.prototypes.to(device), self.class_mass.to(device),
+            self.probabilities.to(device),
+            self.prototypes.to(device),
+            self.class_mass.to(device),
             self.batchnorm_stats,
         )
 
@@ -175,8 +179,17 @@ def predict(
     requested = sw_batch_size or window_batch_size(model, device, window_count)
     prediction, batch = with_batch_guard(
         lambda batch: _predict_once(
-            model, network, padded, region, device, batch, batchnorm_stats, mc_dropout_rate, amp,
-            progress, cancelled,
+            model,
+            network,
+            padded,
+            region,
+            device,
+            batch,
+            batchnorm_stats,
+            mc_dropout_rate,
+            amp,
+            progress,
+            cancelled,
         ),
         requested,
         device,

@@ -64,7 +64,8 @@ class AdaptationSession:
         self._current: tuple[str, LoadedModel] | None = None
         self._model_space: dict[str, ModelSpaceCase] = {}
         self._case_tensors = CaseTensorCache(
-            store.root / "cache" / "model_space", store.settings.get("case_cache_mib", DEFAULT_MEMORY_LIMIT_MIB)
+            store.root / "cache" / "model_space",
+            store.settings.get("case_cache_mib", DEFAULT_MEMORY_LIMIT_MIB),
         )
 
     # -- opening -----------------------------------------------------------------------------------------

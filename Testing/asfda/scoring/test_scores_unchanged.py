@@ -32,8 +32,16 @@ def fixed_model() -> LoadedModel:
         labels={c: str(c) for c in range(4)},
         network=NetworkSpec(
             "SegResNet",
-            {"spatial_dims": 3, "in_channels": 1, "out_channels": 4, "init_filters": 4,
-             "blocks_down": [1, 1, 1], "blocks_up": [1, 1], "norm": "batch", "dropout_prob": 0.1},
+            {
+                "spatial_dims": 3,
+                "in_channels": 1,
+                "out_channels": 4,
+                "init_filters": 4,
+                "blocks_down": [1, 1, 1],
+                "blocks_up": [1, 1],
+                "norm": "batch",
+                "dropout_prob": 0.1,
+            },
         ),
         spacing=None,
         roi_size=(32, 32, 32),
@@ -109,13 +117,16 @@ def test_asd_unchanged_on_random_predictions(seed, rule):
     probabilities = torch.softmax(logits, 0)
     entropy = normalized_entropy(probabilities)
     config = AsdConfig(threshold_rule=rule)
-    old, new = baseline_asd(probabilities, entropy, config), anatomical_segmentation_difficulty(
-        probabilities, entropy, config
+    old, new = (
+        baseline_asd(probabilities, entropy, config),
+        anatomical_segmentation_difficulty(probabilities, entropy, config),
     )
     assert new.score == pytest.approx(old.score, rel=1e-6)
     assert new.per_class.keys() == old.per_class.keys()
     assert list(new.per_class.values()) == pytest.approx(list(old.per_class.values()), rel=1e-6)
     assert (new.threshold, new.foreground_voxels, new.no_foreground_found) == (
-        old.threshold, old.foreground_voxels, old.no_foreground_found
+        old.threshold,
+        old.foreground_voxels,
+        old.no_foreground_found,
     )
     assert new.confidence == pytest.approx(old.confidence, rel=1e-6)
