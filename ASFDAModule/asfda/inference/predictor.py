@@ -51,7 +51,7 @@ class Prediction:
         return self.probabilities.argmax(0)
 
     def to(self, device: torch.device | str) -> Prediction:
-        """The same prediction with its tensors on ``device`` (BatchNorm statistics are already on the host)."""
+        """The same prediction on ``device`` (BatchNorm statistics are on the host already)."""
         return Prediction(
             self.probabilities.to(device),
             self.prototypes.to(device),
@@ -207,7 +207,7 @@ def with_batch_guard(run: Callable[[int], Prediction], batch: int, device: torch
         except RuntimeError as error:
             if device.type != "cuda" or batch <= 1 or not is_out_of_memory(error):
                 raise
-        # The failed pass's tensors went with the error; free the cached blocks and retry with half the windows.
+        # The failed pass's tensors went with the error; free cached blocks, retry with half the windows.
         batch //= 2
         if torch.cuda.is_available():
             torch.cuda.empty_cache()

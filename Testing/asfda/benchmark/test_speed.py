@@ -30,7 +30,7 @@ def measured(tmp_path_factory, tiny_dataset, tiny_model):
 
 
 def test_each_path_times_every_stage_and_the_network(measured):
-    for path, result in measured.items():
+    for result in measured.values():
         assert set(result["seconds_per_volume"]) == set(STAGES)
         assert result["network_seconds_per_volume"] > 0 and result["peak_host_mib"] > 0
     assert measured["first"]["cache_hits"] == {"memory": 0, "disk": 0, "computed": 2}
