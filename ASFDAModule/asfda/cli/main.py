@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "asfda.benchmark.cli",
     "asfda.server.cli",
     "asfda.models.cli",
+    "asfda.benchmark.speed",
 )
 
 

@@ -52,29 +52,40 @@ def dropout_layers(network: nn.Module) -> list[nn.Module]:
 
 
 class ChannelStatistics:
-    """Per-channel mean and variance of a layer's input, accumulated over windows."""
+    """Per-channel mean and variance of a layer's input, accumulated over windows.
+
+    Each network call contributes its own mean and variance (``torch.var_mean``, one pass in the input's
+    precision, no float64 copy of the feature map); calls are merged in float64 with Chan et al.'s pairwise
+    update, so the result equals the variance over all windows at once. The sums stay on the layer's device.
+    """
 
     def __init__(self, layer: nn.Module):
         self.layer = layer
-        self.total = self.squares = None
+        self.mean = self.m2 = None
         self.count = 0
         self.handle = layer.register_forward_hook(self._record)
 
     def _record(self, module, inputs, output):
-        x = inputs[0].detach().double()
+        x = inputs[0].detach()
         dims = [0] + list(range(2, x.dim()))
-        total, squares = x.sum(dims).cpu(), (x * x).sum(dims).cpu()
-        self.total = total if self.total is None else self.total + total
-        self.squares = squares if self.squares is None else self.squares + squares
-        self.count += x.numel() // x.shape[1]
+        count = x.numel() // x.shape[1]
+        dtype = torch.float32 if x.device.type == "mps" else torch.float64
+        variance, mean = torch.var_mean(x.float(), dims, correction=0)
+        mean, m2 = mean.to(dtype), variance.to(dtype) * count
+        if self.mean is None:
+            self.mean, self.m2, self.count = mean, m2, count
+            return
+        total = self.count + count
+        delta = mean - self.mean
+        self.mean = self.mean + delta * (count / total)
+        self.m2 = self.m2 + m2 + delta * delta * (self.count * count / total)
+        self.count = total
 
     def result(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(target mean, target variance, running mean, running variance)."""
-        mean = self.total / max(self.count, 1)
-        variance = (self.squares / max(self.count, 1) - mean * mean).clamp_min(0)
+        """(target mean, target variance, running mean, running variance), on the host in float64."""
         return (
-            mean,
-            variance,
+            self.mean.double().cpu(),
+            (self.m2.double().cpu() / max(self.count, 1)).clamp_min(0),
             self.layer.running_mean.detach().double().cpu(),
             self.layer.running_var.detach().double().cpu(),
         )

@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
+from math import prod
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +27,11 @@ from .features import ChannelStatistics, batchnorm_layers, dropout_layers, final
 
 ProgressCallback = Callable[[int, int], None]  # (windows done, windows in all)
 CancelCheck = Callable[[], bool]
+# Voxels of input per network call when the batch is chosen automatically: eight 48^3 windows or one 96^3.
+WINDOW_BATCH_VOXELS = {"cpu": 2**20, "cuda": 2**23}
+_lowered_batch: dict[
+    tuple, int
+] = {}  # (network id, window) -> batch that fitted after an out-of-memory error
 
 
 @dataclass
@@ -45,6 +51,15 @@ class Prediction:
     def labels(self) -> torch.Tensor:
         return self.probabilities.argmax(0)
 
+    def to(self, device: torch.device | str) -> Prediction:
+        """The same prediction on ``device`` (BatchNorm statistics are on the host already)."""
+        return Prediction(
+            self.probabilities.to(device),
+            self.prototypes.to(device),
+            self.class_mass.to(device),
+            self.batchnorm_stats,
+        )
+
 
 def pad_to_window(image: torch.Tensor, roi_size) -> tuple[torch.Tensor, tuple[slice, ...]]:
     """Pad (C, *S) so that every side is at least the window; return the slices of the real volume."""
@@ -61,8 +76,16 @@ def pad_to_window(image: torch.Tensor, roi_size) -> tuple[torch.Tensor, tuple[sl
 def window_weights(shape, roi_size, overlap: float, region: tuple[slice, ...]) -> tuple[torch.Tensor, int]:
     """1 / (windows covering each voxel) inside the real volume, 0 in the padding; and the window count.
 
-    A dry run of MONAI's own window placement, so the weights follow whatever grid it uses.
+    A dry run of MONAI's own window placement, so the weights follow whatever grid it uses. Volumes of a pool
+    share a few shapes, so the result is kept per shape (do not modify the returned tensor).
     """
+    bounds = tuple((s.start, s.stop) for s in region)
+    return _window_weights(tuple(shape), tuple(roi_size), float(overlap), bounds)
+
+
+@lru_cache(maxsize=32)
+def _window_weights(shape, roi_size, overlap, bounds) -> tuple[torch.Tensor, int]:
+    region = tuple(slice(*b) for b in bounds)
     coverage = torch.zeros(shape)
     windows = []
 
@@ -114,6 +137,22 @@ def mc_dropout_mode(network, enabled: bool):
             layer.eval()
 
 
+def window_batch_size(model: LoadedModel, device: torch.device, window_count: int) -> int:
+    """Windows per network call: as many as fit a voxel budget (at least the spec's own), never more than
+    the volume has, and no more than what last fitted this network after an out-of-memory error."""
+    spec = model.spec
+    budget = WINDOW_BATCH_VOXELS.get(device.type, WINDOW_BATCH_VOXELS["cpu"])
+    batch = max(spec.sw_batch_size, budget // prod(spec.roi_size), 1)
+    batch = min(batch, max(window_count, 1))
+    return min(batch, _lowered_batch.get((id(model.network), tuple(spec.roi_size)), batch))
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    return isinstance(error, torch.cuda.OutOfMemoryError) or (
+        isinstance(error, RuntimeError) and "out of memory" in str(error)
+    )
+
+
 def predict(
     model: LoadedModel,
     image: torch.Tensor,
@@ -124,16 +163,67 @@ def predict(
     amp: bool = True,
     progress: ProgressCallback | None = None,
     cancelled: CancelCheck | None = None,
+    sw_batch_size: int | None = None,
+    keep_on_device: bool = False,
 ) -> Prediction:
-    """Probabilities, prototypes and (optionally) BatchNorm statistics of a (C_in, x, y, z) volume."""
+    """Probabilities, prototypes and (optionally) BatchNorm statistics of a (C_in, x, y, z) volume.
+
+    ``sw_batch_size`` None chooses the windows per call (:func:`window_batch_size`); on a CUDA out-of-memory
+    error the batch is halved and the volume predicted again. With ``keep_on_device`` the prediction's tensors
+    stay on ``device`` so the scores are computed there too; otherwise they come back to the host.
+    """
     device = torch.device(device)
     spec, network = model.spec, model.network.to(device).eval()
-    roi, overlap = tuple(spec.roi_size), spec.overlap
+    roi = tuple(spec.roi_size)
     padded, region = pad_to_window(image.float(), roi)
+    _, window_count = window_weights(padded.shape[1:], roi, spec.overlap, region)
+    requested = sw_batch_size or window_batch_size(model, device, window_count)
+    prediction, batch = with_batch_guard(
+        lambda batch: _predict_once(
+            model,
+            network,
+            padded,
+            region,
+            device,
+            batch,
+            batchnorm_stats,
+            mc_dropout_rate,
+            amp,
+            progress,
+            cancelled,
+        ),
+        requested,
+        device,
+    )
+    if batch < requested:  # later volumes start from the batch that fitted
+        _lowered_batch[(id(network), roi)] = batch
+    return prediction if keep_on_device else prediction.to("cpu")
+
+
+def with_batch_guard(run: Callable[[int], Prediction], batch: int, device: torch.device):
+    """``run(batch)``, halving the batch after each CUDA out-of-memory error; (result, batch that fitted)."""
+    while True:
+        try:
+            return run(batch), batch
+        except RuntimeError as error:
+            if device.type != "cuda" or batch <= 1 or not is_out_of_memory(error):
+                raise
+        # The failed pass's tensors went with the error; free cached blocks, retry with half the windows.
+        batch //= 2
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+def _predict_once(
+    model, network, padded, region, device, batch, batchnorm_stats, mc_dropout_rate, amp, progress, cancelled
+) -> Prediction:
+    spec = model.spec
+    roi, overlap = tuple(spec.roi_size), spec.overlap
     weights, window_count = window_weights(padded.shape[1:], roi, overlap, region)
+    weights = weights.to(device)
     layer = final_layer(network, spec.num_classes)
     accumulator = PrototypeAccumulator(
-        spec.num_classes, layer.in_channels if layer is not None else spec.num_classes
+        spec.num_classes, layer.in_channels if layer is not None else spec.num_classes, device
     )
     store: dict = {}
     use_amp = amp and device.type == "cuda"
@@ -146,8 +236,8 @@ def predict(
             logits = network(windows)
         probabilities = to_probabilities(logits, spec.output_activation)
         features = store.get("features", logits).float()
-        for index, coordinate in enumerate(coordinates):
-            accumulator.add(probabilities[index].cpu(), features[index].cpu(), weights[tuple(coordinate[2:])])
+        shares = torch.stack([weights[tuple(coordinate[2:])] for coordinate in coordinates])
+        accumulator.add_batch(probabilities, features, shares)
         windows_done[0] += len(coordinates)
         if progress is not None:
             progress(windows_done[0], window_count)
@@ -163,7 +253,7 @@ def predict(
             output = sliding_window_inference(
                 padded[None].to(device),
                 roi,
-                spec.sw_batch_size,
+                batch,
                 run_windows,
                 overlap=overlap,
                 with_coord=True,
@@ -171,7 +261,7 @@ def predict(
         finally:
             for recorder in recorders:
                 recorder.remove()
-    probabilities = output[0].float().cpu()[(slice(None), *region)]
+    probabilities = output[0].float()[(slice(None), *region)]
     return Prediction(
         probabilities,
         accumulator.prototypes(),

@@ -23,21 +23,27 @@ class AsdResult:
 
 
 def nearest_class(labels: torch.Tensor) -> torch.Tensor:
-    """For each voxel, the predicted foreground class of the nearest voxel predicted as foreground."""
-    labels_np = labels.cpu().numpy()
+    """For each voxel, the predicted foreground class of the nearest voxel predicted as foreground.
+
+    SciPy's exact Euclidean distance transform on the host (only the label map travels, one byte a voxel);
+    the result comes back to the labels' device.
+    """
+    labels_np = labels.to("cpu", torch.uint8 if int(labels.max()) < 256 else torch.int32).numpy()
     _, indices = ndimage.distance_transform_edt(labels_np == 0, return_indices=True)
-    return torch.from_numpy(labels_np[tuple(indices)])
+    return torch.from_numpy(labels_np[tuple(indices)]).to(labels.device)
 
 
 def class_balanced_mean(entropy: torch.Tensor, region: torch.Tensor, owner: torch.Tensor) -> dict[int, float]:
-    """Mean entropy over each class's share of the region; a small structure weighs as much as a large one."""
-    means = {}
-    for value in torch.unique(owner[region]).tolist():
-        if value == 0:
-            continue
-        voxels = region & (owner == value)
-        means[int(value)] = float(entropy[voxels].mean())
-    return means
+    """Mean entropy over each class's share of the region; a small structure weighs as much as a large one.
+
+    One pass of ``bincount`` over the region (on the tensors' device) gives every class's sum and count.
+    """
+    owners = owner[region].long()
+    counts = torch.bincount(owners)
+    sums = torch.bincount(owners, weights=entropy[region].double(), minlength=counts.numel())
+    present = torch.nonzero(counts[1:]).flatten() + 1
+    means = (sums[present] / counts[present]).tolist()
+    return {int(value): float(mean) for value, mean in zip(present.tolist(), means)}
 
 
 def top_fraction_mean(entropy: torch.Tensor, fraction: float) -> float:

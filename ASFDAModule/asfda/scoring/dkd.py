@@ -20,12 +20,21 @@ def prototypes(probabilities: torch.Tensor, features: torch.Tensor, weights: tor
     return accumulator.prototypes(), accumulator.mass.float()
 
 
-class PrototypeAccumulator:
-    """Running sums of p_c(v) g(v) and p_c(v), in float64 so the order of windows does not matter."""
+def accumulation_dtype(device: torch.device | str) -> torch.dtype:
+    """float64 where the device has it (Apple's MPS does not)."""
+    return torch.float32 if torch.device(device).type == "mps" else torch.float64
 
-    def __init__(self, num_classes: int, num_features: int):
-        self.weighted_features = torch.zeros(num_classes, num_features, dtype=torch.float64)
-        self.mass = torch.zeros(num_classes, dtype=torch.float64)
+
+class PrototypeAccumulator:
+    """Running sums of p_c(v) g(v) and p_c(v), in float64 so the order of windows does not matter.
+
+    The sums live on ``device`` (the model's), so a sliding-window pass never copies a window to the host.
+    """
+
+    def __init__(self, num_classes: int, num_features: int, device: torch.device | str = "cpu"):
+        dtype = accumulation_dtype(device)
+        self.weighted_features = torch.zeros(num_classes, num_features, dtype=dtype, device=device)
+        self.mass = torch.zeros(num_classes, dtype=dtype, device=device)
 
     def add(self, probabilities: torch.Tensor, features: torch.Tensor, weights: torch.Tensor | None = None):
         """Add one window: (C, *S) probabilities, (K, *S') features; probabilities are pooled to S'."""
@@ -37,8 +46,18 @@ class PrototypeAccumulator:
         if weights is not None:
             p = p * weights.reshape(1, -1).double()
         g = features.reshape(features.shape[0], -1).double()
-        self.weighted_features += p @ g.T
-        self.mass += p.sum(1)
+        self.weighted_features += (p @ g.T).to(self.mass)
+        self.mass += p.sum(1).to(self.mass)
+
+    def add_batch(self, probabilities: torch.Tensor, features: torch.Tensor, weights: torch.Tensor):
+        """Add a batch of windows at once: (B, C, *S) probabilities, (B, K, *S') features, (B, *S) weights."""
+        if probabilities.shape[2:] != features.shape[2:]:
+            probabilities = F.adaptive_avg_pool3d(probabilities.float(), features.shape[2:])
+            weights = F.adaptive_avg_pool3d(weights[:, None].float(), features.shape[2:])[:, 0]
+        dtype = self.mass.dtype
+        p = probabilities.flatten(2).to(dtype) * weights.flatten(1).to(dtype)[:, None]
+        self.weighted_features += torch.einsum("bcn,bkn->ck", p, features.flatten(2).to(dtype))
+        self.mass += p.sum((0, 2))
 
     def prototypes(self) -> torch.Tensor:
         return (self.weighted_features / self.mass.clamp_min(1e-12)[:, None]).float()
@@ -48,6 +67,7 @@ def cosine_gap(target_prototypes: torch.Tensor, class_weights: torch.Tensor, pre
     """mean_c (1 - cos(mu_c, W_c)) over classes that the case contains (mass > 0)."""
     if not present.any():
         return 1.0
+    class_weights, present = class_weights.to(target_prototypes.device), present.to(target_prototypes.device)
     cos = F.cosine_similarity(target_prototypes[present].float(), class_weights[present].float(), dim=1)
     return float((1 - cos).mean())
 

@@ -11,7 +11,7 @@ from ..config import ThresholdRule
 def histogram(values: torch.Tensor, bins: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Counts and bin centres of values in [0, 1]."""
     counts = torch.histc(values.float().flatten(), bins=bins, min=0.0, max=1.0)
-    centres = (torch.arange(bins, dtype=torch.float32) + 0.5) / bins
+    centres = (torch.arange(bins, dtype=torch.float32, device=counts.device) + 0.5) / bins
     return counts, centres
 
 

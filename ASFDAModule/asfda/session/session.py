@@ -19,6 +19,7 @@ from ..errors import ASFDAError, CancelledError, CaseInUseError, StoreError, Unk
 from ..finetune.guard import guard_decision
 from ..finetune.reliable import reliable_cases
 from ..finetune.trainer import RoundResult, finetune_round
+from ..inference.case_cache import DEFAULT_MEMORY_LIMIT_MIB, CaseTensorCache
 from ..inference.features import class_weights, final_layer
 from ..inference.labelmap import predict_labelmap
 from ..inference.predictor import Prediction, predict
@@ -68,6 +69,10 @@ class AdaptationSession:
         self._current: tuple[str, LoadedModel] | None = None
         self._model_space: dict[str, ModelSpaceCase] = {}
         self.skipped: dict[str, str] = {}  # cases the last scoring pass could not score, with the reason
+        self._case_tensors = CaseTensorCache(
+            store.root / "cache" / "model_space",
+            store.settings.get("case_cache_mib", DEFAULT_MEMORY_LIMIT_MIB),
+        )
 
     # -- opening -----------------------------------------------------------------------------------------
     @classmethod
@@ -158,6 +163,7 @@ class AdaptationSession:
                 self.store.final_label_path(case_id),
             )
         self._model_space.pop(case_id, None)
+        self._case_tensors.forget(case_id)
         return self.store.remove_case(case_id)
 
     def image(self, case_id: str) -> sitk.Image:
@@ -174,6 +180,13 @@ class AdaptationSession:
         self._model_space[case_id] = case
         return case
 
+    def model_space_image(self, case_id: str) -> torch.Tensor:
+        """The case's image in the model's space, from the case-tensor cache (read and resampled once)."""
+        spec = self.pretrained().spec
+        return self._case_tensors.get(
+            case_id, spec, lambda: preprocess_case(self.image(case_id), spec).image.as_tensor()
+        )
+
     def submit_label(self, case_id: str, mask_path: str | Path, **read_options) -> Path:
         """Check a mask against its case and the model's labels, then store it atomically and verified.
 
@@ -187,7 +200,7 @@ class AdaptationSession:
 
     # -- prediction and scores -----------------------------------------------------------------------------
     def predict_case(self, case_id: str, **options) -> Prediction:
-        return predict(self.model(), self.model_space_case(case_id).image.as_tensor(), self.device, **options)
+        return predict(self.model(), self.model_space_image(case_id), self.device, **options)
 
     def write_prediction(self, case_id: str, output: str | Path | None = None) -> Path:
         """The active model's label map of a case, on the case's own grid (cached per model version)."""
@@ -209,10 +222,7 @@ class AdaptationSession:
             return KnowledgeGap(**read_json(path))
         if prediction is None:
             prediction = predict(
-                self.pretrained(),
-                self.model_space_case(case_id).image.as_tensor(),
-                self.device,
-                batchnorm_stats=True,
+                self.pretrained(), self.model_space_image(case_id), self.device, batchnorm_stats=True
             )
         layer = final_layer(self.pretrained().network, self.pretrained().spec.num_classes)
         gap = knowledge_gap(prediction, class_weights(layer, self.pretrained().spec.num_classes))
@@ -229,7 +239,7 @@ class AdaptationSession:
             if not epistemic or scores.epistemic is not None:
                 return scores
         on_pretrained = version == PRETRAINED_VERSION
-        prediction = self.predict_case(case_id, batchnorm_stats=on_pretrained)
+        prediction = self.predict_case(case_id, batchnorm_stats=on_pretrained, keep_on_device=True)
         gap = self.knowledge_gap(case_id, prediction if on_pretrained else None)
         scores = score_case(case_id, version, prediction, gap, self.asd_config)
         if epistemic:

@@ -83,9 +83,11 @@ def test_cancel_stops_prediction():
         predict(model_of(pointwise_network()), torch.randn(1, 40, 40, 40), cancelled=lambda: True)
 
 
-def test_progress_reports_every_window():
+def test_progress_reports_every_batch_of_windows():
     seen = []
-    predict(
-        model_of(pointwise_network()), torch.randn(1, 20, 20, 20), progress=lambda d, n: seen.append((d, n))
-    )
+    model, image = model_of(pointwise_network()), torch.randn(1, 20, 20, 20)
+    predict(model, image, progress=lambda d, n: seen.append((d, n)), sw_batch_size=1)
     assert seen[-1] == (8, 8) and len(seen) == 8
+    seen.clear()
+    predict(model, image, progress=lambda d, n: seen.append((d, n)), sw_batch_size=3)
+    assert seen == [(3, 8), (6, 8), (8, 8)]

@@ -1,0 +1,105 @@
+"""The speed benchmark's outputs: ``speed.json`` (records merged by device, model and pool size, so a GPU
+machine adds its records to a CPU run's) and ``report.md`` rendered from it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..errors import ASFDAError
+from ..session.store import write_json_atomic
+
+STAGES = ("read", "preprocess", "forward", "scores", "write")
+PATHS = ("baseline", "first", "rescoring")
+SCENARIO = (
+    "first ranking of a pool: prediction with BatchNorm statistics, knowledge gap, ASD, embedding, scores "
+    "written as JSON"
+)
+
+
+def merge_records(out: Path, records: list[dict]) -> dict:
+    """Add ``records`` to ``out/speed.json`` (replacing those of the same device, model and pool size) and
+    rewrite ``out/report.md``."""
+    path = Path(out) / "speed.json"
+    result = {"scenario": SCENARIO, "records": []}
+    if path.is_file():
+        try:
+            result = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise ASFDAError(
+                f"unreadable speed results ({error}); move the file away to start anew", path
+            ) from error
+    key = lambda r: (r["device"], r["model"], r["pool_size"])  # noqa: E731
+    kept = {key(r): r for r in result.get("records", [])}
+    kept.update({key(r): r for r in records})
+    result["records"] = sorted(kept.values(), key=lambda r: (r["device"], r["model"], r["pool_size"]))
+    result["scenario"] = SCENARIO
+    result["gpu_records"] = any(r["device"] == "cuda" for r in result["records"])
+    write_json_atomic(path, result)
+    (Path(out) / "report.md").write_text(render_report(result))
+    return result
+
+
+def render_report(result: dict) -> str:
+    """Markdown: per record, each path's stages per volume and their ratio to the network alone."""
+    lines = [
+        "# Scoring speed",
+        "",
+        f"Scenario: {result['scenario']}. Paths: `baseline` is the code before the speed work "
+        "(`asfda.inference.baseline`), `first` today's code with an empty case-tensor cache, `rescoring` "
+        "today's code with the cache filled (every scoring after the first). The limit is a bare "
+        "sliding-window pass of the network over the same windows (today's batching), timed in each path's "
+        "process beside it on the first volumes; ratios are stage time / that limit, so they compare paths "
+        "even when the machine's load drifts between them. Each path runs in a fresh process: its peak host "
+        "memory is its own.",
+        "",
+    ]
+    if not result["gpu_records"]:
+        lines += [
+            "**No GPU records yet**: the runs so far had no GPU. Run the same command on a GPU machine: its "
+            "records are added to these.",
+            "",
+        ]
+    for r in result["records"]:
+        lines += [
+            f"## {r['device']}, {r['model']}, pool of {r['pool_size']}",
+            "",
+            f"`{r['command'] or 'asfda speed'}` on {machine_text(r['machine'])}, {r['threads']} torch "
+            f"threads; commit `{r['commit']}`, {r['created']}.",
+            "",
+            f"Network alone (beside `rescoring`): {r['network_seconds_per_volume']:.3f} s a volume "
+            f"({r['windows_per_volume']} windows, {r['sw_batch_size']} a call).",
+            "",
+            "| path | " + " | ".join(STAGES) + " | total s/volume | volumes/s | non-network | peak host MiB "
+            "| peak GPU MiB |",
+            "|---" * (len(STAGES) + 6) + "|",
+        ]
+        for name in PATHS:
+            if name not in r:
+                continue
+            p = r[name]
+            cells = [f"{p['seconds_per_volume'][s]:.3f} ({p['ratio_to_network'][s]:.2f}x)" for s in STAGES]
+            gpu = "-" if p["peak_gpu_mib"] is None else f"{p['peak_gpu_mib']:.0f}"
+            lines.append(
+                f"| {name} | " + " | ".join(cells) + f" | {p['total_seconds_per_volume']:.3f} | "
+                f"{p['volumes_per_s']:.2f} | {p['non_network_fraction']:.0%} | "
+                f"{p['peak_host_mib']:.0f} | {gpu} |"
+            )
+        if "speedup_rescoring_vs_baseline" in r:
+            lines += [
+                "",
+                f"Per volume, baseline / today: {r['speedup_first_vs_baseline']:.2f}x on a first scoring, "
+                f"{r['speedup_rescoring_vs_baseline']:.2f}x on a rescoring; in units of the network time "
+                f"timed beside each path, {r['speedup_rescoring_vs_baseline_in_network_units']:.2f}x "
+                "on a rescoring.",
+            ]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def machine_text(machine: dict) -> str:
+    gpu = f", GPU {machine['cuda']}" if machine.get("cuda") else ", no GPU"
+    return (
+        f"{machine['processor']} ({machine['cpu_count']} CPU cores{gpu}), {machine['platform']}, "
+        f"torch {machine['torch']}, MONAI {machine.get('monai', '?')}"
+    )
