@@ -140,6 +140,7 @@ class ASFDAModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         }
         for button, slot in connections.items():
             button.clicked.connect(slot)
+        self.ui.strategyComboBox.activated.connect(self.onStrategyChosen)  # the user's choice only
         self.ui.plotChartSelector.currentNodeChanged.connect(self.onPlotChartSelected)
         self.ui.casesTable.horizontalHeader().sectionClicked.connect(self.onSortColumn)
         self.ui.casesTable.cellDoubleClicked.connect(self.onCaseDoubleClicked)
@@ -304,6 +305,13 @@ class ASFDAModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._updateButtons()
         self.onRefresh()
         self.onRefreshModels()
+        self._runTask(
+            "query",
+            self.logic.fetchQuerySettings,
+            self._showQuerySettings,
+            _("No query settings."),
+            quiet=True,
+        )
 
     # -- cases -------------------------------------------------------------------------------------
 
@@ -545,6 +553,31 @@ class ASFDAModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._runTask(
                 "cancel", self.logic.cancelJob, self._onJob, _("Could not cancel the round."), self._jobId
             )
+
+    # -- query strategy ----------------------------------------------------------------------------
+
+    def _showQuerySettings(self, settings) -> None:
+        combo = self.ui.strategyComboBox
+        wasBlocked = combo.blockSignals(True)
+        combo.clear()
+        for name in settings.strategies:
+            combo.addItem(name)
+        combo.currentText = settings.strategy
+        combo.blockSignals(wasBlocked)
+
+    def onStrategyChosen(self, _index=None) -> None:
+        self._runTask(
+            "strategy",
+            self.logic.setQueryStrategy,
+            self._onStrategySet,
+            _("Could not change the query strategy."),
+            self.ui.strategyComboBox.currentText,
+        )
+
+    def _onStrategySet(self, settings) -> None:
+        self._showQuerySettings(settings)
+        self._setStatus(_("Cases are now ranked by {strategy}.").format(strategy=settings.strategy))
+        self.onRefresh(quiet=True)
 
     # -- model versions and plots ------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from .BackendTypes import BackendInfo, Case, Job, ModelVersion, Ranking, RoundMetrics
+from .BackendTypes import BackendInfo, Case, Job, ModelVersion, QuerySettings, Ranking, RoundMetrics
 
 # Short calls answer in well under a second; a generous limit still notices a hung backend.
 DEFAULT_TIMEOUT_S = 30.0
@@ -136,6 +136,14 @@ class BackendClient:
 
     def activateModelVersion(self, version: str) -> ModelVersion:
         return ModelVersion.fromJson(self._sendJson("POST", f"/models/{_quote(version)}/activate", None))
+
+    def querySettings(self) -> QuerySettings:
+        return QuerySettings.fromJson(self._getJson("/query"))
+
+    def setQuery(self, strategy: str | None = None, budget: int | None = None) -> QuerySettings:
+        """``PUT /query``: the strategy (and budget) of the next rankings, kept in the session."""
+        body = {k: v for k, v in {"strategy": strategy, "budget": budget}.items() if v is not None}
+        return QuerySettings.fromJson(self._sendJson("PUT", "/query", body))
 
     def metrics(self) -> list[RoundMetrics]:
         return [RoundMetrics.fromJson(item) for item in self._getJson("/metrics")]

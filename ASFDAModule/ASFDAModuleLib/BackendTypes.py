@@ -164,6 +164,23 @@ class ModelVersion:
 
 
 @dataclass
+class QuerySettings:
+    """The query strategy in use and every strategy the engine offers (names, as the engine spells them)."""
+
+    strategy: str
+    budget: int
+    strategies: list[str] = field(default_factory=list)
+
+    @classmethod
+    def fromJson(cls, data: dict) -> QuerySettings:
+        return cls(
+            strategy=str(data["strategy"]),
+            budget=int(data.get("budget") or 1),
+            strategies=[str(name) for name in data.get("strategies") or []],
+        )
+
+
+@dataclass
 class RoundMetrics:
     """What one fine-tuning round achieved; ``valDice`` is None while fewer than 2 cases are labelled."""
 

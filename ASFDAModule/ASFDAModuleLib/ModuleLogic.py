@@ -24,6 +24,7 @@ from .BackendTypes import (
     JobKind,
     JobState,
     ModelVersion,
+    QuerySettings,
     Ranking,
     RoundMetrics,
 )
@@ -437,6 +438,16 @@ class ASFDAModuleLogic(ScriptedLoadableModuleLogic):
             for job in scoring:
                 client.cancelJob(job.id)
             return call(client)
+
+    # -- query strategy ----------------------------------------------------------------------------
+
+    def fetchQuerySettings(self) -> QuerySettings:
+        """*network*: the strategy in use and the ones the engine offers."""
+        return self._client().querySettings()
+
+    def setQueryStrategy(self, strategy: str) -> QuerySettings:
+        """*network*: rank by another strategy from now on (kept in the session; the ranking follows)."""
+        return self._client().setQuery(strategy=strategy)
 
     # -- plots -------------------------------------------------------------------------------------
 

@@ -2,8 +2,8 @@
 
 Start, add scene volumes, non-blocking ranking with progress, next case with the current model version, save
 without training, save and train, next case with the new version, activate the older version, remove a case,
-stop. The model is a tiny MONAI UNet on the CPU (``module_processes.writeTinyModel``), so that it takes
-about a minute on two cores.
+choose another query strategy, stop. The model is a tiny MONAI UNet on the CPU
+(``module_processes.writeTinyModel``), so that it takes about a minute on two cores.
 """
 
 from __future__ import annotations
@@ -84,6 +84,11 @@ def test_the_whole_flow_with_the_real_backend(moduleFile, mrml, tmp_path):
         removed = logic.removeCase(remaining.id).id
         casesLeft = {c.id for c in logic._client().cases()}
         metrics = logic.fetchMetrics()
+
+        # Rank by another strategy from now on (the strategy selector).
+        offered = logic.fetchQuerySettings()
+        chosen = logic.setQueryStrategy("random")
+        chosenLater = logic.fetchQuerySettings().strategy
     finally:
         logic.stopBackend()
 
@@ -106,4 +111,6 @@ def test_the_whole_flow_with_the_real_backend(moduleFile, mrml, tmp_path):
     assert next(v for v in versions if v.id == newVersion).active
     assert rolledBack.modelVersion == info.modelVersion and againFiles.modelVersion == info.modelVersion
     assert removed == remaining.id and remaining.id not in casesLeft
+    assert offered.strategy == "asfda" and {"random", "epistemic"} <= set(offered.strategies)
+    assert chosen.strategy == "random" and chosenLater == "random"
     assert process.state.value == "stopped" and waitGone(process.pid)

@@ -28,7 +28,7 @@ from .auth import TokenMiddleware
 from .backend import Backend, ServerSettings
 from .jobs import JobConflictError
 from .paths import InvalidPathError, PathForbiddenError
-from .routes import cases, jobs, models, system
+from .routes import cases, jobs, models, query, system
 from .uploads import BodySizeLimitMiddleware
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ def create_app(
         "'Authorization: Bearer <token>' (the token is in the session's server.json).",
     )
     app.state.backend = backend
-    for router in (system.router, cases.router, jobs.router, models.router):
+    for router in (system.router, cases.router, jobs.router, models.router, query.router):
         app.include_router(router)
 
     async def engine_error(request: Request, error: Exception) -> JSONResponse:

@@ -349,6 +349,18 @@ class Backend:
             for v in self.store.versions()
         ]
 
+    # -- query -------------------------------------------------------------------------------------------
+    def query_settings(self) -> schemas.QuerySettings:
+        config = self.session.query_config
+        return schemas.QuerySettings(strategy=config.strategy, budget=config.budget)
+
+    def set_query(self, request: schemas.QueryRequest) -> schemas.QuerySettings:
+        """A new strategy ranks from the cached scores; one that needs other scores (epistemic) starts a
+        scoring job at the next ranking."""
+        with self.serve_lock:
+            self.session.set_query(request.strategy, request.budget)
+        return self.query_settings()
+
     def activate(self, version_id: str) -> schemas.ModelVersion:
         if version_id not in {v.id for v in self.store.versions()}:
             raise HTTPException(404, f"unknown model version {version_id!r}")

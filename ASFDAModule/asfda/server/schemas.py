@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ..config import QueryStrategy
 from .jobs import JobKind, JobState
 
 
@@ -117,6 +118,21 @@ class Ranking(BaseModel):
     skipped: list[str] = Field(
         default_factory=list, description="cases the scoring could not score, each with the reason"
     )
+
+
+class QuerySettings(BaseModel):
+    """How the next cases are chosen; ``strategies`` lists every strategy the engine has."""
+
+    strategy: QueryStrategy
+    budget: int
+    strategies: list[QueryStrategy] = Field(default_factory=lambda: list(QueryStrategy))
+
+
+class QueryRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    strategy: QueryStrategy | None = Field(None, description="query strategy for the next rankings")
+    budget: int | None = Field(None, ge=1, le=1000, description="cases to ask for each round")
 
 
 class FinetuneRequest(BaseModel):

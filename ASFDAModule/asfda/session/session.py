@@ -7,7 +7,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -153,6 +153,14 @@ class AdaptationSession:
     def add_folder(self, folder: str | Path) -> list[CaseRecord]:
         """One record a file, in ``volume_files`` order (two files with the same voxels give one case)."""
         return [self.add_volume(path) for path in self.volume_files(folder)]
+
+    def set_query(self, strategy: QueryStrategy | None = None, budget: int | None = None) -> QueryConfig:
+        """Choose how the next cases are asked for; kept in ``session.json`` for every later job."""
+        changes = {"strategy": strategy, "budget": budget}
+        config = replace(self.query_config, **{k: v for k, v in changes.items() if v is not None})
+        self.store.update_settings(query=config_to_dict(config))
+        self.query_config = config
+        return config
 
     def remove_case(self, case_id: str) -> CaseRecord:
         """Take a case out of the pool; a labelled case is refused (its mask is the annotator's work)."""

@@ -189,6 +189,14 @@ class SessionStore:
                 started.pop(event.get("round"), None)
         return started
 
+    def update_settings(self, **changes) -> None:
+        """Change session-wide settings (``session.json``), written atomically; the journal says what."""
+        with self._lock:
+            settings = {**self.settings, **changes}
+            write_json_atomic(self.root / "session.json", settings)
+            self.settings = settings
+            self.log("settings_changed", **changes)
+
     def _recover(self) -> list[int]:
         """Mark rounds whose process died as interrupted and drop what they half-wrote.
 
