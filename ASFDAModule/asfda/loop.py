@@ -26,7 +26,7 @@ class LoopSettings:
     budget: int = 1
     schedule: tuple[int, ...] | None = None
     steps: int = FinetuneConfig().steps
-    strategy: QueryStrategy = QueryStrategy.ASFDA
+    strategy: QueryStrategy = QueryConfig().strategy
     semi_supervised: bool = True
     seed: int = 0
     finetune: FinetuneConfig | None = None  # overrides steps / semi_supervised / seed when given

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import asfda
 
-from ..config import FinetuneConfig, QueryStrategy
+from ..config import FinetuneConfig, QueryConfig, QueryStrategy
 from ..errors import ASFDAError
 from ..loop import LoopSettings, RoundRecord, run_loop
 from .dataset import DatasetConfig, build_dataset, dataset_layout
@@ -98,7 +98,7 @@ def run_demo(
     settings = LoopSettings(
         rounds=config.rounds,
         budget=config.budget,
-        strategy=QueryStrategy.ASFDA,
+        strategy=QueryConfig().strategy,
         semi_supervised=True,
         seed=config.seed,
         finetune=finetune,

@@ -314,7 +314,7 @@ def register(subparsers) -> None:
     )
     parser.add_argument(
         "--strategy",
-        default=QueryStrategy.ASFDA.value,
+        default=QueryConfig().strategy.value,
         choices=[s.value for s in QueryStrategy],
         help="query strategy (default: %(default)s)",
     )

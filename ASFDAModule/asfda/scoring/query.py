@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,7 +60,7 @@ def representative_picks(
     Difficulty and typicality enter as percentile ranks shifted into (0, 1], so a product or a power of
     them stays positive and no single extreme value dominates.
     """
-    rng = rng or np.random.default_rng()
+    rng = rng or np.random.default_rng(0)
     n = len(embeddings)
     if config.centre_embeddings:
         # Labelled cases are centred on the same (pool) mean, so distances between the two sets keep meaning.
@@ -97,6 +98,13 @@ def representative_picks(
     return combined, gumbel_top_k(combined, config.budget, temperature, rng)
 
 
+def stable_rng(case_ids: list[str], n_labelled: int) -> np.random.Generator:
+    """The stochastic strategies' draw in a live session: fixed by the pool and the labelled count, so a
+    refresh or a restart ranks the same way, and a new draw comes with each new label."""
+    key = f"{n_labelled}:" + ",".join(sorted(case_ids))
+    return np.random.default_rng(zlib.crc32(key.encode()))
+
+
 def rank_pool(
     scores: list[CaseScores],
     labelled_embeddings: list[list[float]],
@@ -108,6 +116,7 @@ def rank_pool(
     if not scores:
         return []
     names = [s.case_id for s in scores]
+    rng = rng or stable_rng(names, len(labelled_embeddings))
     last_served = last_served or [None] * len(scores)
     embeddings = np.asarray([s.embedding for s in scores], dtype=np.float64)
     labelled = np.asarray(labelled_embeddings, dtype=np.float64).reshape(-1, embeddings.shape[1])
@@ -135,7 +144,6 @@ def rank_pool(
         combined = diversity_raw if np.isfinite(diversity_raw).all() else np.zeros(len(scores))
         picks = k_center_greedy(embeddings, labelled, config.budget)
     elif strategy is QueryStrategy.RANDOM:
-        rng = rng or np.random.default_rng()
         combined = rng.random(len(scores))
         picks = []
     else:
