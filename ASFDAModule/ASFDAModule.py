@@ -485,6 +485,7 @@ class ASFDAModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 p.fineTuneSteps or None,
                 train,
                 effort,
+                p.acceptWorseRounds,
             )
             self._setStatus(_("Sending the mask..."))
 
@@ -503,6 +504,7 @@ class ASFDAModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._followJob,
             _("Could not start a round."),
             self._parameterNode.fineTuneSteps or None,
+            self._parameterNode.acceptWorseRounds,
         )
 
     def onMarkCase(self, flag: bool) -> None:

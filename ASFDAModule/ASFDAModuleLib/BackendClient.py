@@ -118,8 +118,11 @@ class BackendClient:
         answer = self._sendFile("PUT", f"/cases/{_quote(caseId)}/label", Path(labelFile))
         return Case.fromJson(answer)
 
-    def startFineTuning(self, steps: int | None = None) -> Job:
+    def startFineTuning(self, steps: int | None = None, acceptWorse: bool = False) -> Job:
+        """``acceptWorse``: activate the round even when it validates worse than its parent."""
         body = {} if steps is None else {"steps": int(steps)}
+        if acceptWorse:
+            body["accept_worse"] = True
         return Job.fromJson(self._sendJson("POST", "/finetune", body))
 
     def jobs(self) -> list[Job]:

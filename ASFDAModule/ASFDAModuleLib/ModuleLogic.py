@@ -347,17 +347,23 @@ class ASFDAModuleLogic(ScriptedLoadableModuleLogic):
             changedFraction(prediction, corrected),
         )
 
-    def saveCase(self, caseId, segmentationNode, volumeNode, train=True, steps=None) -> SubmitResult:
+    def saveCase(
+        self, caseId, segmentationNode, volumeNode, train=True, steps=None, acceptWorse=False
+    ) -> SubmitResult:
         """*scene* then *network*: export, measure the edit effort, submit, and start a round if ``train``.
 
         The Widget splits this at the export (scene) and the submission (network); scripts call it whole.
         """
         labelFile = self.exportCorrection(caseId, segmentationNode, volumeNode)
         effort = self.measureEditEffort(caseId, labelFile)
-        return self.submitCorrection(caseId, labelFile, steps, startRound=train, effort=effort)
+        return self.submitCorrection(caseId, labelFile, steps, train, effort, acceptWorse)
 
-    def submitCorrection(self, caseId, labelFile, steps=None, startRound=True, effort=None) -> SubmitResult:
-        """*network*: send the label map, then start a fine-tuning round (or learn that one is running)."""
+    def submitCorrection(
+        self, caseId, labelFile, steps=None, startRound=True, effort=None, acceptWorse=False
+    ) -> SubmitResult:
+        """*network*: send the label map, then start a fine-tuning round (or learn that one is running).
+
+        ``acceptWorse``: the round becomes the active model even if it validates worse than its parent."""
         case = self._client().submitLabel(caseId, labelFile)
         if effort is not None and self.effort is not None:
             self.effort.add(effort)
@@ -371,7 +377,7 @@ class ASFDAModuleLogic(ScriptedLoadableModuleLogic):
                 effort,
             )
         try:
-            job = self._client().startFineTuning(steps)
+            job = self._client().startFineTuning(steps, acceptWorse)
         except BackendError as error:
             if error.status != HTTP_CONFLICT:
                 raise
@@ -388,9 +394,9 @@ class ASFDAModuleLogic(ScriptedLoadableModuleLogic):
             effort,
         )
 
-    def startRound(self, steps: int | None = None) -> Job:
+    def startRound(self, steps: int | None = None, acceptWorse: bool = False) -> Job:
         """*network*: fine-tune on every mask saved so far (after "Save without training")."""
-        return self._client().startFineTuning(steps)
+        return self._client().startFineTuning(steps, acceptWorse)
 
     def fetchJob(self, jobId: str) -> Job:
         """*network*"""

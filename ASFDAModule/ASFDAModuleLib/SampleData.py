@@ -45,7 +45,7 @@ SAMPLES = (
         "ASFDA source model (SegResNet, 6 brain structures)",
         "ASFDASourceModel.zip",
         None,
-        "4d53eeffa26fee014d33665172985dd30a078b5840f26becd8bccac56381e1e7",
+        "1962d6057fa928da56cd4307d6cd7c083c19ad342cdc43a562f0ad76846f2d7d",
         loadFileType="ZipFile",
     ),
 )

@@ -107,6 +107,7 @@ class FakeState:
     scoringSeconds: float = 0.0  # > 0: each model version scores the pool case by case in a job this long
     scoredCount: dict[str, int] = field(default_factory=dict)  # model version -> cases scored so far
     versions: list[str] = field(default_factory=lambda: ["v0"])
+    strategy: str = "typical-stochastic"
     removeRoute: bool = True  # False: an older backend without DELETE /cases/{id} (FastAPI answers 405)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -402,6 +403,13 @@ class _Handler(BaseHTTPRequestHandler):
     def listMetrics(self, url):
         return self.state.metrics
 
+    def querySettings(self, url):
+        return {"strategy": self.state.strategy, "budget": 1, "strategies": ["typical-stochastic", "random"]}
+
+    def setQuery(self, url):
+        self.state.strategy = self._json().get("strategy") or self.state.strategy
+        return self.querySettings(url)
+
     def removeCase(self, url):
         if not self.state.removeRoute:
             raise HttpError(405, "Method Not Allowed")
@@ -497,6 +505,8 @@ _ROUTES = {
     ("GET", "/jobs/{id}"): _Handler.getJob,
     ("POST", "/jobs/{id}/cancel"): _Handler.cancelJob,
     ("GET", "/metrics"): _Handler.listMetrics,
+    ("GET", "/query"): _Handler.querySettings,
+    ("PUT", "/query"): _Handler.setQuery,
     ("DELETE", "/cases/{id}"): _Handler.removeCase,
     ("GET", "/models"): _Handler.listModels,
     ("POST", "/models/{id}/activate"): _Handler.activateModel,

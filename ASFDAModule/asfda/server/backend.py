@@ -383,7 +383,8 @@ class Backend:
                     round=data["round"],
                     model_version=data["model_version"],
                     parent=data.get("parent"),
-                    n_labelled=metrics.get("n_labelled", len(data.get("labelled") or [])),
+                    # every mask the round had, the one held out to validate on included
+                    n_labelled=len(data["labelled"]) if data.get("labelled") else metrics.get("n_labelled"),
                     n_pseudo_labelled=metrics.get("n_pseudo_labelled"),
                     val_dice=metrics.get("val_dice"),
                     seconds=metrics.get("seconds"),
