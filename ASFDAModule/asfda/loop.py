@@ -129,6 +129,7 @@ def run_loop(
         on_round(records[-1])
     for number, budget in enumerate(round_budgets(settings, len(session.store.labelled_ids())), start=1):
         started = time.perf_counter()
+        report(f"round {number}: ranking the pool by {settings.strategy.value}")
         ranking = query(session, settings.strategy, budget, rng)
         scoring_seconds = time.perf_counter() - started
         if number == 1:
@@ -137,9 +138,9 @@ def run_loop(
         for case_id in picked:  # the annotator: the reference mask stands in for the corrected prediction
             session.submit_label(case_id, reference_by_name[session.store.case(case_id).name])
         n_labelled = len(session.store.labelled_ids())
-        version = session.finetune(
-            replace(finetune, steps=finetune.steps + settings.steps_per_labelled * n_labelled)
-        )
+        round_config = replace(finetune, steps=finetune.steps + settings.steps_per_labelled * n_labelled)
+        report(f"round {number}: labelled {len(picked)}; fine-tuning {round_config.steps} steps")
+        version = session.finetune(round_config)
         test = evaluate_cases(session, test_pairs)
         dice, hd95 = (test.mean_dice, test.mean_hd95) if test.cases else (None, None)
         validation = evaluate_cases(session, validation_pairs)

@@ -203,36 +203,54 @@ def elastic_magnitude(sigma_voxels: float, displacement_voxels: float) -> float:
     return displacement_voxels / smoothed_std
 
 
+def anatomical_deformation(
+    spacing_mm: float,
+    sigma_mm: float,
+    displacement_mm: float,
+    max_rotation_deg: float,
+    max_scaling: float,
+    max_translation_mm: float,
+):
+    """MONAI's random affine + elastic deformation of a case, image and labels together (one resampling, so
+    the image is interpolated once), in voxels of a ``spacing_mm`` grid."""
+    from monai.transforms import Rand3DElasticd
+
+    sigma = sigma_mm / spacing_mm
+    magnitude = elastic_magnitude(sigma, displacement_mm / spacing_mm)
+    return Rand3DElasticd(
+        keys=("image", "label"),
+        prob=1.0,
+        sigma_range=(0.8 * sigma, 1.2 * sigma),
+        magnitude_range=(0.5 * magnitude, 1.5 * magnitude),
+        rotate_range=(math.radians(max_rotation_deg),) * 3,
+        scale_range=(max_scaling,) * 3,
+        translate_range=(max_translation_mm / spacing_mm,) * 3,
+        mode=("bilinear", "nearest"),
+        padding_mode="zeros",
+    )
+
+
 def case_transform(config: DatasetConfig, seed: int):
     """The seeded MONAI pipeline that turns a reference volume into one case (labels move with it)."""
     from monai.transforms import (  # imported here: MONAI takes seconds to import, the layout helpers don't
         Compose,
-        Rand3DElasticd,
         RandAdjustContrastd,
         RandBiasFieldd,
         RandGaussianNoised,
         RandGaussianSmoothd,
     )
 
-    spacing = config.spacing_mm
-    sigma = config.elastic_sigma_mm / spacing
-    magnitude = elastic_magnitude(sigma, config.elastic_displacement_mm / spacing)
-    rotation, shift = math.radians(config.max_rotation_deg), config.max_translation_mm / spacing
-    max_blur = config.max_blur_sigma_mm / spacing
+    max_blur = config.max_blur_sigma_mm / config.spacing_mm
     blur = (0.25 * max_blur, max_blur)
     transform = Compose(
         [
-            # Affine and elastic in one resampling, so the image is interpolated once.
-            Rand3DElasticd(
-                keys=("image", "label"),
-                prob=1.0,
-                sigma_range=(0.8 * sigma, 1.2 * sigma),
-                magnitude_range=(0.5 * magnitude, 1.5 * magnitude),
-                rotate_range=(rotation,) * 3,
-                scale_range=(config.max_scaling,) * 3,
-                translate_range=(shift,) * 3,
-                mode=("bilinear", "nearest"),
-                padding_mode="zeros",
+            anatomical_deformation(
+                config.spacing_mm,
+                config.elastic_sigma_mm,
+                config.elastic_displacement_mm,
+                config.max_rotation_deg,
+                config.max_scaling,
+                config.max_translation_mm,
             ),
             RandBiasFieldd(keys="image", prob=1.0, degree=3, coeff_range=(0.0, config.max_bias_coefficient)),
             RandAdjustContrastd(keys="image", prob=1.0, gamma=config.gamma_range),

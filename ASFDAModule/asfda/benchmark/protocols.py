@@ -110,31 +110,19 @@ def contrast_volume(t1: np.ndarray, t2: np.ndarray, head: np.ndarray, protocol: 
 
 def appearance_transform(protocol: Protocol, ranges: ProtocolRanges, spacing_mm: float, seed: int):
     """MONAI random anatomy (affine + elastic) and the protocol's own bias, gamma and noise."""
-    from monai.transforms import (
-        Compose,
-        Rand3DElasticd,
-        RandAdjustContrastd,
-        RandBiasFieldd,
-        RandGaussianNoised,
-    )
+    from monai.transforms import Compose, RandAdjustContrastd, RandBiasFieldd, RandGaussianNoised
 
-    from .dataset import elastic_magnitude
+    from .dataset import anatomical_deformation
 
-    sigma = ranges.elastic_sigma_mm / spacing_mm
-    magnitude = elastic_magnitude(sigma, ranges.elastic_displacement_mm / spacing_mm)
-    rotation = math.radians(ranges.max_rotation_deg)
     transform = Compose(
         [
-            Rand3DElasticd(
-                keys=("image", "label"),
-                prob=1.0,
-                sigma_range=(0.8 * sigma, 1.2 * sigma),
-                magnitude_range=(0.5 * magnitude, 1.5 * magnitude),
-                rotate_range=(rotation,) * 3,
-                scale_range=(ranges.max_scaling,) * 3,
-                translate_range=(6.0 / spacing_mm,) * 3,
-                mode=("bilinear", "nearest"),
-                padding_mode="zeros",
+            anatomical_deformation(
+                spacing_mm,
+                ranges.elastic_sigma_mm,
+                ranges.elastic_displacement_mm,
+                ranges.max_rotation_deg,
+                ranges.max_scaling,
+                max_translation_mm=6.0,
             ),
             RandBiasFieldd(keys="image", prob=1.0, degree=3, coeff_range=(protocol.bias, protocol.bias)),
             RandAdjustContrastd(keys="image", prob=1.0, gamma=(protocol.gamma, protocol.gamma)),

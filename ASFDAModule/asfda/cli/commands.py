@@ -212,16 +212,19 @@ def run_loop(args) -> int:
             FinetuneConfig(steps=args.steps, semi_supervised=args.semi_supervised is not False), args
         ),
     )
-    loop(
-        args.session,
-        args.model,
-        Path(args.images),
-        Path(args.references),
-        settings,
-        args.device,
-        test_images=Path(args.test_images) if args.test_images else None,
-        test_references=Path(args.test_references) if args.test_references else None,
-    )
+    root = Path(args.session)
+    root.mkdir(parents=True, exist_ok=True)  # the lock lives in the session folder, made or reused here
+    with session_lock(root, user="'asfda loop'"):
+        loop(
+            root,
+            args.model,
+            Path(args.images),
+            Path(args.references),
+            settings,
+            args.device,
+            test_images=Path(args.test_images) if args.test_images else None,
+            test_references=Path(args.test_references) if args.test_references else None,
+        )
     return 0
 
 

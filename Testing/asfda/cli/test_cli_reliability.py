@@ -42,6 +42,7 @@ def test_writing_commands_refuse_while_a_backend_holds_the_session(session, tiny
             ["finetune", "--steps", "1"],
             ["add", str(tiny_dataset.test[0][0])],
             ["remove", "--case", name_of(image)],
+            ["loop", "--model", "unused", "--images", "unused", "--references", "unused"],
         ):
             assert main([argv[0], "--session", str(session), *argv[1:]]) == 2, argv
             err = capsys.readouterr().err
