@@ -52,6 +52,7 @@ class RoundRecord:
     per_case_dice: dict[str, float] = field(default_factory=dict)  # test case name -> mean foreground Dice
     per_case_hd95: dict[str, float] = field(default_factory=dict)
     validation_split_dice: dict[str, float] = field(default_factory=dict)  # held-out validation cases
+    activated: bool = True  # False: the round validated worse than its parent, which stayed active
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -139,7 +140,10 @@ def run_loop(
             session.submit_label(case_id, reference_by_name[session.store.case(case_id).name])
         n_labelled = len(session.store.labelled_ids())
         round_config = replace(finetune, steps=finetune.steps + settings.steps_per_labelled * n_labelled)
-        report(f"round {number}: labelled {len(picked)}; fine-tuning {round_config.steps} steps")
+        names = ", ".join(session.store.case(c).name for c in picked)
+        report(
+            f"round {number}: {names} labelled; fine-tuning {round_config.steps} steps on {n_labelled} cases"
+        )
         version = session.finetune(round_config)
         test = evaluate_cases(session, test_pairs)
         dice, hd95 = (test.mean_dice, test.mean_hd95) if test.cases else (None, None)
@@ -160,6 +164,7 @@ def run_loop(
                 {c.name: c.mean_dice for c in test.cases},
                 {c.name: c.mean_hd95 for c in test.cases},
                 {c.name: c.mean_dice for c in validation.cases},
+                version.metrics.get("accepted", True),
             )
         )
         report(format_round(records[-1]))
@@ -200,7 +205,9 @@ def format_round(record: RoundRecord) -> str:
     picked = ", ".join(record.picked) or "-"
     return (
         f"round {record.round}: {record.n_labelled} labelled (picked {picked}), "
-        f"model {record.model_version}, "
+        f"model {record.model_version}"
+        + ("" if record.activated else " (validated worse: not activated, its parent stays active)")
+        + ", "
         f"held-out Dice {dice}, HD95 {hd95}, scoring {record.scoring_seconds:.1f} s, "
         f"fine-tuning {record.finetune_seconds:.1f} s"
     )
