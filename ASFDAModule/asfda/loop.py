@@ -142,7 +142,7 @@ def run_loop(
         round_config = replace(finetune, steps=finetune.steps + settings.steps_per_labelled * n_labelled)
         names = ", ".join(session.store.case(c).name for c in picked)
         report(
-            f"round {number}: {names} labelled; fine-tuning {round_config.steps} steps on {n_labelled} cases"
+            f"round {number}: {names} labelled; fine-tuning {round_config.steps} steps on {n_labelled} labelled"
         )
         version = session.finetune(round_config)
         test = evaluate_cases(session, test_pairs)
