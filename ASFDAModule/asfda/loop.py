@@ -141,9 +141,8 @@ def run_loop(
         n_labelled = len(session.store.labelled_ids())
         round_config = replace(finetune, steps=finetune.steps + settings.steps_per_labelled * n_labelled)
         names = ", ".join(session.store.case(c).name for c in picked)
-        report(
-            f"round {number}: {names} labelled; fine-tuning {round_config.steps} steps on {n_labelled} labelled"
-        )
+        steps = round_config.steps
+        report(f"round {number}: {names} labelled; fine-tuning {steps} steps on {n_labelled} labelled")
         version = session.finetune(round_config)
         test = evaluate_cases(session, test_pairs)
         dice, hd95 = (test.mean_dice, test.mean_hd95) if test.cases else (None, None)
