@@ -78,6 +78,12 @@ def moduleFile(mrml):
 
 
 @pytest.fixture
+def logic(moduleFile, mrml, tmp_path):
+    """The module's Logic on the test scene, with its own cache folder."""
+    return moduleFile.ASFDAModuleLogic(scene=mrml.scene, cacheDir=tmp_path / "cache")
+
+
+@pytest.fixture
 def fakeBackend(tmp_path):
     """An in-process stand-in of the HTTP contract on 127.0.0.1 (the real server is tested by its authors)."""
     from module_fake_backend import FakeBackend

@@ -511,3 +511,11 @@ _ROUTES = {
     ("GET", "/models"): _Handler.listModels,
     ("POST", "/models/{id}/activate"): _Handler.activateModel,
 }
+
+
+def useLocalBackend(logic, fakeBackend) -> None:
+    """As after startBackend: the backend shares this computer's disk, so volumes go by path."""
+    from ASFDAModuleLib.BackendProcess import ServerInfo
+
+    logic.sessionDir = fakeBackend.state.session
+    logic.connectToServer(ServerInfo(fakeBackend.url, 0, TOKEN, None))

@@ -40,3 +40,15 @@ def addVolume(slicer, scene, array: np.ndarray, name: str = "patient 7", classNa
     node.SetIJKToRASDirections(obliqueDirections())
     slicer.util.updateVolumeFromArray(node, array)
     return node
+
+
+def paintSegment(mrml, annotation, name: str = "spleen") -> np.ndarray:
+    """Paint a small block into one named segment of an opened case, as an annotator's correction would."""
+    mask = np.zeros(SHAPE, np.uint8)
+    mask[1:4, 2:6, 3:9] = 1
+    segmentation = annotation.segmentationNode
+    segmentId = segmentation.GetSegmentation().GetSegmentIdBySegmentName(name)
+    mrml.slicer.util.updateSegmentBinaryLabelmapFromArray(
+        mask, segmentation, segmentId, annotation.volumeNode
+    )
+    return mask

@@ -16,32 +16,8 @@ import module_volumes as volumes
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from module_fake_backend import TOKEN
+from module_fake_backend import TOKEN, useLocalBackend
 from module_paths import MODULE_DIR, TESTING_DIR, importSlicerCore
-
-
-@pytest.fixture
-def logic(moduleFile, mrml, tmp_path):
-    return moduleFile.ASFDAModuleLogic(scene=mrml.scene, cacheDir=tmp_path / "cache")
-
-
-def useLocalBackend(logic, fakeBackend):
-    """As after startBackend: the backend shares this computer's disk, so volumes go by path."""
-    from ASFDAModuleLib.BackendProcess import ServerInfo
-
-    logic.sessionDir = fakeBackend.state.session
-    logic.connectToServer(ServerInfo(fakeBackend.url, 0, TOKEN, None))
-
-
-def paintSpleen(mrml, annotation):
-    spleen = np.zeros(volumes.SHAPE, np.uint8)
-    spleen[1:4, 2:6, 3:9] = 1
-    segmentation = annotation.segmentationNode
-    spleenId = segmentation.GetSegmentation().GetSegmentIdBySegmentName("spleen")
-    mrml.slicer.util.updateSegmentBinaryLabelmapFromArray(
-        spleen, segmentation, spleenId, annotation.volumeNode
-    )
-    return spleen
 
 
 def test_importing_the_module_file_loads_neither_torch_nor_monai_nor_the_engine():
@@ -97,7 +73,7 @@ def test_scene_volume_to_case_to_correction_to_new_model_version(mrml, logic, fa
     assert editor.GetSegmentationNode() is annotation.segmentationNode
     assert editor.GetSourceVolumeNode() is volumeNode
 
-    spleen = paintSpleen(mrml, annotation)
+    spleen = volumes.paintSegment(mrml, annotation)
     labelFile = logic.exportCorrection(case.id, annotation.segmentationNode, volumeNode)
     result = logic.submitCorrection(case.id, labelFile, steps=3)
     job = logic.waitForJob(result.job.id, timeout=20, interval=0.05)

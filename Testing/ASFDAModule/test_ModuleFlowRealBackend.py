@@ -12,19 +12,8 @@ import sys
 import time
 
 import module_volumes as volumes
-import numpy as np
 import pytest
 from module_processes import needsRealBackend, waitGone, writeTinyModel
-
-
-def paintSpleen(mrml, annotation):
-    spleen = np.zeros(volumes.SHAPE, np.uint8)
-    spleen[1:4, 2:6, 3:9] = 1
-    segmentation = annotation.segmentationNode
-    spleenId = segmentation.GetSegmentation().GetSegmentIdBySegmentName("spleen")
-    mrml.slicer.util.updateSegmentBinaryLabelmapFromArray(
-        spleen, segmentation, spleenId, annotation.volumeNode
-    )
 
 
 @needsRealBackend
@@ -53,7 +42,7 @@ def test_the_whole_flow_with_the_real_backend(moduleFile, mrml, tmp_path):
         # Next case, with the model version that made its prediction; saved without training.
         firstFiles = logic.fetchCaseFiles("tester", logic.caseIdsInScene())
         firstCase = logic.loadCase(firstFiles)
-        paintSpleen(mrml, firstCase)
+        volumes.paintSegment(mrml, firstCase)
         batched = logic.saveCase(
             firstCase.case.id, firstCase.segmentationNode, firstCase.volumeNode, train=False
         )
@@ -61,7 +50,7 @@ def test_the_whole_flow_with_the_real_backend(moduleFile, mrml, tmp_path):
         # The next one, saved and trained on: a round on both masks.
         secondFiles = logic.fetchCaseFiles("tester", logic.caseIdsInScene())
         secondCase = logic.loadCase(secondFiles, firstCase.case.id, LeavePolicy.HIDE)
-        paintSpleen(mrml, secondCase)
+        volumes.paintSegment(mrml, secondCase)
         # Two steps of a tiny model may validate worse than its parent: activate it anyway (the guard is
         # the engine's tests' subject), so that the rest of the flow runs on the new version.
         trained = logic.saveCase(

@@ -12,20 +12,7 @@ import module_volumes as volumes
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from module_fake_backend import TOKEN
-
-
-@pytest.fixture
-def logic(moduleFile, mrml, tmp_path):
-    return moduleFile.ASFDAModuleLogic(scene=mrml.scene, cacheDir=tmp_path / "cache")
-
-
-def useLocalBackend(logic, fakeBackend):
-    """As after startBackend: the backend shares this computer's disk, so volumes go by path."""
-    from ASFDAModuleLib.BackendProcess import ServerInfo
-
-    logic.sessionDir = fakeBackend.state.session
-    logic.connectToServer(ServerInfo(fakeBackend.url, 0, TOKEN, None))
+from module_fake_backend import TOKEN, useLocalBackend
 
 
 def addCases(mrml, logic, count):
@@ -38,23 +25,13 @@ def addCases(mrml, logic, count):
     return [case for _, case in added]
 
 
-def paint(mrml, annotation, name="spleen"):
-    mask = np.zeros(volumes.SHAPE, np.uint8)
-    mask[1:4, 2:6, 3:9] = 1
-    segmentation = annotation.segmentationNode
-    segmentId = segmentation.GetSegmentation().GetSegmentIdBySegmentName(name)
-    mrml.slicer.util.updateSegmentBinaryLabelmapFromArray(
-        mask, segmentation, segmentId, annotation.volumeNode
-    )
-
-
 def test_after_a_round_the_next_prediction_carries_the_new_model_version(mrml, logic, fakeBackend):
     """Defect: backend info was fetched once, so after a round predictions were saved as the old version."""
     useLocalBackend(logic, fakeBackend)
     addCases(mrml, logic, 2)
     logic.fetchInfo()
     first = logic.loadCase(logic.fetchCaseFiles("tester", logic.caseIdsInScene()))
-    paint(mrml, first)
+    volumes.paintSegment(mrml, first)
     result = logic.saveCase(first.case.id, first.segmentationNode, first.volumeNode, train=True, steps=2)
     assert logic.waitForJob(result.job.id, timeout=20, interval=0.05).modelVersion == "v1"
 
@@ -109,7 +86,7 @@ def test_save_without_training_batches_masks_then_one_round_takes_them(mrml, log
     saved = []
     for _ in range(2):
         annotation = logic.loadCase(logic.fetchCaseFiles("tester", logic.caseIdsInScene()))
-        paint(mrml, annotation)
+        volumes.paintSegment(mrml, annotation)
         saved.append(
             logic.saveCase(
                 annotation.case.id, annotation.segmentationNode, annotation.volumeNode, train=False
@@ -131,7 +108,7 @@ def test_edit_effort_is_the_dice_between_prediction_and_saved_mask(mrml, logic, 
     addCases(mrml, logic, 1)
     caseFiles = logic.fetchCaseFiles("tester", logic.caseIdsInScene())
     annotation = logic.loadCase(caseFiles)
-    paint(mrml, annotation)  # adds a spleen the prediction did not have
+    volumes.paintSegment(mrml, annotation)  # adds a spleen the prediction did not have
 
     result = logic.saveCase(
         annotation.case.id, annotation.segmentationNode, annotation.volumeNode, train=False
@@ -191,7 +168,7 @@ def test_skip_and_flag_are_kept_in_the_session_and_next_serves_other_cases(
     assert marks == {first.id: ("skipped", ""), second.id: ("flagged", "motion artefact")}
     # Only marked cases left: the skipped one comes back, the flagged one does not.
     annotation = logic.loadCase(logic.fetchCaseFiles("tester", logic.caseIdsInScene(), third.id))
-    paint(mrml, annotation)
+    volumes.paintSegment(mrml, annotation)
     logic.saveCase(third.id, annotation.segmentationNode, annotation.volumeNode, train=False)
     for case in fakeBackend.state.cases.values():
         case.last_served = None  # the leases ran out
@@ -227,7 +204,7 @@ def test_model_versions_with_metrics_and_activate_to_roll_back(mrml, logic, fake
     useLocalBackend(logic, fakeBackend)
     addCases(mrml, logic, 2)
     annotation = logic.loadCase(logic.fetchCaseFiles("tester", logic.caseIdsInScene()))
-    paint(mrml, annotation)
+    volumes.paintSegment(mrml, annotation)
     result = logic.saveCase(
         annotation.case.id, annotation.segmentationNode, annotation.volumeNode, train=True
     )
@@ -248,7 +225,7 @@ def test_activating_a_version_cancels_the_scoring_of_the_one_left_but_never_a_ro
     useLocalBackend(logic, fakeBackend)
     addCases(mrml, logic, 2)
     annotation = logic.loadCase(logic.fetchCaseFiles("tester", logic.caseIdsInScene()))
-    paint(mrml, annotation)
+    volumes.paintSegment(mrml, annotation)
     result = logic.saveCase(
         annotation.case.id, annotation.segmentationNode, annotation.volumeNode, train=True
     )
@@ -283,7 +260,7 @@ def test_remove_case_and_a_clear_error_from_a_backend_without_the_route(mrml, lo
     ] == ["DELETE"]
 
     annotation = logic.loadCase(logic.fetchCaseFiles("tester", logic.caseIdsInScene(), cases[1].id))
-    paint(mrml, annotation)
+    volumes.paintSegment(mrml, annotation)
     logic.saveCase(cases[1].id, annotation.segmentationNode, annotation.volumeNode, train=False)
     with pytest.raises(BackendError, match="is labelled") as labelled:
         logic.removeCase(cases[1].id)
@@ -298,7 +275,7 @@ def test_progress_counts_labelled_cases_of_the_table(mrml, logic, fakeBackend):
     useLocalBackend(logic, fakeBackend)
     addCases(mrml, logic, 3)
     annotation = logic.loadCase(logic.fetchCaseFiles("tester", logic.caseIdsInScene()))
-    paint(mrml, annotation)
+    volumes.paintSegment(mrml, annotation)
     logic.saveCase(annotation.case.id, annotation.segmentationNode, annotation.volumeNode, train=False)
     logic.applyRanking(logic.fetchRanking())
     assert logic.progress() == (1, 3)
