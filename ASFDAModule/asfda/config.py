@@ -50,7 +50,7 @@ class AsdConfig:
 @dataclass
 class QueryConfig:
     # The default query was chosen on the benchmark's validation split (README, "Choosing the default query").
-    strategy: QueryStrategy = QueryStrategy.TYPICAL_STOCHASTIC
+    strategy: QueryStrategy = QueryStrategy.TYPICLUST
     budget: int = 1
     w_kg: float = 1.0
     w_asd: float = 1.0

@@ -107,7 +107,7 @@ class FakeState:
     scoringSeconds: float = 0.0  # > 0: each model version scores the pool case by case in a job this long
     scoredCount: dict[str, int] = field(default_factory=dict)  # model version -> cases scored so far
     versions: list[str] = field(default_factory=lambda: ["v0"])
-    strategy: str = "typical-stochastic"
+    strategy: str = "typiclust"
     removeRoute: bool = True  # False: an older backend without DELETE /cases/{id} (FastAPI answers 405)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -404,7 +404,7 @@ class _Handler(BaseHTTPRequestHandler):
         return self.state.metrics
 
     def querySettings(self, url):
-        return {"strategy": self.state.strategy, "budget": 1, "strategies": ["typical-stochastic", "random"]}
+        return {"strategy": self.state.strategy, "budget": 1, "strategies": ["typiclust", "random"]}
 
     def setQuery(self, url):
         self.state.strategy = self._json().get("strategy") or self.state.strategy

@@ -32,7 +32,7 @@ class Arm:
 FULL_METHOD = "asfda"
 # The query the full method uses unless --asfda-query says otherwise; chosen on the validation split of
 # the heterogeneous benchmark (README, "Choosing the default query").
-DEFAULT_QUERY = "typical-stochastic"
+DEFAULT_QUERY = "typiclust"
 # The semi-supervised part: the pool's top quarter by confidence (relative, not 0.9 absolute), the student
 # on a strongly augmented view of the teacher's patch.
 SSL_OVERRIDES: tuple[tuple[str, object], ...] = (("tau_conf_quantile", 0.75),)
