@@ -509,9 +509,10 @@ class JobManager:
             self._save(job)
             JobFiles(self.folder, job.id).cancel.unlink(missing_ok=True)
             log.info("job %s (%s, %s): %s", job.id, job.kind.value, state.value, message)
-            if job.kind is JobKind.FINETUNE and state is JobState.DONE and not self._stopping:
-                # A new model version: its scores are all stale, refresh them at once (unless a client
-                # asked for them already).
+            activated = (job.result.get("metrics") or {}).get("accepted", True)
+            if job.kind is JobKind.FINETUNE and state is JobState.DONE and activated and not self._stopping:
+                # A new active model version: its scores are all stale, refresh them at once (unless a
+                # client asked for them already). A version the guard kept back is not scored.
                 self.ensure_scoring(job.model_version)
             self._changed.notify_all()
 

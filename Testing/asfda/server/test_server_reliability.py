@@ -238,7 +238,9 @@ def test_a_full_disk_answers_507_and_stores_nothing_broken(full_disk_server, tin
 
         # A round on a full disk fails saying so, and leaves no version behind.
         fill(disk, 0)
-        job = client.post("/finetune", json={"steps": 1, "semi_supervised": False}).json()
+        job = client.post(
+            "/finetune", json={"steps": 1, "semi_supervised": False, "accept_worse": True}
+        ).json()
         job = wait_for_job(client, job["id"], timeout=120)
         assert job["state"] == "failed" and "no space left on device" in job["message"], job
         (disk / "ballast").unlink()
@@ -263,7 +265,8 @@ def test_a_worker_killed_during_the_commit(step, kept, tmp_path, server_factory,
             )
         other = client.post("/cases", json={"path": str(tiny_dataset.pool[1][0])}).json()[0]
         job = client.post(
-            "/finetune", json={"steps": 1, "semi_supervised": False, "validate_every": 1}
+            "/finetune",
+            json={"steps": 1, "semi_supervised": False, "validate_every": 1, "accept_worse": True},
         ).json()
         busy = client.delete(f"/cases/{other['id']}")  # the round's worker is still starting
         assert busy.status_code == 409 and job["id"] in busy.json()["detail"], busy.text
