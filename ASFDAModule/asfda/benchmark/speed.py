@@ -21,7 +21,6 @@ import argparse
 import multiprocessing
 import platform
 import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,6 +30,7 @@ from pathlib import Path
 
 import torch
 
+from .runner import git_commit
 from .speed_report import PATHS, STAGES, merge_records
 
 REPOSITORY = Path(__file__).resolve().parents[3]
@@ -242,22 +242,6 @@ def machine() -> dict:
     return info
 
 
-def commit() -> str | None:
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(REPOSITORY), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(REPOSITORY), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return head + ("+uncommitted changes" if dirty else "")
-
-
 def summarise(device: str, model: str, pool_size: int, paths: dict[str, dict]) -> dict:
     """One record: per path, stage seconds per volume, their ratio to the forward-only limit, the totals."""
     limit = paths["rescoring"]["network_seconds_per_volume"]
@@ -315,7 +299,7 @@ def run_speed(args: argparse.Namespace, out: Path) -> list[dict]:
     context = {
         "command": "asfda speed " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["speed"] else None,
         "machine": machine(),
-        "commit": commit(),
+        "commit": git_commit(REPOSITORY),
         "threads": args.threads or torch.get_num_threads(),
         "memory_cache_mib": args.memory_cache_mib,
     }
