@@ -88,6 +88,13 @@ class FinetuneConfig:
     tau_dist: float | None = None  # None: the median distance to the labelled set over the pool
     tau_vox: float = 0.8
     lambda_u_max: float = 0.5
+    # Share of a round's steps trained on the labelled cases alone before the teacher is copied from the
+    # student; 0 makes the teacher at the round's start (the parent model, which before the first round is
+    # the source model whose errors the pseudo-labels would then teach back).
+    teacher_start_fraction: float = 0.0
+    # Class-wise voxel thresholds (min(tau_vox, the class's median confidence)) and a loss that weighs every
+    # pseudo-label class equally, instead of one tau_vox and one mean dominated by background.
+    classwise_pseudo_labels: bool = False
     validate_every: int = 20
     seed: int = 0
     amp: bool = True

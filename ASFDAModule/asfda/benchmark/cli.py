@@ -195,6 +195,7 @@ def benchmark(args: argparse.Namespace) -> int:
         augment=args.augment,
         recompute_batchnorm=args.recompute_batchnorm,
         asfda_query=args.asfda_query,
+        asfda_fine_tuning=args.asfda_fine_tuning,
         random_seeds=tuple(args.random_seeds or ()),
     )
     command = command_line("benchmark", args)
@@ -219,7 +220,7 @@ def benchmark(args: argparse.Namespace) -> int:
 
 def _add_benchmark(subparsers: argparse._SubParsersAction) -> None:
     from ..config import FinetuneConfig
-    from .runner import ARMS, KNOWN_ARMS, BenchmarkConfig, Window
+    from .runner import ARMS, FULL_FINE_TUNING, KNOWN_ARMS, SSL_SETTINGS, BenchmarkConfig, Window
 
     defaults = BenchmarkConfig()
     parser = subparsers.add_parser(
@@ -267,6 +268,12 @@ def _add_benchmark(subparsers: argparse._SubParsersAction) -> None:
         "--asfda-query",
         default="default",
         help="the full method's query: default, auto (best candidate on the validation split) or an arm name",
+    )
+    parser.add_argument(
+        "--asfda-fine-tuning",
+        default="default",
+        help=f"the full method's fine-tuning: default ({FULL_FINE_TUNING}), supervised, or a semi-supervised "
+        f"setting ({', '.join(SSL_SETTINGS)})",
     )
     parser.add_argument("--steps", type=int, default=defaults.steps, help="fine-tuning steps a round")
     parser.add_argument("--steps-per-labelled", type=int, default=0, help="extra steps per labelled case")

@@ -53,7 +53,20 @@ from ..config import FinetuneConfig, config_to_dict
 from ..errors import ASFDAError
 from ..models.spec import SPEC_FILE, ModelSpec
 from . import report
-from .arms import ARMS, CANDIDATES, CEILING, FULL_METHOD, KNOWN_ARMS, QUERY_ARMS, Arm, full_method
+from .arms import (
+    ARMS,
+    CANDIDATES,
+    CEILING,
+    FULL_FINE_TUNING,
+    LEGACY_FINE_TUNING,
+    FULL_METHOD,
+    KNOWN_ARMS,
+    QUERY_ARMS,
+    SSL_SETTINGS,
+    SUPERVISED,
+    Arm,
+    full_method,
+)
 from .costs import costs_markdown
 from .dataset import DatasetLayout
 from .execution import Job, execute, run_job
@@ -122,6 +135,7 @@ class BenchmarkConfig:
     augment: bool = False  # weak intensity augmentation of labelled patches (every arm)
     recompute_batchnorm: bool = False  # BatchNorm statistics from whole labelled volumes after each round
     asfda_query: str = "default"  # "default": DEFAULT_QUERY; "auto": best candidate on validation; or a name
+    asfda_fine_tuning: str = "default"  # "default": FULL_FINE_TUNING; "supervised"; or an SSL setting's name
     random_seeds: tuple[int, ...] = ()  # extra draws for random (cheap: it needs no scores)
 
     def __post_init__(self) -> None:
@@ -133,6 +147,13 @@ class BenchmarkConfig:
         self.window = Window(self.window)
         if self.asfda_query not in ("default", "auto", *QUERY_ARMS):
             raise ASFDAError(f"--asfda-query must be default, auto or one of {', '.join(QUERY_ARMS)}")
+        if self.asfda_fine_tuning not in ("default", SUPERVISED, *SSL_SETTINGS):
+            choices = ", ".join(("default", SUPERVISED, *SSL_SETTINGS))
+            raise ASFDAError(f"--asfda-fine-tuning must be one of {choices}")
+
+    @property
+    def full_fine_tuning(self) -> str:
+        return FULL_FINE_TUNING if self.asfda_fine_tuning == "default" else self.asfda_fine_tuning
 
     def resolved_schedule(self, n_pool: int) -> tuple[int, ...]:
         """Labelled counts after each round: the budgets as fractions of the pool, or the schedule."""
@@ -313,9 +334,10 @@ def write_report(out: Path, config: BenchmarkConfig, run_info: dict) -> list[Pat
         f"to {runs_made_by[-1].get('finished', '')}."
     )
     descriptions = {name: KNOWN_ARMS[name].description for name in config.arms}
-    query = (run_info.get("full_method") or {}).get("query")
-    if FULL_METHOD in descriptions and query:
-        descriptions[FULL_METHOD] = full_method(query).description
+    full = run_info.get("full_method") or {}
+    if FULL_METHOD in descriptions and full.get("query"):
+        fine_tuning = full.get("fine_tuning", LEGACY_FINE_TUNING)
+        descriptions[FULL_METHOD] = full_method(full["query"], fine_tuning).description
     descriptions[ALL_LABELLED] = (
         f"{CEILING.description}, {config.all_labelled_steps or config.steps * len(schedule)}"
         " supervised steps (the compute of a whole schedule)"
@@ -373,23 +395,24 @@ def resolve_full_method(
     from .statistics import choose_by_validation
 
     if config.asfda_query not in ("auto", "default"):
-        return full_method(config.asfda_query), {
+        return full_method(config.asfda_query, config.full_fine_tuning), {
             "query": config.asfda_query,
             "chosen_by": "--asfda-query",
             "waits": False,
         }
     candidates = [name for name in CANDIDATES if name in config.arms]
     if config.asfda_query == "default" or not candidates or FULL_METHOD not in config.arms:
-        return full_method(DEFAULT_QUERY), {
+        return full_method(DEFAULT_QUERY, config.full_fine_tuning), {
             "query": DEFAULT_QUERY,
             "chosen_by": "DEFAULT_QUERY",
             "waits": False,
         }
     if not final:
-        return full_method(DEFAULT_QUERY), {"query": None, "chosen_by": "validation (pending)", "waits": True}
+        pending = {"query": None, "chosen_by": "validation (pending)", "waits": True}
+        return full_method(DEFAULT_QUERY, config.full_fine_tuning), pending
     query, table = choose_by_validation(load_results(out), candidates, endpoint)
     chosen_by = f"best mean validation-split Dice at the endpoint: {table}"
-    return full_method(query), {"query": query, "chosen_by": chosen_by, "waits": True}
+    return full_method(query, config.full_fine_tuning), {"query": query, "chosen_by": chosen_by, "waits": True}
 
 
 def run_benchmark(
@@ -478,7 +501,11 @@ def run_benchmark(
         "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "wall_seconds_this_invocation": round(time.perf_counter() - clock, 1),
         "failures": failures,
-        "full_method": {"query": selection["query"], "chosen_by": selection["chosen_by"]},
+        "full_method": {
+            "query": selection["query"],
+            "chosen_by": selection["chosen_by"],
+            "fine_tuning": config.full_fine_tuning,
+        },
         "schedule": list(config.resolved_schedule(len(layout.pool))),
         "endpoint": config.endpoint(len(layout.pool)),
         "n_pool": len(layout.pool),

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import wilcoxon
 
-from .arms import FULL_METHOD
+from .arms import DEFAULT_QUERY, FULL_METHOD, LEGACY_FINE_TUNING, SSL_SETTINGS, SUPERVISED
 from .report import ALL_LABELLED, SOURCE_ONLY, RunResult
 
 BOOTSTRAP_SAMPLES = 10_000
@@ -160,20 +160,33 @@ def picked_kinds(results: Sequence[RunResult], metadata: dict[str, dict]) -> dic
     return {arm: dict(sorted(c.items())) for arm, c in kinds.items()}
 
 
+def semi_supervised_pair(arms: Sequence[str], full: dict) -> tuple[str, str] | None:
+    """(semi-supervised arm, its supervised twin: the same query's picks, fine-tuned supervised).
+
+    A semi-supervised full method pairs with its query's arm; a supervised one is itself the twin of the
+    semi-supervised arms, which follow the default query's picks."""
+    query = full.get("query")
+    if full.get("fine_tuning", LEGACY_FINE_TUNING) != SUPERVISED:
+        return (FULL_METHOD, query) if FULL_METHOD in arms and query in arms else None
+    semi = next((a for a in arms if a in SSL_SETTINGS), None)
+    twin = DEFAULT_QUERY if DEFAULT_QUERY in arms else FULL_METHOD if query == DEFAULT_QUERY else None
+    return (semi, twin) if semi and twin in arms else None
+
+
 def summarise(results: Sequence[RunResult], endpoint: int, run_info: dict) -> dict:
     arms = [a for a in dict.fromkeys(r.arm for r in results) if a not in (SOURCE_ONLY, ALL_LABELLED)]
     full = run_info.get("full_method") or {}
-    twin = full.get("query")
     baselines = [a for a in arms if a != FULL_METHOD]
     comparisons = (
         [compare(results, FULL_METHOD, b, endpoint) for b in baselines] if FULL_METHOD in arms else []
     )
     random = next((c for c in comparisons if c["strategy"] == "random"), None)
     semi = None
-    if FULL_METHOD in arms and twin in arms:
-        semi = compare(results, FULL_METHOD, twin, endpoint)
+    pair = semi_supervised_pair(arms, full)
+    if pair is not None:
+        semi = {"arm": pair[0], **compare(results, *pair, endpoint)}
         semi["pseudo_labelled_per_round_by_seed"] = [
-            [rec.pseudo_labelled for rec in r.records[1:]] for r in results if r.arm == FULL_METHOD
+            [rec.pseudo_labelled for rec in r.records[1:]] for r in results if r.arm == pair[0]
         ]
     return {
         "endpoint": {"n_labelled": endpoint, "metric": "mean foreground Dice on the test split"},
@@ -212,7 +225,7 @@ def statistics_markdown(summary: dict) -> str:
     if semi:
         lines += [
             "",
-            f"Semi-supervised part (ASFDA minus its supervised twin `{semi['strategy']}`): "
+            f"Semi-supervised part (`{semi['arm']}` minus its supervised twin `{semi['strategy']}`): "
             f"{semi['difference']:+.4f} [{semi['ci_low']:+.4f}, {semi['ci_high']:+.4f}], "
             f"p = {semi['p_value']:.3g}; "
             f"pseudo-labelled cases per round, by seed: {semi['pseudo_labelled_per_round_by_seed']}.",

@@ -52,3 +52,35 @@ def masked_cross_entropy(logits: torch.Tensor, probabilities: torch.Tensor, tau_
     mask = (confidence >= tau_vox).float()
     losses = torch.nn.functional.cross_entropy(logits.float(), pseudo_labels, reduction="none")
     return (losses * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+def classwise_thresholds(
+    confidence: torch.Tensor, pseudo_labels: torch.Tensor, num_classes: int, tau_vox: float
+) -> torch.Tensor:
+    """Per class, min(tau_vox, the median confidence of the voxels the teacher gives that class).
+
+    FlexMatch-like: a class the teacher is still unsure of (a small organ after one labelled case) gets a
+    lower bar, so its voxels are not all masked out while the easy background passes everywhere.
+    """
+    thresholds = torch.full((num_classes,), float(tau_vox), device=confidence.device)
+    for label in range(num_classes):
+        values = confidence[pseudo_labels == label]
+        if values.numel():
+            thresholds[label] = torch.clamp(values.float().median(), max=tau_vox)
+    return thresholds
+
+
+def class_balanced_cross_entropy(
+    logits: torch.Tensor, probabilities: torch.Tensor, tau_vox: float
+) -> torch.Tensor:
+    """Masked cross-entropy with class-wise thresholds, each pseudo-label class weighted equally.
+
+    With one mean over voxels, background (most of a patch) decides the loss and pulls the student towards
+    predicting less foreground; averaging per class first gives each structure the same say.
+    """
+    confidence, pseudo_labels = probabilities.max(1)
+    thresholds = classwise_thresholds(confidence, pseudo_labels, probabilities.shape[1], tau_vox)
+    mask = confidence >= thresholds[pseudo_labels]
+    losses = torch.nn.functional.cross_entropy(logits.float(), pseudo_labels, reduction="none")
+    per_class = [losses[mask & (pseudo_labels == c)].mean() for c in pseudo_labels[mask].unique()]
+    return torch.stack(per_class).mean() if per_class else logits.sum() * 0.0

@@ -1,7 +1,10 @@
 """One round of selective semi-supervised fine-tuning.
 
 Labelled cases train with Dice + cross-entropy on foreground-oversampled patches; reliable unlabelled cases
-add a masked cross-entropy against an EMA teacher's confident voxels, weighted by a ramped lambda_u. The round
+add a masked cross-entropy against an EMA teacher's confident voxels, weighted by a ramped lambda_u. The
+teacher is the round's starting model, or with ``teacher_start_fraction`` the student after that share of
+the steps trained on the labelled cases alone; ``classwise_pseudo_labels`` gives every class its own voxel
+threshold and an equal share of the unlabelled loss (``reliable.py``). The round
 keeps the best weights by validation Dice: on held-out labelled cases when the caller gives some, else on the
 labelled cases themselves when there are at least two. The parent's Dice on the same cases is measured first,
 so the caller's guard can tell whether the round made the model worse. The learning rate warms up linearly;
@@ -34,7 +37,7 @@ from .augmentation import augment_batch, strong_augmentation, weak_augmentation
 from .batchnorm import freeze_batchnorm, recompute_batchnorm_statistics
 from .ema import make_teacher, update_teacher
 from .peft import freeze_statistics, select_trainable
-from .reliable import masked_cross_entropy, unlabelled_weight
+from .reliable import class_balanced_cross_entropy, masked_cross_entropy, unlabelled_weight
 
 RoundProgress = Callable[[int, int, str], None]  # (step, steps, message)
 
@@ -116,6 +119,13 @@ def warmup(steps: int, fraction: float):
     return lambda index: min((index + 1) / warmup_steps, 1.0)
 
 
+def teacher_start_step(config: FinetuneConfig) -> int:
+    """The last step trained on labelled cases alone (0: the teacher is the round's starting model)."""
+    if not 0.0 <= config.teacher_start_fraction < 1.0:
+        raise ValueError(f"teacher_start_fraction must lie in [0, 1), got {config.teacher_start_fraction}")
+    return int(round(config.steps * config.teacher_start_fraction))
+
+
 def finetune_round(
     model: LoadedModel,
     labelled: list[ModelSpaceCase],
@@ -143,7 +153,10 @@ def finetune_round(
     parent_dice = validation_dice(model, validation_cases, device)
     if config.recompute_batchnorm:  # target statistics from whole volumes, then frozen (see batchnorm.py)
         recompute_batchnorm_statistics(student, [c.image.as_tensor() for c in labelled + unlabelled], device)
-    teacher = make_teacher(student) if (config.semi_supervised and unlabelled) else None
+    semi_supervised = config.semi_supervised and bool(unlabelled)
+    supervised_steps = teacher_start_step(config) if semi_supervised else config.steps
+    teacher = make_teacher(student) if semi_supervised and supervised_steps == 0 else None
+    unlabelled_loss = class_balanced_cross_entropy if config.classwise_pseudo_labels else masked_cross_entropy
     trainable = select_trainable(student, config.adaptation, model.spec.in_channels, patch)
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup(config.steps, config.warmup_fraction))
@@ -165,6 +178,8 @@ def finetune_round(
     for step in range(1, config.steps + 1):
         if cancelled is not None and cancelled():
             raise CancelledError(f"fine-tuning cancelled at step {step - 1} of {config.steps}")
+        if semi_supervised and teacher is None and step > supervised_steps:
+            teacher = make_teacher(student)  # what the labelled cases taught, before it teaches itself
         student.train()
         freeze_statistics(student)
         if config.recompute_batchnorm:
@@ -175,7 +190,11 @@ def finetune_round(
         with torch.autocast(device_type=device.type, enabled=use_amp):
             logits = to_logits(student(batch[IMAGE].to(device)), activation)
             loss = loss_function(logits, batch[LABEL].to(device))
-            weight_u = unlabelled_weight(step, config.steps, config.lambda_u_max) if teacher else 0.0
+            weight_u = (
+                unlabelled_weight(step - supervised_steps, config.steps - supervised_steps, config.lambda_u_max)
+                if teacher
+                else 0.0
+            )
             loss_u = torch.zeros((), device=device)
             if teacher is not None and weight_u > 0:
                 images = draw_batch(unlabelled, sample_unlabelled, rng, config.batch_size, False)[IMAGE].to(
@@ -184,7 +203,7 @@ def finetune_round(
                 with torch.no_grad():
                     teacher_probabilities = to_probabilities(teacher(images), activation)
                 student_view = augment_batch(images, strong) if strong is not None else images
-                loss_u = masked_cross_entropy(
+                loss_u = unlabelled_loss(
                     to_logits(student(student_view), activation), teacher_probabilities, config.tau_vox
                 )
             total = loss + weight_u * loss_u
@@ -224,7 +243,7 @@ def finetune_round(
         steps=config.steps,
         seconds=time.perf_counter() - started,
         n_labelled=len(labelled),
-        n_unlabelled=len(unlabelled) if teacher is not None else 0,
+        n_unlabelled=len(unlabelled) if semi_supervised else 0,
         best_step=best_step,
         history=history,
         parent_validation_dice=float(parent_dice),

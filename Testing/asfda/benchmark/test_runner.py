@@ -36,6 +36,8 @@ def tiny_benchmark(tmp_path_factory, tiny_dataset, tiny_model):
         "--strategies",
         "asfda",
         "random",
+        "--asfda-fine-tuning",
+        "ssl-relative",
         "--seeds",
         "0",
         "--schedule",
@@ -113,6 +115,7 @@ def test_outputs_are_produced_and_sane(tiny_benchmark, tiny_dataset):
     assert info["command"].startswith("asfda benchmark --dataset") and "--steps 1" in info["command"]
     assert info["machine"]["cpu_count"] and info["git_commit"] and info["started"] and info["finished"]
     assert {r["strategy"] for r in info["runs"]} == {"source-only", "asfda", "random"}
+    assert info["full_method"]["fine_tuning"] == "ssl-relative"
     assert "| asfda | semi-supervised |" in (out / "results.md").read_text()
     assert "| random | 0 | 0 (needs no scores) |" in (out / "costs.md").read_text()
 
@@ -180,3 +183,6 @@ def test_budgets_are_fractions_of_the_pool_with_a_pre_stated_endpoint():
     assert BenchmarkConfig(arms=("random",), schedule=(1, 2, 4)).resolved_schedule(60) == (1, 2, 4)
     with pytest.raises(ASFDAError, match="asfda-query"):
         BenchmarkConfig(arms=("random",), asfda_query="nonsense")
+    with pytest.raises(ASFDAError, match="asfda-fine-tuning"):
+        BenchmarkConfig(arms=("random",), asfda_fine_tuning="nonsense")
+    assert BenchmarkConfig(arms=("random",)).full_fine_tuning == "supervised"

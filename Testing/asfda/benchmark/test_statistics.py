@@ -93,6 +93,22 @@ def test_summary_lists_a_comparison_per_baseline_and_the_ssl_twin(tmp_path):
     assert "NOT met" not in (tmp_path / "statistics.md").read_text()
 
 
+def test_a_supervised_full_method_is_the_twin_of_the_semi_supervised_arm():
+    ssl = [run("ssl-late-teacher", s, 0.01, pseudo=2, fine_tuning="semi-supervised") for s in range(3)]
+    supervised = [run("asfda", s, 0.04) for s in range(3)]
+    info = {"full_method": {"query": "typiclust", "chosen_by": "test", "fine_tuning": "supervised"}}
+    semi = summarise(supervised + ssl, 2, info)["semi_supervised_vs_supervised_twin"]
+    assert (semi["arm"], semi["strategy"]) == ("ssl-late-teacher", "asfda")
+    assert semi["difference"] == pytest.approx(-0.03)
+    assert semi["pseudo_labelled_per_round_by_seed"][0] == [2, 2, 2]
+    # with the query's own arm in the run, that arm is the twin
+    typiclust = [run("typiclust", s, 0.02) for s in range(3)]
+    semi = summarise(supervised + ssl + typiclust, 2, info)["semi_supervised_vs_supervised_twin"]
+    assert semi["strategy"] == "typiclust" and semi["difference"] == pytest.approx(-0.01)
+    info["full_method"]["query"] = "density"
+    assert summarise(supervised + ssl, 2, info)["semi_supervised_vs_supervised_twin"] is None
+
+
 def test_the_query_is_chosen_on_the_validation_split_not_the_test_set():
     # random has the best validation Dice, asfda the best test Dice: validation decides
     best, table = choose_by_validation(results(), ["asfda", "typiclust", "random"], 2)

@@ -4,7 +4,13 @@ import numpy as np
 import pytest
 import torch
 from asfda.finetune.ema import make_teacher, update_teacher
-from asfda.finetune.reliable import masked_cross_entropy, reliable_cases, unlabelled_weight
+from asfda.finetune.reliable import (
+    class_balanced_cross_entropy,
+    classwise_thresholds,
+    masked_cross_entropy,
+    reliable_cases,
+    unlabelled_weight,
+)
 
 
 def test_reliable_cases_need_confidence_and_closeness_to_labelled_cases():
@@ -49,3 +55,27 @@ def test_teacher_follows_student_as_moving_average():
     update_teacher(teacher, student, decay=0.75)
     assert teacher.weight.item() == pytest.approx(0.75 * 1.0 + 0.25 * 3.0)
     assert not teacher.weight.requires_grad
+
+
+def test_classwise_thresholds_lower_the_bar_for_an_unsure_class_only():
+    confidence = torch.tensor([0.99, 0.97, 0.95, 0.60, 0.50, 0.40])
+    pseudo_labels = torch.tensor([0, 0, 0, 1, 1, 1])
+    thresholds = classwise_thresholds(confidence, pseudo_labels, num_classes=3, tau_vox=0.8)
+    assert thresholds.tolist() == pytest.approx([0.8, 0.5, 0.8])  # class 2 absent: tau_vox
+
+
+def test_class_balanced_cross_entropy_gives_each_class_the_same_weight():
+    # three confident background voxels, one foreground voxel the teacher is unsure of (0.6 < tau_vox)
+    teacher = torch.tensor([[0.95, 0.95, 0.95, 0.4], [0.05, 0.05, 0.05, 0.6]]).reshape(1, 2, 4, 1, 1)
+    logits = torch.tensor([[3.0, 1.0, 0.0, 2.0], [0.0, 0.0, 0.0, 0.0]]).reshape(1, 2, 4, 1, 1)
+    voxel_losses = torch.nn.functional.cross_entropy(
+        logits.reshape(2, 4).T, torch.tensor([0, 0, 0, 1]), reduction="none"
+    )
+    expected = (voxel_losses[:3].mean() + voxel_losses[3]) / 2
+    assert class_balanced_cross_entropy(logits, teacher, tau_vox=0.8).item() == pytest.approx(
+        expected.item(), abs=1e-6
+    )
+    # the single global threshold drops the unsure foreground voxel and averages over voxels
+    assert masked_cross_entropy(logits, teacher, tau_vox=0.8).item() == pytest.approx(
+        voxel_losses[:3].mean().item(), abs=1e-6
+    )
