@@ -139,15 +139,17 @@ def test_whole_volume_window_covers_every_volume(tmp_path, tiny_dataset, tiny_mo
 
 
 def test_plan_pairs_seeds_and_gives_the_ceiling_a_whole_schedule_of_steps(tmp_path, tiny_dataset):
-    config = BenchmarkConfig(arms=("asfda", "random"), seeds=(0, 1), schedule=(1, 2), steps=5, patch_size=16)
+    config = BenchmarkConfig(
+        arms=("ssl-late-classwise", "random"), seeds=(0, 1), schedule=(1, 2), steps=5, patch_size=16
+    )
     jobs = plan_jobs(
         config, tiny_dataset, tmp_path / "model", (16, 16, 16), tmp_path / "out", tmp_path / "work"
     )
     assert [job.name for job in jobs] == [
-        "asfda-seed0",
+        "ssl-late-classwise-seed0",
         "random-seed0",
         "all-labelled-seed0",
-        "asfda-seed1",
+        "ssl-late-classwise-seed1",
         "random-seed1",
         "all-labelled-seed1",
     ]
@@ -155,10 +157,12 @@ def test_plan_pairs_seeds_and_gives_the_ceiling_a_whole_schedule_of_steps(tmp_pa
     assert ceiling.arm is CEILING and ceiling.schedule == (len(tiny_dataset.pool),)
     assert ceiling.finetune.steps == 10 and not ceiling.finetune.semi_supervised
     assert jobs[0].finetune.semi_supervised and jobs[0].finetune.seed == 0 and jobs[3].finetune.seed == 1
+    assert jobs[0].finetune.teacher_start_fraction == 0.5 and jobs[0].finetune.classwise_pseudo_labels
     assert jobs[1].finetune.validate_every == 5  # once, at the end of each round
-    twin = QUERY_ARMS[DEFAULT_QUERY]  # the full method's supervised twin: the same query, supervised
-    assert twin.strategy is ARMS["asfda"].strategy and ARMS["asfda"].semi_supervised
-    assert not twin.semi_supervised
+    # the semi-supervised arm follows the default query, like the full method, which is supervised
+    twin = QUERY_ARMS[DEFAULT_QUERY]
+    assert twin.strategy is ARMS["asfda"].strategy is ARMS["ssl-late-classwise"].strategy
+    assert ARMS["ssl-late-classwise"].semi_supervised and not ARMS["asfda"].semi_supervised
 
 
 def test_config_refuses_unknown_strategies_and_bad_schedules():
