@@ -58,9 +58,9 @@ from .arms import (
     CANDIDATES,
     CEILING,
     FULL_FINE_TUNING,
-    LEGACY_FINE_TUNING,
     FULL_METHOD,
     KNOWN_ARMS,
+    LEGACY_FINE_TUNING,
     QUERY_ARMS,
     SSL_SETTINGS,
     SUPERVISED,
@@ -412,7 +412,8 @@ def resolve_full_method(
         return full_method(DEFAULT_QUERY, config.full_fine_tuning), pending
     query, table = choose_by_validation(load_results(out), candidates, endpoint)
     chosen_by = f"best mean validation-split Dice at the endpoint: {table}"
-    return full_method(query, config.full_fine_tuning), {"query": query, "chosen_by": chosen_by, "waits": True}
+    selection = {"query": query, "chosen_by": chosen_by, "waits": True}
+    return full_method(query, config.full_fine_tuning), selection
 
 
 def run_benchmark(

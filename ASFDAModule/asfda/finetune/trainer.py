@@ -190,11 +190,8 @@ def finetune_round(
         with torch.autocast(device_type=device.type, enabled=use_amp):
             logits = to_logits(student(batch[IMAGE].to(device)), activation)
             loss = loss_function(logits, batch[LABEL].to(device))
-            weight_u = (
-                unlabelled_weight(step - supervised_steps, config.steps - supervised_steps, config.lambda_u_max)
-                if teacher
-                else 0.0
-            )
+            ramp = (step - supervised_steps, config.steps - supervised_steps)
+            weight_u = unlabelled_weight(*ramp, config.lambda_u_max) if teacher else 0.0
             loss_u = torch.zeros((), device=device)
             if teacher is not None and weight_u > 0:
                 images = draw_batch(unlabelled, sample_unlabelled, rng, config.batch_size, False)[IMAGE].to(

@@ -33,11 +33,22 @@ def round_with_teacher_spy(small_model, monkeypatch, fraction: float):
 
     monkeypatch.setattr(trainer, "make_teacher", spy)
     config = FinetuneConfig(
-        steps=4, learning_rate=1e-2, warmup_fraction=0.0, semi_supervised=True, tau_vox=0.0,
-        teacher_start_fraction=fraction, validate_every=100, amp=False, patch_size=(16, 16, 16), batch_size=1,
+        steps=4,
+        learning_rate=1e-2,
+        warmup_fraction=0.0,
+        semi_supervised=True,
+        tau_vox=0.0,
+        teacher_start_fraction=fraction,
+        validate_every=100,
+        amp=False,
+        patch_size=(16, 16, 16),
+        batch_size=1,
     )
     result = trainer.finetune_round(
-        load_model(small_model), [case(0, True)], [case(1, False)], config,
+        load_model(small_model),
+        [case(0, True)],
+        [case(1, False)],
+        config,
         progress=lambda step, steps, message: history_steps.append(step),
     )
     return made_at, result
