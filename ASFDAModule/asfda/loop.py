@@ -66,16 +66,29 @@ def open_or_create(
     return AdaptationSession.create(session_dir, model, device, finetune=finetune)
 
 
-def evaluate_round(session: AdaptationSession, test_pairs) -> tuple[float | None, float | None, dict]:
-    if not test_pairs:
+def evaluate_round(
+    session: AdaptationSession, test_pairs, known: dict | None = None
+) -> tuple[float | None, float | None, dict]:
+    evaluation = evaluate_cases(session, test_pairs, known)
+    if not evaluation.cases:
         return None, None, {}
-    evaluation = evaluate_model(session.model(), test_pairs, session.device)
     return evaluation.mean_dice, evaluation.mean_hd95, evaluation.per_class_dice()
 
 
-def evaluate_cases(session: AdaptationSession, pairs) -> Evaluation:
-    """Every case's Dice and HD95 (the benchmark's bootstrap resamples test cases)."""
-    return evaluate_model(session.model(), pairs, session.device) if pairs else Evaluation()
+def evaluate_cases(session: AdaptationSession, pairs, known: dict | None = None) -> Evaluation:
+    """Every case's Dice and HD95 (the benchmark's bootstrap resamples test cases).
+
+    ``known`` keeps evaluations by (active model version, cases): a round that validated worse leaves its
+    parent active, whose Dice on the same cases is already known, so it is not predicted again."""
+    if not pairs:
+        return Evaluation()
+    key = (session.store.active_version, tuple(pairs))
+    if known is not None and key in known:
+        return known[key]
+    evaluation = evaluate_model(session.model(), pairs, session.device)
+    if known is not None:
+        known[key] = evaluation
+    return evaluation
 
 
 def run_loop(
@@ -109,8 +122,9 @@ def run_loop(
         else []
     )
     rng = np.random.default_rng(settings.seed)
+    known: dict = {}  # evaluations by model version, reused while a version stays active
 
-    dice, hd95, per_class = evaluate_round(session, test_pairs if settings.evaluate_start else [])
+    dice, hd95, per_class = evaluate_round(session, test_pairs if settings.evaluate_start else [], known)
     records = [
         RoundRecord(
             0,
@@ -144,9 +158,9 @@ def run_loop(
         steps = round_config.steps
         report(f"round {number}: {names} labelled; fine-tuning {steps} steps on {n_labelled} labelled")
         version = session.finetune(round_config)
-        test = evaluate_cases(session, test_pairs)
+        test = evaluate_cases(session, test_pairs, known)
         dice, hd95 = (test.mean_dice, test.mean_hd95) if test.cases else (None, None)
-        validation = evaluate_cases(session, validation_pairs)
+        validation = evaluate_cases(session, validation_pairs, known)
         records.append(
             RoundRecord(
                 number,

@@ -120,7 +120,7 @@ def run_demo(
     )
     baseline = None
     if config.random_baseline:
-        report("\nthe same rounds with random picks, for comparison")
+        report("\nthe same rounds with random picks, for comparison (round 0 is the source model's, above)")
         if (out / "session_random").exists():
             shutil.rmtree(out / "session_random")
         baseline = run_loop(
@@ -128,12 +128,13 @@ def run_demo(
             adapted,
             pool_images,
             pool_labels,
-            replace(settings, strategy=QueryStrategy.RANDOM),
+            replace(settings, strategy=QueryStrategy.RANDOM, evaluate_start=False),
             config.device,
             test_images,
             test_labels,
             report=report,
         )
+        baseline[0] = records[0]  # the same source model on the same test cases: evaluated once, above
     report("")
     report(dice_table(records))
     plot = plot_rounds(

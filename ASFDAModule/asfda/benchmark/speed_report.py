@@ -1,5 +1,9 @@
 """The speed benchmark's outputs: ``speed.json`` (records merged by device, model and pool size, so a GPU
-machine adds its records to a CPU run's) and ``report.md`` rendered from it."""
+machine adds its records to a CPU run's) and ``report.md`` rendered from it.
+
+``speed.json`` also keeps ``demo_loop``: timings of the whole ``asfda demo`` at two commits, taken outside
+the speed command (each run a whole process, old and new in turn); ``add_demo_loop_record`` adds one and
+the report shows them in its "Demo loop" section, so a later ``asfda speed`` run keeps them."""
 
 from __future__ import annotations
 
@@ -94,7 +98,48 @@ def render_report(result: dict) -> str:
                 "on a rescoring.",
             ]
         lines.append("")
+    lines += render_demo_loop(result.get("demo_loop", []))
     return "\n".join(lines)
+
+
+def add_demo_loop_record(out: Path, record: dict) -> dict:
+    """Add (or replace, by command and load) a demo-loop timing in ``out/speed.json``; rewrite the report."""
+    path = Path(out) / "speed.json"
+    result = json.loads(path.read_text())
+    same = lambda r: (r["command"], r["load"]) == (record["command"], record["load"])  # noqa: E731
+    result["demo_loop"] = [r for r in result.get("demo_loop", []) if not same(r)] + [record]
+    write_json_atomic(path, result)
+    (Path(out) / "report.md").write_text(render_report(result))
+    return result
+
+
+def render_demo_loop(records: list[dict]) -> list[str]:
+    """Wall seconds of the whole demo at the old and the new commit: min, median, max, and old / new taken
+    run pair by run pair (the pairing keeps the ratio meaningful when the machine's load drifts)."""
+    if not records:
+        return []
+    lines = [
+        "# Demo loop",
+        "",
+        "Wall time of the whole `asfda demo` process (dataset, source model, both sessions, every round, "
+        "evaluation, plot), old and new commit run in turn A B A B on the same machine; min / median / max.",
+        "",
+    ]
+    for r in records:
+        lines += [
+            f"## `{r['command']}`, {r['load']}",
+            "",
+            f"{machine_text(r['machine'])}, {r['threads']} torch threads; old `{r['old_commit']}`, "
+            f"new `{r['new_commit']}`; {r['runs']} runs of each, {r['created']}. {r['note']}",
+            "",
+            "| | min | median | max |",
+            "|---|---|---|---|",
+        ]
+        for name, label in (("old_wall_s", "old, s"), ("new_wall_s", "new, s"), ("ratio", "old / new")):
+            v = r[name]
+            lines.append(f"| {label} | {v['min']:.2f} | {v['median']:.2f} | {v['max']:.2f} |")
+        lines.append("")
+    return lines
 
 
 def machine_text(machine: dict) -> str:

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from monai.losses import DiceCELoss
-from monai.transforms import Compose, RandCropByPosNegLabeld, RandSpatialCropd, SpatialPadd
 from monai.utils import set_determinism
 from torch import nn
 
@@ -36,6 +35,7 @@ from ..models.loading import LoadedModel
 from .augmentation import augment_batch, strong_augmentation, weak_augmentation
 from .batchnorm import freeze_batchnorm, recompute_batchnorm_statistics
 from .ema import make_teacher, update_teacher
+from .patches import draw_batch, labelled_sampler, unlabelled_sampler
 from .peft import freeze_statistics, select_trainable
 from .reliable import class_balanced_cross_entropy, masked_cross_entropy, unlabelled_weight
 
@@ -54,53 +54,6 @@ class RoundResult:
     history: list[dict] = field(default_factory=list)
     parent_validation_dice: float | None = None  # the model before the round, on the same cases
     validation: str = "fit"  # "held-out": labelled cases kept out of training; "fit": the training cases
-
-
-def labelled_sampler(patch_size, ratio: float) -> Compose:
-    keys = (IMAGE, LABEL)
-    return Compose(
-        [
-            SpatialPadd(keys=keys, spatial_size=patch_size),
-            RandCropByPosNegLabeld(
-                keys=keys,
-                label_key=LABEL,
-                spatial_size=patch_size,
-                pos=ratio,
-                neg=1.0,
-                num_samples=1,
-                allow_smaller=True,
-            ),
-        ]
-    )
-
-
-def unlabelled_sampler(patch_size) -> Compose:
-    return Compose(
-        [
-            SpatialPadd(keys=IMAGE, spatial_size=patch_size),
-            RandSpatialCropd(keys=IMAGE, roi_size=patch_size, random_size=False),
-        ]
-    )
-
-
-def draw_batch(
-    cases: list[ModelSpaceCase], sampler: Compose, rng: np.random.Generator, size: int, with_labels: bool
-) -> dict[str, torch.Tensor]:
-    images, labels = [], []
-    for index in rng.integers(0, len(cases), size):
-        case = cases[index]
-        data = {IMAGE: case.image.as_tensor()}
-        if with_labels:
-            data[LABEL] = case.label.as_tensor()
-        sample = sampler(data)
-        sample = sample[0] if isinstance(sample, list) else sample
-        images.append(torch.as_tensor(sample[IMAGE]))
-        if with_labels:
-            labels.append(torch.as_tensor(sample[LABEL]))
-    batch = {IMAGE: torch.stack(images)}
-    if with_labels:
-        batch[LABEL] = torch.stack(labels).long()
-    return batch
 
 
 def validation_dice(model: LoadedModel, cases: list[ModelSpaceCase], device) -> float:

@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import asfda
+import asfda.loop
 from asfda.benchmark.demo import DemoConfig, committed_model, dice_table, run_demo
 from asfda.cli.main import main
 from asfda.loop import RoundRecord
@@ -15,7 +16,12 @@ def test_demo_finds_the_committed_model_in_the_repository():
     assert Path(asfda.__file__).resolve().is_relative_to(REPOSITORY)
 
 
-def test_demo_runs_rounds_and_writes_the_plot(tmp_path, tiny_model):
+def test_demo_runs_rounds_and_writes_the_plot(tmp_path, tiny_model, monkeypatch):
+    evaluated = []  # the random baseline's round 0 is the source model's, evaluated once
+    real = asfda.loop.evaluate_model
+    monkeypatch.setattr(
+        "asfda.loop.evaluate_model", lambda *args, **kwargs: evaluated.append(1) or real(*args, **kwargs)
+    )
     stale = tmp_path / "session" / "from_an_earlier_demo.txt"  # a demo always starts from the source model
     stale.parent.mkdir()
     stale.write_text("")
@@ -28,6 +34,7 @@ def test_demo_runs_rounds_and_writes_the_plot(tmp_path, tiny_model):
     assert "DKD" in output and "ASD" in output and "<-" in output  # the ranking table
     assert "held-out Dice" in output and result.plot.read_bytes()[:4] == b"\x89PNG"
     assert not stale.exists()
+    assert len(evaluated) == 3  # round 0 once, round 1 of each query
 
 
 def test_demo_without_a_model_says_what_to_do(tmp_path, capsys):
