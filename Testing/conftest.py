@@ -59,6 +59,12 @@ def tiny_model(tmp_path_factory, tiny_dataset):
 
 
 @pytest.fixture(scope="session")
+def one_class_model(tmp_path_factory):
+    """A random small model with one foreground class that needs no dataset (fine-tuning plumbing)."""
+    return write_random_model(tmp_path_factory.mktemp("one_class_model"), {1: "foreground"})
+
+
+@pytest.fixture(scope="session")
 def source_model():
     """The committed source model (trained on ICBM152 T1 by `asfda train-source`; Resources/SourceModel)."""
     if not (SOURCE_MODEL / "model.pt").is_file():

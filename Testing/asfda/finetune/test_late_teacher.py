@@ -6,13 +6,7 @@ from asfda.config import FinetuneConfig
 from asfda.finetune import trainer
 from asfda.io.preprocessing import ModelSpaceCase
 from asfda.models.loading import load_model
-from conftest import write_random_model
 from monai.data import MetaTensor
-
-
-@pytest.fixture(scope="module")
-def small_model(tmp_path_factory):
-    return write_random_model(tmp_path_factory.mktemp("model"), {1: "foreground"})
 
 
 def case(seed: int, with_label: bool) -> ModelSpaceCase:
@@ -22,7 +16,7 @@ def case(seed: int, with_label: bool) -> ModelSpaceCase:
     return ModelSpaceCase(MetaTensor(image), None if label is None else MetaTensor(label), transform=None)
 
 
-def round_with_teacher_spy(small_model, monkeypatch, fraction: float):
+def round_with_teacher_spy(one_class_model, monkeypatch, fraction: float):
     """Run a 4-step round; return the steps at which a teacher was made and the round's history."""
     made_at, history_steps = [], []
     make_teacher = trainer.make_teacher
@@ -45,7 +39,7 @@ def round_with_teacher_spy(small_model, monkeypatch, fraction: float):
         batch_size=1,
     )
     result = trainer.finetune_round(
-        load_model(small_model),
+        load_model(one_class_model),
         [case(0, True)],
         [case(1, False)],
         config,
@@ -54,20 +48,20 @@ def round_with_teacher_spy(small_model, monkeypatch, fraction: float):
     return made_at, result
 
 
-def test_the_default_teacher_is_the_model_the_round_starts_from(small_model, monkeypatch):
-    made_at, result = round_with_teacher_spy(small_model, monkeypatch, 0.0)
+def test_the_default_teacher_is_the_model_the_round_starts_from(one_class_model, monkeypatch):
+    made_at, result = round_with_teacher_spy(one_class_model, monkeypatch, 0.0)
     assert made_at == [0]
     assert result.history[0]["lambda_u"] > 0 and result.n_unlabelled == 1
 
 
-def test_a_late_teacher_is_copied_after_the_supervised_steps(small_model, monkeypatch):
-    made_at, result = round_with_teacher_spy(small_model, monkeypatch, 0.5)
+def test_a_late_teacher_is_copied_after_the_supervised_steps(one_class_model, monkeypatch):
+    made_at, result = round_with_teacher_spy(one_class_model, monkeypatch, 0.5)
     assert made_at == [2]  # after steps 1 and 2, which learn from the labelled case alone
     assert [r["lambda_u"] > 0 for r in result.history] == [False, False, True, True]
     assert [r["loss_u"] > 0 for r in result.history] == [False, False, True, True]
     assert result.n_unlabelled == 1
 
 
-def test_a_teacher_that_never_starts_is_refused(small_model, monkeypatch):
+def test_a_teacher_that_never_starts_is_refused(one_class_model, monkeypatch):
     with pytest.raises(ValueError, match="teacher_start_fraction"):
-        round_with_teacher_spy(small_model, monkeypatch, 1.0)
+        round_with_teacher_spy(one_class_model, monkeypatch, 1.0)
