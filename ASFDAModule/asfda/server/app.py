@@ -26,7 +26,7 @@ from ..errors import (
 )
 from .auth import TokenMiddleware
 from .backend import Backend, ServerSettings
-from .jobs import JobConflictError
+from .job_records import JobConflictError
 from .paths import InvalidPathError, PathForbiddenError
 from .routes import cases, jobs, models, query, system
 from .uploads import BodySizeLimitMiddleware

@@ -23,7 +23,8 @@ from ..session.session import AdaptationSession
 from ..session.store import CaseRecord
 from . import ranking as ranking_views
 from . import schemas
-from .jobs import JobManager, JobState, stop_leftover_workers
+from .job_records import JobState
+from .jobs import JobManager, stop_leftover_workers
 from .paths import PathGuard
 from .uploads import safe_file_name, save_upload
 from .worker import serve_jobs

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..config import QueryStrategy
-from .jobs import JobKind, JobState
+from .job_records import JobKind, JobState
 
 
 def finite(value: float | None) -> float | None:
@@ -104,7 +104,7 @@ class Job(BaseModel):
 
     @classmethod
     def of(cls, job) -> Job:
-        """The view of a ``jobs.Job`` record."""
+        """The view of a ``job_records.Job`` record."""
         return cls(**finite_tree(job.to_json()))
 
 

@@ -15,7 +15,7 @@ import time
 import traceback
 
 from ..session.store import write_json_atomic
-from .jobs import JobKind, JobState, WorkerTask
+from .job_records import JobKind, JobState, WorkerTask
 from .processes import exit_when_parent_dies, lead_own_process_group
 
 REPORT_INTERVAL_SECONDS = 0.25

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 from asfda.server.auth import new_token, token_matches
-from asfda.server.jobs import Job, JobKind, JobManager, JobState, close_open_rounds
+from asfda.server.job_records import Job, JobKind, JobState
+from asfda.server.jobs import JobManager, close_open_rounds
 from asfda.server.paths import InvalidPathError, PathForbiddenError, PathGuard
 from asfda.server.uploads import safe_file_name
 from asfda.session.store import SessionStore
@@ -92,7 +93,7 @@ def test_jobs_left_running_are_reported_interrupted(tmp_path):
 
 
 def test_one_finetune_at_a_time_and_scoring_jobs_are_shared(tmp_path):
-    from asfda.server.jobs import JobConflictError
+    from asfda.server.job_records import JobConflictError
 
     manager = JobManager(make_store(tmp_path), "cpu", worker=print)  # never started: jobs stay queued
     first = manager.submit_finetune({"steps": 3})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException
 
 from .. import schemas
-from ..jobs import UnknownJobError
+from ..job_records import UnknownJobError
 from . import BackendDep, errors
 
 router = APIRouter(tags=["jobs"], responses=errors())
