@@ -4,12 +4,14 @@ Labelled cases train with Dice + cross-entropy on foreground-oversampled patches
 add a masked cross-entropy against an EMA teacher's confident voxels, weighted by a ramped lambda_u. The
 teacher is the round's starting model, or with ``teacher_start_fraction`` the student after that share of
 the steps trained on the labelled cases alone; ``classwise_pseudo_labels`` gives every class its own voxel
-threshold and an equal share of the unlabelled loss (``reliable.py``). The round
-keeps the best weights by validation Dice: on held-out labelled cases when the caller gives some, else on the
-labelled cases themselves when there are at least two. The parent's Dice on the same cases is measured first,
-so the caller's guard can tell whether the round made the model worse. The learning rate warms up linearly;
-``config.adaptation`` chooses which weights may change (``peft.py``). Every network output goes through the
-model's output activation (``inference/activation.py``), so a network that ends in a softmax trains right.
+threshold and an equal share of the unlabelled loss (``reliable.py``).
+
+The round keeps the best weights by validation Dice: on held-out labelled cases when the caller gives some,
+else on the labelled cases themselves when there are at least two. The parent's Dice on the same cases is
+measured first, so the caller's guard can tell whether the round made the model worse. The learning rate warms
+up linearly; ``config.adaptation`` chooses which weights may change (``peft.py``). Every network output goes
+through the model's output activation (``inference/activation.py``), so a network that ends in a softmax
+trains right.
 """
 
 from __future__ import annotations
