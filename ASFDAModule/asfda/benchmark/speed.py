@@ -66,13 +66,18 @@ def model_folder(name: str, data: Path) -> Path:
     return folder
 
 
-def pool_volumes(data: Path, size: int) -> list[Path]:
-    """``size`` target-domain volumes from the seeded benchmark builder (built once, reused)."""
+def pool_cases(data: Path, size: int) -> list[tuple[Path, Path]]:
+    """``size`` target-domain (volume, label) pairs from the seeded benchmark builder (built once, reused)."""
     from .dataset import DatasetConfig, build_dataset, dataset_layout
 
     root = data / f"pool_{size}"
     build_dataset(root, DatasetConfig(n_source=0, n_pool=size, n_test=0, seed=0), progress=False)
-    return [image for image, _ in dataset_layout(root).pool]
+    return list(dataset_layout(root).pool)
+
+
+def pool_volumes(data: Path, size: int) -> list[Path]:
+    """The volumes of ``pool_cases``."""
+    return [image for image, _ in pool_cases(data, size)]
 
 
 # -- one measurement, in its own process ------------------------------------------------------------------

@@ -3,7 +3,9 @@ machine adds its records to a CPU run's) and ``report.md`` rendered from it.
 
 ``speed.json`` also keeps ``demo_loop``: timings of the whole ``asfda demo`` at two commits, taken outside
 the speed command (each run a whole process, old and new in turn); ``add_demo_loop_record`` adds one and
-the report shows them in its "Demo loop" section, so a later ``asfda speed`` run keeps them."""
+the report shows them in its "Demo loop" section, so a later ``asfda speed`` run keeps them. Likewise
+``backend_loop``: the radiologist's wait through the real backend (``asfda speed-loop``), added by
+``add_backend_loop_record``."""
 
 from __future__ import annotations
 
@@ -25,14 +27,7 @@ def merge_records(out: Path, records: list[dict]) -> dict:
     """Add ``records`` to ``out/speed.json`` (replacing those of the same device, model and pool size) and
     rewrite ``out/report.md``."""
     path = Path(out) / "speed.json"
-    result = {"scenario": SCENARIO, "records": []}
-    if path.is_file():
-        try:
-            result = json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError) as error:
-            raise ASFDAError(
-                f"unreadable speed results ({error}); move the file away to start anew", path
-            ) from error
+    result = read_results(path)
     key = lambda r: (r["device"], r["model"], r["pool_size"])  # noqa: E731
     kept = {key(r): r for r in result.get("records", [])}
     kept.update({key(r): r for r in records})
@@ -42,6 +37,18 @@ def merge_records(out: Path, records: list[dict]) -> dict:
     write_json_atomic(path, result)
     (Path(out) / "report.md").write_text(render_report(result))
     return result
+
+
+def read_results(path: Path) -> dict:
+    """``speed.json`` as written so far, or an empty one."""
+    if not path.is_file():
+        return {"scenario": SCENARIO, "records": [], "gpu_records": False}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ASFDAError(
+            f"unreadable speed results ({error}); move the file away to start anew", path
+        ) from error
 
 
 def render_report(result: dict) -> str:
@@ -99,6 +106,7 @@ def render_report(result: dict) -> str:
             ]
         lines.append("")
     lines += render_demo_loop(result.get("demo_loop", []))
+    lines += render_backend_loop(result.get("backend_loop", []))
     return "\n".join(lines)
 
 
@@ -148,3 +156,59 @@ def machine_text(machine: dict) -> str:
         f"{machine['processor']} ({machine['cpu_count']} CPU cores{gpu}), {machine['platform']}, "
         f"torch {machine['torch']}, MONAI {machine.get('monai', '?')}"
     )
+
+
+def backend_loop_key(record: dict) -> tuple:
+    return (record["device"], record["model"], record["pool_size"], record["steps"])
+
+
+def merge_backend_loop(records: list[dict], record: dict) -> list[dict]:
+    """``records`` with ``record`` added, replacing the one of the same device, model, pool size and steps."""
+    kept = {backend_loop_key(r): r for r in records}
+    kept[backend_loop_key(record)] = record
+    return sorted(kept.values(), key=backend_loop_key)
+
+
+def add_backend_loop_record(out: Path, record: dict) -> dict:
+    """Add (or replace) a backend-loop timing in ``out/speed.json``; rewrite the report."""
+    path = Path(out) / "speed.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    result = read_results(path)
+    result["backend_loop"] = merge_backend_loop(result.get("backend_loop", []), record)
+    write_json_atomic(path, result)
+    (Path(out) / "report.md").write_text(render_report(result))
+    return result
+
+
+def render_backend_loop(records: list[dict]) -> list[str]:
+    """Per record, each round's wait from the saved mask to the refreshed ranking, and what it went on."""
+    if not records:
+        return []
+    lines = [
+        "# Backend loop: mask saved to refreshed ranking",
+        "",
+        "`asfda speed-loop`: the real backend (`asfda serve`) in its own process, driven over HTTP as the "
+        "Slicer module drives it. Per round the top-ranked case's reference label is uploaded as the saved "
+        "mask, a fine-tune round runs, and the clock stops when the ranking of the new model version is in "
+        "hand. Wall seconds, timed by the client.",
+        "",
+    ]
+    for r in records:
+        lines += [
+            f"## {r['device']}, {r['model']}, pool of {r['pool_size']}, {r['steps']} steps",
+            "",
+            f"`{r['command'] or 'asfda speed-loop'}` on {machine_text(r['machine'])}; "
+            f"commit `{r['commit']}`, {r['created']}. Backend start {r['startup_s']:.1f} s, "
+            f"first ranking {r['first_ranking_s']:.1f} s; median mask to ranking "
+            f"**{r['median_mask_to_ranking_s']:.1f} s** (target {r['target_s']:.0f} s).",
+            "",
+            "| round | mask upload s | fine-tune s | rescoring s | mask to ranking s |",
+            "|---|---|---|---|---|",
+        ]
+        for n, t in enumerate(r["rounds"], 1):
+            lines.append(
+                f"| {n} | {t['upload_s']:.2f} | {t['finetune_s']:.2f} | {t['rescoring_s']:.2f} | "
+                f"{t['mask_to_ranking_s']:.2f} |"
+            )
+        lines.append("")
+    return lines

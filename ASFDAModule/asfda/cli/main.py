@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "asfda.server.cli",
     "asfda.models.cli",
     "asfda.benchmark.speed",
+    "asfda.benchmark.speed_loop",
 )
 
 
