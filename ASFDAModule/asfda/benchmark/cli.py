@@ -154,6 +154,8 @@ def command_line(name: str, args: argparse.Namespace) -> str:
     for key, value in vars(args).items():
         if key in ("func", "command", "verbose") or value is None or value is False:
             continue
+        if key == "schedule" and getattr(args, "budgets", None):
+            continue  # the budgets replace the schedule: naming both would misread the run
         option = "--" + key.replace("_", "-")
         if value is True:
             words.append(option)

@@ -121,7 +121,7 @@ class BenchmarkConfig:
     validate_every: int | None = None  # None: once, at the end of each round
     window: Window = Window.VOLUME
     all_labelled: bool = True
-    all_labelled_steps: int | None = None  # None: steps x rounds, the compute of a whole schedule
+    all_labelled_steps: int | None = None  # None: the steps of a whole schedule (ceiling_steps)
     device: str = "auto"
     threads: int | None = None  # torch threads per run (None: torch's default)
     workers: int = 1  # runs at a time
@@ -167,6 +167,11 @@ class BenchmarkConfig:
         if not self.budgets:
             return self.schedule[min(len(self.schedule) - 1, len(self.schedule) // 2)]
         return max(1, round(self.endpoint_percent / 100 * n_pool))
+
+    def ceiling_steps(self, schedule: Sequence[int]) -> int:
+        """The all-labelled ceiling's steps: the compute an arm gets over the whole schedule (its rounds'
+        steps plus the steps per labelled case), so the ceiling is not the arm with the least training."""
+        return self.all_labelled_steps or sum(self.steps + self.steps_per_labelled * n for n in schedule)
 
     def finetune(
         self, semi_supervised: bool, seed: int, patch: tuple[int, int, int], steps: int
@@ -217,7 +222,7 @@ def plan_jobs(
     for arm, seed in [(arm, seed) for seed in config.seeds for arm in arms_used] + extra:
         if arm is CEILING:
             schedule = (len(layout.pool),)
-            steps = config.all_labelled_steps or config.steps * len(schedule_all)
+            steps = config.ceiling_steps(schedule_all)
         else:
             schedule, steps = schedule_all, config.steps
         name = f"{arm.name}-seed{seed}"
@@ -303,6 +308,26 @@ def ordered(results: list[RunResult], config: BenchmarkConfig) -> list[RunResult
     )
 
 
+def ceiling_steps_used(
+    config: BenchmarkConfig, previous_run_json: Path, n_pool: int, report_only: bool
+) -> int:
+    """The ceiling's steps as they were run: a report rebuilt from runs saved before ``ceiling_steps``
+    existed names the steps those runs had (steps x rounds)."""
+    previous = json.loads(previous_run_json.read_text()) if previous_run_json.is_file() else {}
+    if report_only and previous:
+        legacy = config.all_labelled_steps or config.steps * len(config.resolved_schedule(n_pool))
+        return previous.get("ceiling_steps", legacy)
+    return config.ceiling_steps(config.resolved_schedule(n_pool))
+
+
+def as_run(previous_run_json: Path) -> dict:
+    """What a rebuilt report keeps from the run itself: where and on what it ran, not where it is rebuilt
+    (a GPU run's report rebuilt on a laptop must still name the GPU machine)."""
+    previous = json.loads(previous_run_json.read_text()) if previous_run_json.is_file() else {}
+    keys = ("dataset", "machine", "machine_summary", "git_commit", "started", "finished")
+    return {key: previous[key] for key in keys if key in previous}
+
+
 def invocations(previous_run_json: Path, run_info: dict, report_only: bool) -> list[dict]:
     """Every invocation that added runs to this benchmark (a resumed or extended one has several)."""
     keys = ("command", "git_commit", "started", "finished", "wall_seconds_this_invocation", "failures")
@@ -322,12 +347,13 @@ def write_report(out: Path, config: BenchmarkConfig, run_info: dict) -> list[Pat
     scoring_path = out / "pretrained_scoring.json"
     pretrained = json.loads(scoring_path.read_text()) if scoring_path.is_file() else None
     runs_made_by = run_info.get("invocations") or [run_info]
+    per_labelled = f" plus {config.steps_per_labelled} per labelled case" if config.steps_per_labelled else ""
     commands = "`  \nthen `".join(i.get("command", "") for i in runs_made_by)
     preamble = (
         f"# ASFDA benchmark\n\nDataset `{run_info.get('dataset', '')}` "
         f"({run_info.get('dataset_summary', '')}); source model `{run_info.get('model', '')}`; schedule "
         f"{', '.join(map(str, schedule))} labelled cases, one round each, {config.steps} fine-tuning "
-        f"steps a round; seeds {', '.join(map(str, config.seeds))}.\n\n"
+        f"steps a round{per_labelled}; seeds {', '.join(map(str, config.seeds))}.\n\n"
         f"Command{'s, in order' if len(runs_made_by) > 1 else ''}: `{commands}`  \n"
         f"Machine: {run_info.get('machine_summary', '')}  \n"
         f"Commit: {run_info.get('git_commit', '')}; runs from {runs_made_by[0].get('started', '')} "
@@ -338,9 +364,10 @@ def write_report(out: Path, config: BenchmarkConfig, run_info: dict) -> list[Pat
     if FULL_METHOD in descriptions and full.get("query"):
         fine_tuning = full.get("fine_tuning", LEGACY_FINE_TUNING)
         descriptions[FULL_METHOD] = full_method(full["query"], fine_tuning).description
-    descriptions[ALL_LABELLED] = (
-        f"{CEILING.description}, {config.all_labelled_steps or config.steps * len(schedule)}"
-        " supervised steps (the compute of a whole schedule)"
+    ceiling_steps = run_info.get("ceiling_steps") or config.ceiling_steps(schedule)
+    whole_schedule = ceiling_steps == config.ceiling_steps(schedule)
+    descriptions[ALL_LABELLED] = f"{CEILING.description}, {ceiling_steps} supervised steps" + (
+        " (the compute of a whole schedule)" if whole_schedule else " (fewer than an arm's whole schedule)"
     )
     descriptions["source-only"] = "the source model, no adaptation (the floor)"
     files = [
@@ -508,11 +535,14 @@ def run_benchmark(
             "fine_tuning": config.full_fine_tuning,
         },
         "schedule": list(config.resolved_schedule(len(layout.pool))),
+        "ceiling_steps": ceiling_steps_used(config, out / "run.json", len(layout.pool), report_only),
         "endpoint": config.endpoint(len(layout.pool)),
         "n_pool": len(layout.pool),
         "case_metadata": layout.metadata,
         "example_test_case": [str(p) for p in layout.test[0]] if layout.test else None,
     }
+    if report_only:
+        run_info |= as_run(out / "run.json")
     run_info["invocations"] = invocations(out / "run.json", run_info, report_only)
     files = write_report(out, config, run_info)
     return BenchmarkOutcome(ordered(load_results(out), config), failures, files)

@@ -1,11 +1,15 @@
 """A tiny benchmark end to end through the command line (two strategies, one seed, one round), its resume,
 and the pieces it is planned from."""
 
+import argparse
 import csv
 import json
+import shutil
+from dataclasses import replace
 
 import pytest
 from asfda.benchmark.arms import DEFAULT_QUERY, QUERY_ARMS
+from asfda.benchmark.cli import command_line
 from asfda.benchmark.report import RunResult
 from asfda.benchmark.runner import (
     ARMS,
@@ -13,6 +17,7 @@ from asfda.benchmark.runner import (
     BenchmarkConfig,
     ScoringMeter,
     Window,
+    ceiling_steps_used,
     plan_jobs,
     prepare_model,
 )
@@ -113,6 +118,7 @@ def test_outputs_are_produced_and_sane(tiny_benchmark, tiny_dataset):
 
     info = json.loads((out / "run.json").read_text())
     assert info["command"].startswith("asfda benchmark --dataset") and "--steps 1" in info["command"]
+    assert info["ceiling_steps"] == 1  # --steps 1 for the one round of --schedule 1
     assert info["machine"]["cpu_count"] and info["git_commit"] and info["started"] and info["finished"]
     assert {r["strategy"] for r in info["runs"]} == {"source-only", "asfda", "random"}
     assert info["full_method"]["fine_tuning"] == "ssl-relative"
@@ -127,6 +133,20 @@ def test_a_rerun_skips_the_finished_runs(tiny_benchmark, capsys):
     assert {p.name: p.stat().st_mtime_ns for p in (out / "runs").iterdir()} == saved
     assert main([*argv, "--report-only"]) == 0
     assert "| asfda |" in capsys.readouterr().out
+
+
+def test_a_rebuilt_report_names_the_machine_the_runs_ran_on(tiny_benchmark, tmp_path):
+    out, argv = tiny_benchmark
+    copy = shutil.copytree(out, tmp_path / "copy")
+    run = json.loads((copy / "run.json").read_text())
+    run["machine_summary"], run["git_commit"] = "16 CPU cores, GPU: an H100", "abc123"
+    (copy / "run.json").write_text(json.dumps(run))
+    rebuilt = [str(copy) if word == str(out) else word for word in argv]
+    assert main([*rebuilt, "--report-only"]) == 0
+    assert json.loads((copy / "run.json").read_text())["machine_summary"] == "16 CPU cores, GPU: an H100"
+    assert (
+        "GPU: an H100" in (copy / "results.md").read_text() and "abc123" in (copy / "results.md").read_text()
+    )
 
 
 def test_whole_volume_window_covers_every_volume(tmp_path, tiny_dataset, tiny_model):
@@ -163,6 +183,30 @@ def test_plan_pairs_seeds_and_gives_the_ceiling_a_whole_schedule_of_steps(tmp_pa
     twin = QUERY_ARMS[DEFAULT_QUERY]
     assert twin.strategy is ARMS["asfda"].strategy is ARMS["ssl-late-classwise"].strategy
     assert ARMS["ssl-late-classwise"].semi_supervised and not ARMS["asfda"].semi_supervised
+
+
+def test_the_ceiling_gets_the_steps_per_labelled_case_of_the_whole_schedule():
+    config = BenchmarkConfig(arms=("random",), schedule=(2, 3, 6, 12), steps=100, steps_per_labelled=20)
+    # 4 rounds of 100 steps plus 20 per labelled case: 400 + 20 x (2 + 3 + 6 + 12)
+    assert config.ceiling_steps(config.schedule) == 860
+    assert replace(config, all_labelled_steps=50).ceiling_steps(config.schedule) == 50
+
+
+def test_a_report_rebuilt_from_older_runs_names_the_ceiling_steps_they_had(tmp_path):
+    config = BenchmarkConfig(arms=("random",), budgets=(10, 20), steps=100, steps_per_labelled=20)
+    run_json = tmp_path / "run.json"
+    run_json.write_text(json.dumps({"command": "asfda benchmark ..."}))  # saved before ceiling_steps
+    assert ceiling_steps_used(config, run_json, 60, report_only=True) == 200  # steps x rounds, as run
+    run_json.write_text(json.dumps({"ceiling_steps": 555}))
+    assert ceiling_steps_used(config, run_json, 60, report_only=True) == 555
+    assert ceiling_steps_used(config, run_json, 60, report_only=False) == 200 + 20 * (6 + 12)
+
+
+def test_the_recorded_command_names_the_budgets_not_the_schedule_they_replace():
+    args = argparse.Namespace(schedule=[1, 2, 4, 8], budgets=[2.5, 10.0], steps=3, func=print)
+    assert command_line("benchmark", args) == "asfda benchmark --budgets 2.5 10.0 --steps 3"
+    args.budgets = None
+    assert command_line("benchmark", args) == "asfda benchmark --schedule 1 2 4 8 --steps 3"
 
 
 def test_config_refuses_unknown_strategies_and_bad_schedules():
