@@ -53,6 +53,18 @@ def journal(session: Path) -> list[dict]:
     return [json.loads(line) for line in (session / "journal.jsonl").read_text().splitlines()]
 
 
+def finished_jobs(client, timeout: float = 60.0) -> list[dict]:
+    """Every job once none is running: a ranking is complete as soon as its scores are on disk, a moment
+    before the backend marks the scoring job finished."""
+    deadline = time.monotonic() + timeout
+    while True:
+        jobs = client.get("/jobs").json()
+        if all(j["state"] not in ("queued", "running") for j in jobs):
+            return jobs
+        assert time.monotonic() < deadline, jobs
+        time.sleep(0.05)
+
+
 def seconds_between(start: str, end: str) -> float:
     return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
 
@@ -177,7 +189,7 @@ def test_mask_finetune_and_new_ranking(loop):
         loop.figures["slowest_request_during_round_s"] = round(slowest, 3)
         versions = client.get("/models").json()
         metrics = client.get("/metrics").json()
-        jobs = client.get("/jobs").json()
+        jobs = finished_jobs(client)
     for kind in ("finetune", "score"):  # where the time goes: each job from its start to its end
         last = [j for j in jobs if j["kind"] == kind][-1]
         loop.figures[f"{kind}_job_seconds"] = seconds_between(last["started"], last["finished"])
