@@ -28,7 +28,9 @@ from ..models.loading import LoadedModel
 from ..scoring.case_scores import CaseScores
 from ..scoring.selection import distance_to_set
 from .faults import fault_point
-from .store import ModelVersion, SessionStore, now_iso, write_bytes_atomic
+from .files import write_bytes_atomic
+from .records import ModelVersion, now_iso
+from .store import SessionStore
 
 if TYPE_CHECKING:
     from .session import AdaptationSession, Cancelled, Progress

@@ -34,15 +34,9 @@ from ..scoring.case_scores import CaseScores, KnowledgeGap, knowledge_gap, score
 from ..scoring.entropy import normalized_entropy
 from ..scoring.query import RankedCase, rank_pool
 from . import rounds
-from .store import (
-    PRETRAINED_VERSION,
-    CaseRecord,
-    ModelVersion,
-    SessionStore,
-    now_iso,
-    read_json,
-    write_json_atomic,
-)
+from .files import read_json, write_json_atomic
+from .records import CaseRecord, ModelVersion, now_iso
+from .store import PRETRAINED_VERSION, SessionStore
 
 Progress = Callable[[float, str], None]  # (fraction done, message)
 Cancelled = Callable[[], bool]
