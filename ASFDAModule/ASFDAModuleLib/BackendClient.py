@@ -24,6 +24,10 @@ DEFAULT_TIMEOUT_S = 30.0
 # GET /ranking?wait=true may score the whole pool first, and files may be hundreds of MB.
 LONG_TIMEOUT_S = 1800.0
 CHUNK_BYTES = 1 << 20
+# The statuses the module acts on (the others reach the user as the backend's detail).
+HTTP_FORBIDDEN = 403  # a folder the backend may not read: upload its files instead
+HTTP_METHOD_NOT_ALLOWED = 405  # a route an older backend does not have
+HTTP_CONFLICT = 409  # a job in the way, or the pool changed during scoring
 
 
 class BackendError(Exception):

@@ -1,6 +1,8 @@
 """The ASFDA module's library: small single-purpose pieces, most of them usable without Slicer's GUI.
 
-- ``ModuleLogic``: the module's Logic, the whole workflow without Qt (scripts, tests and the Widget call it).
+- ``ModuleLogic``: the module's Logic, the whole workflow without Qt (scripts, tests and the Widget call it);
+  it holds the state and the backend, ``PoolLogic`` (cases, ranking, model versions, query, plots) and
+  ``AnnotationLogic`` (serve and load a case, save its mask, rounds) are its steps.
 - ``WorkflowTypes``: the records its steps hand to each other.
 - ``Parameters``: the parameter node (saved with the scene); ``Settings``: what survives a restart.
 - ``BackendTypes``: the records of the backend's HTTP contract (cases, jobs, model versions).

@@ -19,8 +19,8 @@ from ..errors import ASFDAError, MaskError, StoreError, VolumeReadError
 from ..io.headers import DEFAULT_MAX_VOXELS
 from ..io.volumes import VOLUME_SUFFIXES, case_name, content_hash, read_volume, volume_suffix
 from ..scoring.query import RankedCase
+from ..session.records import CaseRecord
 from ..session.session import AdaptationSession
-from ..session.store import CaseRecord
 from . import ranking as ranking_views
 from . import schemas
 from .job_records import JobState

@@ -11,7 +11,8 @@ from enum import Enum
 from pathlib import Path
 
 from ..errors import StoreError
-from ..session.store import now_iso, read_json
+from ..session.files import read_json
+from ..session.records import now_iso
 
 log = logging.getLogger(__name__)
 

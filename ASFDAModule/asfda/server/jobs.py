@@ -28,7 +28,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import no_space_message
-from ..session.store import SessionStore, now_iso, write_json_atomic
+from ..session.files import write_json_atomic
+from ..session.records import now_iso
+from ..session.store import SessionStore
 from . import processes
 from .job_records import (
     Job,

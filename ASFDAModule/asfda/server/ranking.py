@@ -14,8 +14,10 @@ from ..config import QueryConfig, QueryStrategy
 from ..errors import StoreError
 from ..scoring.case_scores import CaseScores
 from ..scoring.query import RankedCase, rank_pool
+from ..session.files import read_json
+from ..session.records import CaseRecord
 from ..session.session import SERVE_LEASE_SECONDS
-from ..session.store import CaseRecord, SessionStore, read_json
+from ..session.store import SessionStore
 from . import schemas
 
 

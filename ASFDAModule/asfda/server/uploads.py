@@ -15,7 +15,7 @@ from typing import BinaryIO
 from fastapi import HTTPException
 
 from ..io.volumes import volume_suffix
-from ..session.store import write_error
+from ..session.files import write_error
 from .auth import send_json
 
 CHUNK_BYTES = 1 << 20

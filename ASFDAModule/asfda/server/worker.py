@@ -14,7 +14,7 @@ import sys
 import time
 import traceback
 
-from ..session.store import write_json_atomic
+from ..session.files import write_json_atomic
 from .job_records import JobKind, JobState, WorkerTask
 from .processes import exit_when_parent_dies, lead_own_process_group
 

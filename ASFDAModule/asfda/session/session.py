@@ -1,10 +1,8 @@
-"""The adaptation loop's operations on a session: add cases, score and rank, predict, label, fine-tune."""
+"""The adaptation loop's operations on a session: add cases, score and rank, predict, label, fine-tune (the
+round itself, from its plan to its commit, is in :mod:`asfda.session.rounds`)."""
 
 from __future__ import annotations
 
-import io
-import os
-import shutil
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, replace
@@ -16,9 +14,6 @@ import torch
 
 from ..config import AsdConfig, FinetuneConfig, QueryConfig, QueryStrategy, config_from_dict, config_to_dict
 from ..errors import ASFDAError, CancelledError, CaseInUseError, StoreError, UnknownCaseError
-from ..finetune.guard import guard_decision
-from ..finetune.reliable import reliable_cases
-from ..finetune.trainer import RoundResult, finetune_round
 from ..inference.case_cache import DEFAULT_MEMORY_LIMIT_MIB, CaseTensorCache
 from ..inference.features import class_weights, final_layer
 from ..inference.labelmap import predict_labelmap
@@ -38,18 +33,10 @@ from ..models.loading import LoadedModel, apply_weights, load_model, load_state_
 from ..scoring.case_scores import CaseScores, KnowledgeGap, knowledge_gap, score_case
 from ..scoring.entropy import normalized_entropy
 from ..scoring.query import RankedCase, rank_pool
-from ..scoring.selection import distance_to_set
-from .faults import fault_point
-from .store import (
-    PRETRAINED_VERSION,
-    CaseRecord,
-    ModelVersion,
-    SessionStore,
-    now_iso,
-    read_json,
-    write_bytes_atomic,
-    write_json_atomic,
-)
+from . import rounds
+from .files import read_json, write_json_atomic
+from .records import CaseRecord, ModelVersion, now_iso
+from .store import PRETRAINED_VERSION, SessionStore
 
 Progress = Callable[[float, str], None]  # (fraction done, message)
 Cancelled = Callable[[], bool]
@@ -345,21 +332,7 @@ class AdaptationSession:
     def reliable_unlabelled(
         self, scores: dict[str, CaseScores], labelled: list[str], exclude: Iterable[str] = ()
     ) -> list[str]:
-        excluded = set(labelled) | set(exclude)
-        pool = [s for case_id, s in scores.items() if case_id not in excluded]
-        if not pool or not labelled:
-            return []
-        embeddings = np.asarray([s.embedding for s in pool])
-        labelled_embeddings = np.asarray([scores[c].embedding for c in labelled if c in scores])
-        distances = distance_to_set(embeddings, labelled_embeddings)
-        mask = reliable_cases(
-            np.array([s.confidence for s in pool]),
-            distances,
-            self.finetune_config.tau_conf,
-            self.finetune_config.tau_dist,
-            quantile=self.finetune_config.tau_conf_quantile,
-        )
-        return [s.case_id for s, keep in zip(pool, mask) if keep]
+        return rounds.reliable_unlabelled(scores, labelled, self.finetune_config, exclude)
 
     def finetune(
         self,
@@ -373,117 +346,8 @@ class AdaptationSession:
         Cases in ``exclude_from_pseudo`` (held-out test cases) are never used as pseudo-labelled cases.
         """
         config = config or self.finetune_config
-        labelled = self.store.labelled_ids()
-        if not labelled:
-            raise StoreError("no labelled case yet: submit a mask before fine-tuning", self.store.root)
-        parent = self.store.active_version
-        number = self.store.next_round_number()
-        scores = self.score_all(cancelled=cancelled) if config.semi_supervised else {}
-        reliable = (
-            self.reliable_unlabelled(scores, labelled, exclude_from_pseudo) if config.semi_supervised else []
-        )
-        self.store.log(
-            "round_started",
-            round=number,
-            parent=parent,
-            labelled=labelled,
-            reliable=reliable,
-            pid=os.getpid(),
-        )
-        version_id = None
-        # With two or more labelled cases one is held out to validate on, a different one each round.
-        held_out = (
-            [labelled[(number - 1) % len(labelled)]]
-            if config.hold_out_validation and len(labelled) >= 2
-            else []
-        )
-        try:
-            model = self.load_version(parent)  # never the in-memory pretrained model: it must stay frozen
-            result = finetune_round(
-                model,
-                [self.model_space_case(c) for c in labelled if c not in held_out],
-                [self.model_space_case(c) for c in reliable],
-                config,
-                self.device,
-                progress=None if progress is None else (lambda s, n, m: progress(s / n, m)),
-                cancelled=cancelled,
-                validation=[self.model_space_case(c) for c in held_out],
-            )
-            guard = guard_decision(
-                result.parent_validation_dice, result.validation_dice, result.validation, config.accept_worse
-            )
-            version_id = self.store.next_version_id()
-            version = self._save_version(
-                result, version_id, parent, number, labelled, reliable, guard, held_out
-            )
-        except BaseException as error:
-            if version_id is not None:
-                self.store.discard_round(version_id, number)
-            event = (
-                "round_cancelled"
-                if isinstance(error, (CancelledError, KeyboardInterrupt))
-                else "round_failed"
-            )
-            if number not in self.store.committed_rounds():
-                self.store.log(event, round=number, error=str(error))
-            raise
+        version, model = rounds.run_round(self, config, progress, cancelled, exclude_from_pseudo)
         self._current = (version.id, model)
-        return version
-
-    def _save_version(
-        self,
-        result: RoundResult,
-        version_id: str,
-        parent: str,
-        number: int,
-        labelled: list[str],
-        reliable: list[str],
-        guard=None,
-        held_out: list[str] = (),
-    ) -> ModelVersion:
-        """Stage the round's files in a partial folder, then commit them in one step (see the store)."""
-        partial = self.store.partial_version_folder()
-        try:
-            return self._commit(
-                result, partial, version_id, parent, number, labelled, reliable, guard, held_out
-            )
-        finally:
-            shutil.rmtree(partial, ignore_errors=True)  # gone already when the commit renamed it
-
-    def _commit(
-        self, result, partial, version_id, parent, number, labelled, reliable, guard, held_out
-    ) -> ModelVersion:
-        buffer = io.BytesIO()
-        torch.save(result.state_dict, buffer)
-        write_bytes_atomic(partial / "model.pt", buffer.getvalue())  # size-checked, fsynced
-        fault_point("weights-saved")
-        metrics = {
-            "val_dice": result.validation_dice,
-            "seconds": round(result.seconds, 2),
-            "steps": result.steps,
-            "best_step": result.best_step,
-            "n_labelled": result.n_labelled,
-            "n_pseudo_labelled": result.n_unlabelled,
-            "parent_val_dice": result.parent_validation_dice,
-            "validation": result.validation,
-            "accepted": guard is None or guard.accepted,
-        }
-        version = ModelVersion(version_id, parent, now_iso(), number, metrics)
-        record = {
-            "round": number,
-            "model_version": version.id,
-            "parent": parent,
-            "labelled": labelled,
-            "pseudo_labelled": reliable,
-            "metrics": metrics,
-            "history": result.history,
-            "held_out": list(held_out),
-            "guard": guard.to_json() if guard is not None else None,
-        }
-        accepted = guard is None or guard.accepted
-        version = self.store.commit_round(partial, version, record, activate=accepted)
-        if not accepted:  # kept as a version (it can be activated by hand), but the parent stays active
-            self.store.log("round_not_activated", round=number, version=version.id, reason=guard.reason)
         return version
 
     # -- evaluation --------------------------------------------------------------------------------------

@@ -25,25 +25,27 @@ round has no ``round_completed`` line is invisible (not listed, not activated, n
 the next open. After it, ``state.json`` is brought to the journal's active version, on the next open if a
 crash came first. The steps are named in :data:`COMMIT_STEPS`; ``asfda.session.faults`` crashes at any of
 them in the tests.
+
+The crash-safe file primitives (atomic replace, JSON reads, the private folder) are in
+:mod:`asfda.session.files`, the case and model-version records in :mod:`asfda.session.records`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
-import re
 import shutil
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from dataclasses import asdict
 from pathlib import Path
 
-from ..errors import DiskFullError, StoreError, UnknownCaseError, no_space_message
+from ..errors import StoreError, UnknownCaseError
 from .faults import fault_point
+from .files import TEMPORARY, make_private, read_json, write_error, write_json_atomic
+from .records import CaseRecord, ModelVersion, now_iso
 
 FORMAT_VERSION = 1
 PRETRAINED_VERSION = "v0000"
@@ -52,7 +54,6 @@ ACTIVATING_EVENTS = ("round_completed", "version_activated")
 # The steps of a round's commit, in order; a crash after any of them leaves the round either wholly visible
 # (after "round-committed") or not at all.
 COMMIT_STEPS = ("weights-saved", "version-staged", "version-renamed", "round-committed", "version-activated")
-TEMPORARY = re.compile(r"^\..+\.tmp(\d+)-")  # write_bytes_atomic's and write_volume's temporary files
 
 
 def process_alive(pid: int | None) -> bool:
@@ -77,75 +78,6 @@ def partial_owner(folder: Path) -> int | None:
     """The process id in a ``.partial-<pid>-...`` folder name."""
     parts = folder.name.split("-")
     return int(parts[1]) if len(parts) > 2 and parts[1].isdigit() else None
-
-
-def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def temporary_prefix(path: Path) -> str:
-    """Name prefix of a temporary file for ``path``; it carries the writer's pid, so that recovery removes
-    only the temporary files of dead processes."""
-    return f".{path.name}.tmp{os.getpid()}-"
-
-
-def write_error(error: OSError, path: Path) -> StoreError:
-    if error.errno in (errno.ENOSPC, errno.EDQUOT):
-        return DiskFullError(no_space_message(path), path)
-    return StoreError(f"could not write ({error.strerror or error})", path)
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Replace ``path`` by ``data`` in one rename, after checking the size on disk; on any failure (a full
-    disk) the old file stays and nothing temporary is left."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=temporary_prefix(path), dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-            if os.fstat(stream.fileno()).st_size != len(data):
-                raise OSError(errno.ENOSPC, "short write")
-        fault_point(f"replace:{path.name}")
-        os.replace(temporary, path)
-    except OSError as error:
-        Path(temporary).unlink(missing_ok=True)
-        raise write_error(error, path) from error
-
-
-def write_json_atomic(path: Path, data) -> None:
-    write_bytes_atomic(path, json.dumps(data, indent=2, sort_keys=True).encode())
-
-
-def read_json(path: Path, default=None):
-    if not path.is_file():
-        if default is not None:
-            return default
-        raise StoreError("missing session file", path)
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise StoreError(f"unreadable session file ({error})", path) from error
-
-
-@dataclass
-class CaseRecord:
-    id: str
-    name: str
-    source_path: str
-    added: str = field(default_factory=now_iso)
-    last_served: float | None = None
-
-
-@dataclass
-class ModelVersion:
-    id: str
-    parent: str | None
-    created: str
-    round: int
-    metrics: dict = field(default_factory=dict)
-    source: str | None = None  # for the pretrained version: where its weights live (never copied or changed)
 
 
 class SessionStore:
@@ -468,11 +400,3 @@ def _version_round(folder: Path) -> int | None:
         return int(json.loads((folder / "version.json").read_text())["round"])
     except (OSError, ValueError, KeyError, TypeError):
         return None
-
-
-def make_private(folder: Path) -> None:
-    """Only the user may read a session: its volumes, masks, checkpoints and token are nobody else's."""
-    try:
-        os.chmod(folder, 0o700)
-    except OSError:
-        pass  # a folder owned by someone else, or a file system without modes

@@ -1,0 +1,194 @@
+"""The Logic's pool and model requests: add and remove cases, rank the pool, model versions, the query
+strategy, and the plots of the rounds.
+
+A mixin of ``ASFDAModuleLogic`` (``ModuleLogic``), which holds the state it works on: ``scene``,
+``sceneLogic``, ``caseTable``, ``cacheDir``, ``sessionDir``, ``marks``, ``effort``, and ``backendIsLocal``,
+``_client()`` and ``fetchInfo()``. *network* and *scene* mark the methods as in ``ModuleLogic``.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import time
+
+from .BackendClient import HTTP_CONFLICT, HTTP_FORBIDDEN, HTTP_METHOD_NOT_ALLOWED, BackendError, caseOfFile
+from .BackendTypes import (
+    BackendInfo,
+    Case,
+    CaseStatus,
+    JobKind,
+    ModelVersion,
+    QuerySettings,
+    Ranking,
+    RoundMetrics,
+)
+from .i18n import _
+from .Plots import updateDicePlot, updateEditEffortPlot, updateScorePlot
+from .WorkflowTypes import VolumeExport
+
+VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
+
+
+class PoolLogic:
+    """The pool of cases, its ranking and the model versions, as the backend keeps them."""
+
+    # -- cases -------------------------------------------------------------------------------------
+
+    def exportSceneVolumes(self, volumeNodes) -> list[VolumeExport]:
+        """*scene*: write scene volumes where the backend can take them from."""
+        folder = self.sessionDir / "imports" if self.backendIsLocal else self.cacheDir / "uploads"
+        return [
+            VolumeExport(node.GetID(), self.sceneLogic.exportVolumeForSession(node, folder))
+            for node in volumeNodes
+        ]
+
+    def submitVolumeFiles(self, exports: list[VolumeExport]) -> list[tuple[VolumeExport, Case]]:
+        """*network*: add the written volumes as cases (by path for a local backend, by upload otherwise)."""
+        added = []
+        for export in exports:
+            if self.backendIsLocal:
+                case = caseOfFile(self._client().addCaseFile(export.path), export.path)
+            else:
+                case = self._client().uploadCase(export.path)
+            added.append((export, case))
+        return added
+
+    def tagSceneVolumes(self, added: list[tuple[VolumeExport, Case]]) -> None:
+        """*scene*: remember which case each scene volume is, so it is not downloaded again."""
+        for export, case in added:
+            node = self.scene.GetNodeByID(export.nodeId)
+            if node is not None:
+                self.sceneLogic.tagCase(node, case.id)
+
+    def addFolder(self, folder) -> list[Case]:
+        """*network*: add every volume of a folder; uploads them if the backend may not read the folder."""
+        folder = pathlib.Path(folder)
+        try:
+            return self._client().addCaseFolder(folder)
+        except BackendError as error:
+            if error.status != HTTP_FORBIDDEN:
+                raise
+        files = sorted(
+            p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(VOLUME_SUFFIXES)
+        )
+        return [self._client().uploadCase(path) for path in files]
+
+    def removeCase(self, caseId: str) -> Case:
+        """*network*: take a case out of the pool (``DELETE /cases/{id}``); a labelled case stays (409).
+
+        A scoring job in the way is cancelled first, as for activation."""
+        try:
+            case = self._afterCancellingScoring(lambda client: client.removeCase(caseId))
+        except BackendError as error:
+            # No such route (an older backend): FastAPI answers 405 (GET /cases/{id} exists) or "Not Found".
+            if error.status == HTTP_METHOD_NOT_ALLOWED or error.detail in ("Not Found", "Method Not Allowed"):
+                raise BackendError(
+                    error.method,
+                    error.path,
+                    error.status,
+                    _("this backend cannot remove cases; update ASFDA"),
+                ) from None
+            raise
+        if self.marks is not None:
+            self.marks.unmark(caseId)
+        return case
+
+    # -- ranking -----------------------------------------------------------------------------------
+
+    def requestRanking(self) -> Ranking:
+        """*network*, answers at once: complete, or the scores so far and the scoring job to follow."""
+        return self._client().ranking(wait=False)
+
+    def waitForRanking(self, timeout: float = 1800.0, interval: float = 0.5, onProgress=None) -> Ranking:
+        """Blocking (scripts and tests; the Widget polls requestRanking with a timer): each incomplete answer
+        goes to ``onProgress(ranking)`` and to the case table, so the table fills in as scores arrive."""
+        deadline = time.monotonic() + timeout
+        while True:
+            ranking = self.requestRanking()
+            self.applyRanking(ranking)
+            if ranking.complete:
+                return ranking
+            if onProgress is not None:
+                onProgress(ranking)
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the pool was not scored within {timeout:.0f} s ({ranking.job.message})")
+            time.sleep(interval)
+
+    def fetchRanking(self, attempts: int = 3, pause: float = 2.0) -> Ranking:
+        """*network*, blocking: the complete ranking (the backend scores the pool first when needed).
+
+        409 means the pool changed during scoring: asking again shortly after is the remedy the backend names.
+        """
+        for attempt in range(attempts):
+            try:
+                return self._client().ranking(wait=True)
+            except BackendError as error:
+                if error.status != HTTP_CONFLICT or attempt == attempts - 1:
+                    raise
+                time.sleep(pause)
+
+    def applyRanking(self, ranking: Ranking) -> None:
+        self.caseTable.setRanking(ranking)
+
+    def caseIdsInScene(self) -> set:
+        """*scene*"""
+        return {case.id for case in self.caseTable.cases if self.sceneLogic.findCaseVolume(case.id)}
+
+    # -- model versions ----------------------------------------------------------------------------
+
+    def fetchModelVersions(self) -> list[ModelVersion]:
+        """*network*"""
+        return self._client().modelVersions()
+
+    def activateModelVersion(self, version: str) -> BackendInfo:
+        """*network*: roll back (or forward) to a model version; the next predictions come from it.
+
+        A scoring job in the way is cancelled first: it scores the version being left, and the activated one
+        is scored anew.
+        """
+        self._afterCancellingScoring(lambda client: client.activateModelVersion(version))
+        return self.fetchInfo()
+
+    def _afterCancellingScoring(self, call):
+        """Make a request the backend refuses (409) while a job runs; if a scoring job is what is in the way,
+        cancel it and ask again (it is redone on demand). A fine-tuning round is never cancelled: its 409
+        reaches the caller."""
+        client = self._client()
+        try:
+            return call(client)
+        except BackendError as error:
+            scoring = [j for j in client.jobs() if j.kind is JobKind.SCORE and not j.state.finished]
+            if error.status != HTTP_CONFLICT or not scoring:
+                raise
+            for job in scoring:
+                client.cancelJob(job.id)
+            return call(client)
+
+    # -- query strategy ----------------------------------------------------------------------------
+
+    def fetchQuerySettings(self) -> QuerySettings:
+        """*network*: the strategy in use and the ones the engine offers."""
+        return self._client().querySettings()
+
+    def setQueryStrategy(self, strategy: str) -> QuerySettings:
+        """*network*: rank by another strategy from now on (kept in the session; the ranking follows)."""
+        return self._client().setQuery(strategy=strategy)
+
+    # -- plots -------------------------------------------------------------------------------------
+
+    def fetchMetrics(self) -> list[RoundMetrics]:
+        """*network*"""
+        return self._client().metrics()
+
+    def updatePlots(self, metrics: list[RoundMetrics]):
+        """*scene*: Dice per round, and DKD against ASD for the cases of the table."""
+        return updateDicePlot(self.scene, metrics), updateScorePlot(self.scene, self.caseTable.cases)
+
+    def updateEditEffortPlot(self):
+        """*scene*: the edit Dice of each submitted case and its mean per round."""
+        return updateEditEffortPlot(self.scene, self.effort.records() if self.effort else [])
+
+    def progress(self) -> tuple[int, int]:
+        """(labelled, total) cases of the table."""
+        cases = self.caseTable.cases
+        return sum(case.status is CaseStatus.LABELLED for case in cases), len(cases)

@@ -1,0 +1,223 @@
+"""A session's fine-tuning round: which unlabelled cases are reliable enough to pseudo-label, which labelled
+case is held out to validate on, training from the active version, and the round's commit into the store.
+
+The commit order is the store's (see :mod:`asfda.session.store`): the weights are written and fsynced into
+a partial folder first (fault point ``weights-saved``), then ``SessionStore.commit_round`` stages the version
+and round records, renames the folder and writes the journal line that makes the round count.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from ..config import FinetuneConfig
+from ..errors import CancelledError, StoreError
+from ..finetune.guard import GuardDecision, guard_decision
+from ..finetune.reliable import reliable_cases
+from ..finetune.trainer import RoundResult, finetune_round
+from ..models.loading import LoadedModel
+from ..scoring.case_scores import CaseScores
+from ..scoring.selection import distance_to_set
+from .faults import fault_point
+from .files import write_bytes_atomic
+from .records import ModelVersion, now_iso
+from .store import SessionStore
+
+if TYPE_CHECKING:
+    from .session import AdaptationSession, Cancelled, Progress
+
+
+@dataclass(frozen=True)
+class RoundPlan:
+    """What a round trains on, fixed before training starts (and logged as ``round_started``)."""
+
+    number: int
+    parent: str
+    labelled: list[str]
+    reliable: list[str]
+    held_out: list[str]
+
+
+def reliable_unlabelled(
+    scores: dict[str, CaseScores], labelled: list[str], config: FinetuneConfig, exclude: Iterable[str] = ()
+) -> list[str]:
+    """The unlabelled cases confident enough and close enough to the labelled ones to pseudo-label."""
+    excluded = set(labelled) | set(exclude)
+    pool = [s for case_id, s in scores.items() if case_id not in excluded]
+    if not pool or not labelled:
+        return []
+    embeddings = np.asarray([s.embedding for s in pool])
+    labelled_embeddings = np.asarray([scores[c].embedding for c in labelled if c in scores])
+    distances = distance_to_set(embeddings, labelled_embeddings)
+    mask = reliable_cases(
+        np.array([s.confidence for s in pool]),
+        distances,
+        config.tau_conf,
+        config.tau_dist,
+        quantile=config.tau_conf_quantile,
+    )
+    return [s.case_id for s, keep in zip(pool, mask) if keep]
+
+
+def held_out_cases(labelled: list[str], number: int, config: FinetuneConfig) -> list[str]:
+    """With two or more labelled cases one is held out to validate on, a different one each round."""
+    if config.hold_out_validation and len(labelled) >= 2:
+        return [labelled[(number - 1) % len(labelled)]]
+    return []
+
+
+def plan_round(
+    session: AdaptationSession,
+    config: FinetuneConfig,
+    cancelled: Cancelled | None,
+    exclude_from_pseudo: Iterable[str],
+) -> RoundPlan:
+    labelled = session.store.labelled_ids()
+    if not labelled:
+        raise StoreError("no labelled case yet: submit a mask before fine-tuning", session.store.root)
+    parent = session.store.active_version
+    number = session.store.next_round_number()
+    scores = session.score_all(cancelled=cancelled) if config.semi_supervised else {}
+    reliable = (
+        session.reliable_unlabelled(scores, labelled, exclude_from_pseudo) if config.semi_supervised else []
+    )
+    return RoundPlan(number, parent, labelled, reliable, held_out_cases(labelled, number, config))
+
+
+def run_round(
+    session: AdaptationSession,
+    config: FinetuneConfig,
+    progress: Progress | None = None,
+    cancelled: Cancelled | None = None,
+    exclude_from_pseudo: Iterable[str] = (),
+) -> tuple[ModelVersion, LoadedModel]:
+    """One round: train from the active version, save a new version with its parent, activate it unless the
+    guard keeps the parent. Returns the version and its trained model; a failed round leaves no version."""
+    plan = plan_round(session, config, cancelled, exclude_from_pseudo)
+    session.store.log(
+        "round_started",
+        round=plan.number,
+        parent=plan.parent,
+        labelled=plan.labelled,
+        reliable=plan.reliable,
+        pid=os.getpid(),
+    )
+    version_id = None
+    try:
+        model = session.load_version(plan.parent)  # never the in-memory pretrained model: it must stay frozen
+        result = train(session, model, plan, config, progress, cancelled)
+        guard = guard_decision(
+            result.parent_validation_dice, result.validation_dice, result.validation, config.accept_worse
+        )
+        version_id = session.store.next_version_id()
+        version = save_version(session.store, result, plan, version_id, guard)
+    except BaseException as error:
+        abandon_round(session.store, plan.number, version_id, error)
+        raise
+    return version, model
+
+
+def train(
+    session: AdaptationSession,
+    model: LoadedModel,
+    plan: RoundPlan,
+    config: FinetuneConfig,
+    progress: Progress | None,
+    cancelled: Cancelled | None,
+) -> RoundResult:
+    return finetune_round(
+        model,
+        [session.model_space_case(c) for c in plan.labelled if c not in plan.held_out],
+        [session.model_space_case(c) for c in plan.reliable],
+        config,
+        session.device,
+        progress=None if progress is None else (lambda s, n, m: progress(s / n, m)),
+        cancelled=cancelled,
+        validation=[session.model_space_case(c) for c in plan.held_out],
+    )
+
+
+def abandon_round(store: SessionStore, number: int, version_id: str | None, error: BaseException) -> None:
+    """Remove what a failed round staged and log its end, unless its commit already stands."""
+    if version_id is not None:
+        store.discard_round(version_id, number)
+    event = "round_cancelled" if isinstance(error, (CancelledError, KeyboardInterrupt)) else "round_failed"
+    if number not in store.committed_rounds():
+        store.log(event, round=number, error=str(error))
+
+
+def save_version(
+    store: SessionStore,
+    result: RoundResult,
+    plan: RoundPlan,
+    version_id: str,
+    guard: GuardDecision | None = None,
+) -> ModelVersion:
+    """Stage the round's files in a partial folder, then commit them in one step (see the store)."""
+    partial = store.partial_version_folder()
+    try:
+        return commit(store, result, partial, version_id, plan, guard)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)  # gone already when the commit renamed it
+
+
+def commit(  # the order of these writes is what test_commit_faults checks
+    store: SessionStore,
+    result: RoundResult,
+    partial: Path,
+    version_id: str,
+    plan: RoundPlan,
+    guard: GuardDecision | None,
+) -> ModelVersion:
+    buffer = io.BytesIO()
+    torch.save(result.state_dict, buffer)
+    write_bytes_atomic(partial / "model.pt", buffer.getvalue())  # size-checked, fsynced
+    fault_point("weights-saved")
+    accepted = guard is None or guard.accepted
+    metrics = version_metrics(result, accepted)
+    version = ModelVersion(version_id, plan.parent, now_iso(), plan.number, metrics)
+    record = round_record(result, plan, version.id, metrics, guard)
+    version = store.commit_round(partial, version, record, activate=accepted)
+    if not accepted:  # kept as a version (it can be activated by hand), but the parent stays active
+        store.log("round_not_activated", round=plan.number, version=version.id, reason=guard.reason)
+    return version
+
+
+def version_metrics(result: RoundResult, accepted: bool) -> dict:
+    return {
+        "val_dice": result.validation_dice,
+        "seconds": round(result.seconds, 2),
+        "steps": result.steps,
+        "best_step": result.best_step,
+        "n_labelled": result.n_labelled,
+        "n_pseudo_labelled": result.n_unlabelled,
+        "parent_val_dice": result.parent_validation_dice,
+        "validation": result.validation,
+        "accepted": accepted,
+    }
+
+
+def round_record(
+    result: RoundResult, plan: RoundPlan, version_id: str, metrics: dict, guard: GuardDecision | None
+) -> dict:
+    """The round's ``round.json``: what it trained on, its metrics and the guard's decision."""
+    return {
+        "round": plan.number,
+        "model_version": version_id,
+        "parent": plan.parent,
+        "labelled": plan.labelled,
+        "pseudo_labelled": plan.reliable,
+        "metrics": metrics,
+        "history": result.history,
+        "held_out": list(plan.held_out),
+        "guard": guard.to_json() if guard is not None else None,
+    }
