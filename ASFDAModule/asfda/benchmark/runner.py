@@ -168,10 +168,14 @@ class BenchmarkConfig:
             return self.schedule[min(len(self.schedule) - 1, len(self.schedule) // 2)]
         return max(1, round(self.endpoint_percent / 100 * n_pool))
 
+    def schedule_steps(self, schedule: Sequence[int]) -> int:
+        """An arm's steps over the whole schedule: each round's steps plus those per labelled case."""
+        return sum(self.steps + self.steps_per_labelled * n for n in schedule)
+
     def ceiling_steps(self, schedule: Sequence[int]) -> int:
-        """The all-labelled ceiling's steps: the compute an arm gets over the whole schedule (its rounds'
-        steps plus the steps per labelled case), so the ceiling is not the arm with the least training."""
-        return self.all_labelled_steps or sum(self.steps + self.steps_per_labelled * n for n in schedule)
+        """The all-labelled ceiling's steps: an arm's whole schedule unless set, so that the ceiling is not
+        the arm with the least training."""
+        return self.all_labelled_steps or self.schedule_steps(schedule)
 
     def finetune(
         self, semi_supervised: bool, seed: int, patch: tuple[int, int, int], steps: int
@@ -308,30 +312,30 @@ def ordered(results: list[RunResult], config: BenchmarkConfig) -> list[RunResult
     )
 
 
-def ceiling_steps_used(
-    config: BenchmarkConfig, previous_run_json: Path, n_pool: int, report_only: bool
-) -> int:
+def previous_run(run_json: Path) -> dict:
+    """``run.json`` as an earlier invocation left it (empty before the first)."""
+    return json.loads(run_json.read_text()) if run_json.is_file() else {}
+
+
+def ceiling_steps_used(config: BenchmarkConfig, previous: dict, n_pool: int, report_only: bool) -> int:
     """The ceiling's steps as they were run: a report rebuilt from runs saved before ``ceiling_steps``
     existed names the steps those runs had (steps x rounds)."""
-    previous = json.loads(previous_run_json.read_text()) if previous_run_json.is_file() else {}
     if report_only and previous:
         legacy = config.all_labelled_steps or config.steps * len(config.resolved_schedule(n_pool))
         return previous.get("ceiling_steps", legacy)
     return config.ceiling_steps(config.resolved_schedule(n_pool))
 
 
-def as_run(previous_run_json: Path) -> dict:
+def as_run(previous: dict) -> dict:
     """What a rebuilt report keeps from the run itself: where and on what it ran, not where it is rebuilt
     (a GPU run's report rebuilt on a laptop must still name the GPU machine)."""
-    previous = json.loads(previous_run_json.read_text()) if previous_run_json.is_file() else {}
     keys = ("dataset", "machine", "machine_summary", "git_commit", "started", "finished")
     return {key: previous[key] for key in keys if key in previous}
 
 
-def invocations(previous_run_json: Path, run_info: dict, report_only: bool) -> list[dict]:
+def invocations(previous: dict, run_info: dict, report_only: bool) -> list[dict]:
     """Every invocation that added runs to this benchmark (a resumed or extended one has several)."""
     keys = ("command", "git_commit", "started", "finished", "wall_seconds_this_invocation", "failures")
-    previous = json.loads(previous_run_json.read_text()) if previous_run_json.is_file() else {}
     history = previous.get("invocations") or (
         [{k: previous.get(k) for k in keys}] if previous.get("command") else []
     )
@@ -364,10 +368,12 @@ def write_report(out: Path, config: BenchmarkConfig, run_info: dict) -> list[Pat
     if FULL_METHOD in descriptions and full.get("query"):
         fine_tuning = full.get("fine_tuning", LEGACY_FINE_TUNING)
         descriptions[FULL_METHOD] = full_method(full["query"], fine_tuning).description
-    ceiling_steps = run_info.get("ceiling_steps") or config.ceiling_steps(schedule)
-    whole_schedule = ceiling_steps == config.ceiling_steps(schedule)
+    ceiling_steps, schedule_steps = run_info.get("ceiling_steps"), config.schedule_steps(schedule)
+    ceiling_steps = ceiling_steps or config.ceiling_steps(schedule)
     descriptions[ALL_LABELLED] = f"{CEILING.description}, {ceiling_steps} supervised steps" + (
-        " (the compute of a whole schedule)" if whole_schedule else " (fewer than an arm's whole schedule)"
+        " (the compute of a whole schedule)"
+        if ceiling_steps == schedule_steps
+        else f" (an arm trains {schedule_steps} over the whole schedule)"
     )
     descriptions["source-only"] = "the source model, no adaptation (the floor)"
     files = [
@@ -506,6 +512,7 @@ def run_benchmark(
         full, selection = resolve_full_method(config, out, endpoint, final=True)
     spec = ModelSpec.load(model_used / SPEC_FILE) if (model_used / SPEC_FILE).is_file() else None
     info = machine(str(config.device))
+    previous = previous_run(out / "run.json")
     run_info = {
         "command": command,
         "dataset": str(dataset),
@@ -535,14 +542,14 @@ def run_benchmark(
             "fine_tuning": config.full_fine_tuning,
         },
         "schedule": list(config.resolved_schedule(len(layout.pool))),
-        "ceiling_steps": ceiling_steps_used(config, out / "run.json", len(layout.pool), report_only),
+        "ceiling_steps": ceiling_steps_used(config, previous, len(layout.pool), report_only),
         "endpoint": config.endpoint(len(layout.pool)),
         "n_pool": len(layout.pool),
         "case_metadata": layout.metadata,
         "example_test_case": [str(p) for p in layout.test[0]] if layout.test else None,
     }
     if report_only:
-        run_info |= as_run(out / "run.json")
-    run_info["invocations"] = invocations(out / "run.json", run_info, report_only)
+        run_info |= as_run(previous)
+    run_info["invocations"] = invocations(previous, run_info, report_only)
     files = write_report(out, config, run_info)
     return BenchmarkOutcome(ordered(load_results(out), config), failures, files)

@@ -192,14 +192,12 @@ def test_the_ceiling_gets_the_steps_per_labelled_case_of_the_whole_schedule():
     assert replace(config, all_labelled_steps=50).ceiling_steps(config.schedule) == 50
 
 
-def test_a_report_rebuilt_from_older_runs_names_the_ceiling_steps_they_had(tmp_path):
+def test_a_report_rebuilt_from_older_runs_names_the_ceiling_steps_they_had():
     config = BenchmarkConfig(arms=("random",), budgets=(10, 20), steps=100, steps_per_labelled=20)
-    run_json = tmp_path / "run.json"
-    run_json.write_text(json.dumps({"command": "asfda benchmark ..."}))  # saved before ceiling_steps
-    assert ceiling_steps_used(config, run_json, 60, report_only=True) == 200  # steps x rounds, as run
-    run_json.write_text(json.dumps({"ceiling_steps": 555}))
-    assert ceiling_steps_used(config, run_json, 60, report_only=True) == 555
-    assert ceiling_steps_used(config, run_json, 60, report_only=False) == 200 + 20 * (6 + 12)
+    saved_before = {"command": "asfda benchmark ..."}  # a run.json written before ceiling_steps existed
+    assert ceiling_steps_used(config, saved_before, 60, report_only=True) == 200  # steps x rounds, as run
+    assert ceiling_steps_used(config, {"ceiling_steps": 555}, 60, report_only=True) == 555
+    assert ceiling_steps_used(config, {"ceiling_steps": 555}, 60, report_only=False) == 200 + 20 * (6 + 12)
 
 
 def test_the_recorded_command_names_the_budgets_not_the_schedule_they_replace():
