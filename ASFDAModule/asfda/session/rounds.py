@@ -87,8 +87,9 @@ def plan_round(
     parent = session.store.active_version
     number = session.store.next_round_number()
     scores = session.score_all(cancelled=cancelled) if config.semi_supervised else {}
+    # The round's own thresholds, not the session's defaults: the config passed in is the round's truth.
     reliable = (
-        session.reliable_unlabelled(scores, labelled, exclude_from_pseudo) if config.semi_supervised else []
+        reliable_unlabelled(scores, labelled, config, exclude_from_pseudo) if config.semi_supervised else []
     )
     return RoundPlan(number, parent, labelled, reliable, held_out_cases(labelled, number, config))
 

@@ -329,11 +329,6 @@ class AdaptationSession:
         return self.store.mark_served(chosen[0].case_id, now) if chosen else None
 
     # -- fine-tuning -------------------------------------------------------------------------------------
-    def reliable_unlabelled(
-        self, scores: dict[str, CaseScores], labelled: list[str], exclude: Iterable[str] = ()
-    ) -> list[str]:
-        return rounds.reliable_unlabelled(scores, labelled, self.finetune_config, exclude)
-
     def finetune(
         self,
         config: FinetuneConfig | None = None,
