@@ -296,7 +296,7 @@ def _add_benchmark(subparsers: argparse._SubParsersAction) -> None:
         help="inference window: the whole volume (fast) or the model's own",
     )
     parser.add_argument("--no-all-labelled", action="store_true", help="skip the all-labelled ceiling")
-    parser.add_argument("--all-labelled-steps", type=int, help="default: steps x rounds")
+    parser.add_argument("--all-labelled-steps", type=int, help="default: an arm's whole-schedule steps")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--threads", type=int, help="torch threads per run")
     parser.add_argument("--workers", type=int, default=1, help="runs at a time (separate processes)")

@@ -160,6 +160,36 @@ def picked_kinds(results: Sequence[RunResult], metadata: dict[str, dict]) -> dic
     return {arm: dict(sorted(c.items())) for arm, c in kinds.items()}
 
 
+def headroom(results: Sequence[RunResult], endpoint: int, ceiling_steps: int | None = None) -> dict | None:
+    """How far a choice of cases moved the endpoint in this run, beside what the target asks.
+
+    Descriptive, never used to choose anything: the spread of random's draws at the endpoint (a query that
+    always found the best draw would gain ``best - mean``), random at the next budget (what more labels
+    gave), and the all-labelled ceiling."""
+    draws = [record_at(run, endpoint) for run in results if run.arm == "random"]
+    dice = np.array([r.test_dice for r in draws if r and r.test_dice is not None], dtype=np.float64)
+    if dice.size < 2:
+        return None
+    random_records = [r for run in results if run.arm == "random" for r in run.records]
+    following = min((r.n_labelled for r in random_records if r.n_labelled > endpoint), default=None)
+    next_dice = [r.test_dice for r in random_records if r.n_labelled == following and r.test_dice is not None]
+    ceiling = [run.records[-1].test_dice for run in results if run.arm == ALL_LABELLED and run.records]
+    ceiling = [d for d in ceiling if d is not None]
+    mean = float(dice.mean())
+    return {
+        "random_draws": int(dice.size),
+        "random_mean": mean,
+        "random_quantiles": {str(q): float(np.quantile(dice, q)) for q in (0.1, 0.5, 0.9)},
+        "random_best": float(dice.max()),
+        "best_draw_gain": float(dice.max() - mean),
+        "target_dice": mean + TARGET_POINTS,
+        "next_budget": following,
+        "random_at_next_budget": float(np.mean(next_dice)) if next_dice else None,
+        "all_labelled": float(np.mean(ceiling)) if ceiling else None,
+        "all_labelled_steps": ceiling_steps if ceiling else None,
+    }
+
+
 def semi_supervised_pair(arms: Sequence[str], full: dict) -> tuple[str, str] | None:
     """(semi-supervised arm, its supervised twin: the same query's picks, fine-tuned supervised).
 
@@ -201,6 +231,7 @@ def summarise(results: Sequence[RunResult], endpoint: int, run_info: dict) -> di
         },
         "arms": arm_summary(results, endpoint),
         "picked_kinds": picked_kinds(results, run_info.get("case_metadata") or {}),
+        "headroom": headroom(results, endpoint, run_info.get("ceiling_steps")),
         "method": __doc__.split("\n\n")[1].replace("\n", " "),
     }
 
@@ -233,6 +264,7 @@ def statistics_markdown(summary: dict) -> str:
     target = summary.get("target")
     if target:
         lines += ["", f"Target ({target['rule']}): **{'met' if target['met'] else 'NOT met'}**."]
+    lines += headroom_markdown(summary.get("headroom"), endpoint)
     lines += [
         "",
         "| arm | test Dice at endpoint (mean ± sd) | validation Dice | HD95 (mm) | runs |",
@@ -249,6 +281,26 @@ def statistics_markdown(summary: dict) -> str:
         for arm, kinds in summary["picked_kinds"].items():
             lines.append(f"- {arm}: " + ", ".join(f"{k} {v}" for k, v in kinds.items()))
     return "\n".join(lines) + "\n"
+
+
+def headroom_markdown(room: dict | None, endpoint: int) -> list[str]:
+    if not room:
+        return []
+    q = room["random_quantiles"]
+    text = (
+        f"How much the choice of cases moved the endpoint in this run (descriptive): random's "
+        f"{room['random_draws']} draws at {endpoint} labelled cases score {room['random_mean']:.4f} on "
+        f"average (10 / 50 / 90 % quantiles {q['0.1']:.4f} / {q['0.5']:.4f} / {q['0.9']:.4f}); the best draw "
+        f"scores {room['random_best']:.4f}, {room['best_draw_gain']:+.4f} above the mean, against the "
+        f"target's {room['target_dice']:.4f}."
+    )
+    if room["random_at_next_budget"] is not None:
+        later, gain = room["random_at_next_budget"], room["random_at_next_budget"] - room["random_mean"]
+        text += f" Random at {room['next_budget']} labelled cases: {later:.4f} ({gain:+.4f})."
+    if room["all_labelled"] is not None:
+        steps = f" ({room['all_labelled_steps']} steps)" if room.get("all_labelled_steps") else ""
+        text += f" All pool cases labelled{steps}: {room['all_labelled']:.4f}."
+    return ["", text]
 
 
 def write_statistics(

@@ -5,9 +5,10 @@ import json
 
 import numpy as np
 import pytest
-from asfda.benchmark.report import RunResult
+from asfda.benchmark.report import ALL_LABELLED, RunResult
 from asfda.benchmark.statistics import (
     choose_by_validation,
+    headroom,
     paired_bootstrap,
     paired_matrix,
     summarise,
@@ -113,3 +114,30 @@ def test_the_query_is_chosen_on_the_validation_split_not_the_test_set():
     # random has the best validation Dice, asfda the best test Dice: validation decides
     best, table = choose_by_validation(results(), ["asfda", "typiclust", "random"], 2)
     assert best == "random" and table["random"] == pytest.approx(0.7)
+
+
+def test_headroom_sets_the_spread_of_random_draws_beside_the_target():
+    # five random draws 0.00 .. 0.04 above a shared base (the same at every budget) and a ceiling run
+    offsets = (0.0, 0.01, 0.02, 0.03, 0.04)
+    draws = [run("random", 0, offset) for offset in offsets]
+    for later in (r.records[3] for r in draws):  # the next budget (4 cases) scores 0.05 higher
+        later.test_dice += 0.05
+    room = headroom([*draws, run(ALL_LABELLED, 0, 0.10), run("asfda", 0, 0.5)], 2, ceiling_steps=860)
+    base = draws[0].records[2].test_dice
+    mean = base + np.mean(offsets)
+    assert room["random_draws"] == 5  # only random's runs count
+    assert room["random_mean"] == pytest.approx(mean)
+    assert room["random_quantiles"]["0.5"] == pytest.approx(base + 0.02)
+    assert room["random_best"] == pytest.approx(base + 0.04)
+    assert room["best_draw_gain"] == pytest.approx(0.02)
+    assert room["target_dice"] == pytest.approx(mean + 0.03)
+    assert room["next_budget"] == 4 and room["random_at_next_budget"] == pytest.approx(mean + 0.05)
+    assert room["all_labelled"] == pytest.approx(base + 0.10) and room["all_labelled_steps"] == 860
+    assert headroom(draws[:1], 2) is None  # one draw has no spread
+
+
+def test_statistics_markdown_states_the_headroom(tmp_path):
+    info = {"full_method": {"query": "typiclust", "chosen_by": "test"}}
+    write_statistics(tmp_path, results(), (1, 2, 4), 2, info)
+    text = (tmp_path / "statistics.md").read_text()
+    assert "the best draw scores" in text and "Random at 4 labelled cases" in text
