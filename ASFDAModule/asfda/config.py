@@ -92,6 +92,9 @@ class FinetuneConfig:
     # student; 0 makes the teacher at the round's start (the parent model, which before the first round is
     # the source model whose errors the pseudo-labels would then teach back).
     teacher_start_fraction: float = 0.0
+    # One EMA teacher for the whole session, saved with each version and carried into the next round, so the
+    # pseudo-labels come from every round's student (a temporal ensemble); teacher_start_fraction then unused.
+    persistent_teacher: bool = False
     # Class-wise voxel thresholds (min(tau_vox, the class's median confidence)) and a loss that weighs every
     # pseudo-label class equally, instead of one tau_vox and one mean dominated by background.
     classwise_pseudo_labels: bool = False

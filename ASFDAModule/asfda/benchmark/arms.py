@@ -59,6 +59,10 @@ SSL_SETTINGS: dict[str, tuple[str, tuple[tuple[str, object], ...]]] = {
         "as ssl-relative, with the late teacher and the class-wise pseudo-labels together",
         (("teacher_start_fraction", 0.5), ("classwise_pseudo_labels", True)),
     ),
+    "ssl-persistent-teacher": (
+        "as ssl-late-classwise, with a teacher that persists across rounds",
+        (("teacher_start_fraction", 0.5), ("classwise_pseudo_labels", True), ("persistent_teacher", True)),
+    ),
 }
 
 _QUERY_ARMS = (

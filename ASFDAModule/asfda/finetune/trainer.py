@@ -3,8 +3,9 @@
 Labelled cases train with Dice + cross-entropy on foreground-oversampled patches; reliable unlabelled cases
 add a masked cross-entropy against an EMA teacher's confident voxels, weighted by a ramped lambda_u. The
 teacher is the round's starting model, or with ``teacher_start_fraction`` the student after that share of
-the steps trained on the labelled cases alone; ``classwise_pseudo_labels`` gives every class its own voxel
-threshold and an equal share of the unlabelled loss (``reliable.py``).
+the steps trained on the labelled cases alone, or with ``persistent_teacher`` the session's teacher carried
+over from the previous round (an average of every round's student); ``classwise_pseudo_labels`` gives
+every class its own voxel threshold and an equal share of the unlabelled loss (``reliable.py``).
 
 The round keeps the best weights by validation Dice: on held-out labelled cases when the caller gives some,
 else on the labelled cases themselves when there are at least two. The parent's Dice on the same cases is
@@ -56,6 +57,7 @@ class RoundResult:
     history: list[dict] = field(default_factory=list)
     parent_validation_dice: float | None = None  # the model before the round, on the same cases
     validation: str = "fit"  # "held-out": labelled cases kept out of training; "fit": the training cases
+    teacher_state_dict: dict[str, torch.Tensor] | None = None  # the teacher to carry on, when it persists
 
 
 def validation_dice(model: LoadedModel, cases: list[ModelSpaceCase], device) -> float:
@@ -81,6 +83,36 @@ def teacher_start_step(config: FinetuneConfig) -> int:
     return int(round(config.steps * config.teacher_start_fraction))
 
 
+def persists_teacher(config: FinetuneConfig) -> bool:
+    return config.persistent_teacher and config.semi_supervised
+
+
+def labelled_only_steps(config: FinetuneConfig, semi_supervised: bool) -> int:
+    """The steps before the unlabelled loss starts (all of them in a round with no unlabelled case)."""
+    if not semi_supervised:
+        return config.steps
+    if persists_teacher(config):
+        return 0  # the teacher already learnt from the earlier rounds' labelled cases
+    return teacher_start_step(config)
+
+
+def initial_teacher(
+    student: nn.Module,
+    config: FinetuneConfig,
+    semi_supervised: bool,
+    supervised_steps: int,
+    teacher_state: dict[str, torch.Tensor] | None,
+) -> nn.Module | None:
+    """The teacher at step 1: the persistent one (from ``teacher_state``, else the student), the student
+    when a round's own teacher starts now, else None (a late teacher, or no semi-supervised part)."""
+    if persists_teacher(config):
+        teacher = make_teacher(student)
+        if teacher_state is not None:
+            teacher.load_state_dict(teacher_state, strict=True)
+        return teacher
+    return make_teacher(student) if semi_supervised and supervised_steps == 0 else None
+
+
 def finetune_round(
     model: LoadedModel,
     labelled: list[ModelSpaceCase],
@@ -90,11 +122,17 @@ def finetune_round(
     progress: RoundProgress | None = None,
     cancelled: Callable[[], bool] | None = None,
     validation: list[ModelSpaceCase] | None = None,
+    teacher_state: dict[str, torch.Tensor] | None = None,
 ) -> RoundResult:
     """Train ``model.network`` in place for ``config.steps`` steps and return the weights to keep.
 
     ``validation``: labelled cases kept out of ``labelled`` to choose the best step and to compare with the
     parent on; without them the labelled cases serve (the fit).
+
+    With ``config.persistent_teacher`` (and ``semi_supervised``) the teacher exists from step 1, starts from
+    ``teacher_state`` (the previous round's, loaded strictly) or else from the student, and follows the
+    student after every step, even in a round with no unlabelled case; ``teacher_start_fraction`` does not
+    apply. The result's ``teacher_state_dict`` is then the teacher to pass to the next round.
     """
     if not labelled:
         raise ValueError("a fine-tuning round needs at least one labelled case")
@@ -109,8 +147,8 @@ def finetune_round(
     if config.recompute_batchnorm:  # target statistics from whole volumes, then frozen (see batchnorm.py)
         recompute_batchnorm_statistics(student, [c.image.as_tensor() for c in labelled + unlabelled], device)
     semi_supervised = config.semi_supervised and bool(unlabelled)
-    supervised_steps = teacher_start_step(config) if semi_supervised else config.steps
-    teacher = make_teacher(student) if semi_supervised and supervised_steps == 0 else None
+    supervised_steps = labelled_only_steps(config, semi_supervised)
+    teacher = initial_teacher(student, config, semi_supervised, supervised_steps, teacher_state)
     unlabelled_loss = class_balanced_cross_entropy if config.classwise_pseudo_labels else masked_cross_entropy
     trainable = select_trainable(student, config.adaptation, model.spec.in_channels, patch)
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
@@ -146,9 +184,10 @@ def finetune_round(
             logits = to_logits(student(batch[IMAGE].to(device)), activation)
             loss = loss_function(logits, batch[LABEL].to(device))
             ramp = (step - supervised_steps, config.steps - supervised_steps)
-            weight_u = unlabelled_weight(*ramp, config.lambda_u_max) if teacher else 0.0
+            with_unlabelled = semi_supervised and teacher is not None
+            weight_u = unlabelled_weight(*ramp, config.lambda_u_max) if with_unlabelled else 0.0
             loss_u = torch.zeros((), device=device)
-            if teacher is not None and weight_u > 0:
+            if with_unlabelled and weight_u > 0:
                 images = draw_batch(unlabelled, sample_unlabelled, rng, config.batch_size, False)[IMAGE].to(
                     device
                 )
@@ -190,7 +229,7 @@ def finetune_round(
     else:
         score, best_step, state = validation_dice(model, labelled, device), config.steps, student.state_dict()
     return RoundResult(
-        state_dict={k: v.detach().cpu().clone() for k, v in state.items()},
+        state_dict=cpu_copy(state),
         validation_dice=float(score),
         steps=config.steps,
         seconds=time.perf_counter() - started,
@@ -200,4 +239,9 @@ def finetune_round(
         history=history,
         parent_validation_dice=float(parent_dice),
         validation="held-out" if validation else "fit",
+        teacher_state_dict=cpu_copy(teacher.state_dict()) if persists_teacher(config) else None,
     )
+
+
+def cpu_copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().cpu().clone() for k, v in state.items()}

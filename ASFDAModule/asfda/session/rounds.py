@@ -1,9 +1,10 @@
 """A session's fine-tuning round: which unlabelled cases are reliable enough to pseudo-label, which labelled
 case is held out to validate on, training from the active version, and the round's commit into the store.
 
-The commit order is the store's (see :mod:`asfda.session.store`): the weights are written and fsynced into
-a partial folder first (fault point ``weights-saved``), then ``SessionStore.commit_round`` stages the version
-and round records, renames the folder and writes the journal line that makes the round count.
+The commit order is the store's (see :mod:`asfda.session.store`): the weights, and the round's persistent
+teacher if it has one, are written and fsynced into a partial folder first (fault point ``weights-saved``),
+then ``SessionStore.commit_round`` stages the version and round records, renames the folder and writes the
+journal line that makes the round count.
 """
 
 from __future__ import annotations
@@ -23,14 +24,14 @@ from ..config import FinetuneConfig
 from ..errors import CancelledError, StoreError
 from ..finetune.guard import GuardDecision, guard_decision
 from ..finetune.reliable import reliable_cases
-from ..finetune.trainer import RoundResult, finetune_round
-from ..models.loading import LoadedModel
+from ..finetune.trainer import RoundResult, finetune_round, persists_teacher
+from ..models.loading import LoadedModel, load_state_dict
 from ..scoring.case_scores import CaseScores
 from ..scoring.selection import distance_to_set
 from .faults import fault_point
 from .files import write_bytes_atomic
 from .records import ModelVersion, now_iso
-from .store import SessionStore
+from .store import TEACHER_FILE, SessionStore
 
 if TYPE_CHECKING:
     from .session import AdaptationSession, Cancelled, Progress
@@ -144,7 +145,15 @@ def train(
         progress=None if progress is None else (lambda s, n, m: progress(s / n, m)),
         cancelled=cancelled,
         validation=[session.model_space_case(c) for c in plan.held_out],
+        teacher_state=saved_teacher(session.store, plan.parent) if persists_teacher(config) else None,
     )
+
+
+def saved_teacher(store: SessionStore, version_id: str) -> dict[str, torch.Tensor] | None:
+    """The persistent teacher saved with a version; None for a version without one (the pretrained model,
+    or one made before the option), which gives the round a fresh teacher."""
+    path = store.teacher_path(version_id)
+    return load_state_dict(path) if path.exists() else None
 
 
 def abandon_round(store: SessionStore, number: int, version_id: str | None, error: BaseException) -> None:
@@ -179,9 +188,9 @@ def commit(  # the order of these writes is what test_commit_faults checks
     plan: RoundPlan,
     guard: GuardDecision | None,
 ) -> ModelVersion:
-    buffer = io.BytesIO()
-    torch.save(result.state_dict, buffer)
-    write_bytes_atomic(partial / "model.pt", buffer.getvalue())  # size-checked, fsynced
+    write_bytes_atomic(partial / "model.pt", tensor_bytes(result.state_dict))  # size-checked, fsynced
+    if result.teacher_state_dict is not None:
+        write_bytes_atomic(partial / TEACHER_FILE, tensor_bytes(result.teacher_state_dict))
     fault_point("weights-saved")
     accepted = guard is None or guard.accepted
     metrics = version_metrics(result, accepted)
@@ -191,6 +200,12 @@ def commit(  # the order of these writes is what test_commit_faults checks
     if not accepted:  # kept as a version (it can be activated by hand), but the parent stays active
         store.log("round_not_activated", round=plan.number, version=version.id, reason=guard.reason)
     return version
+
+
+def tensor_bytes(state: dict[str, torch.Tensor]) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue()
 
 
 def version_metrics(result: RoundResult, accepted: bool) -> dict:

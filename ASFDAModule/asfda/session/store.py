@@ -12,19 +12,20 @@ Layout::
     images/                      volumes uploaded into the session
     labels/final/<case>.nii.gz   submitted masks (written before anything else happens to them)
     labels/predicted/<version>/<case>.nii.gz
-    models/<version>/            version.json (+ model.pt for fine-tuned versions)
+    models/<version>/            version.json (+ model.pt for fine-tuned versions, + teacher.pt when the
+                                 round's EMA teacher persists into the next round)
     scores/<version>/<case>.json scores of each case under each model version (the cache)
     gaps/<case>.json             knowledge gap to the pretrained model (independent of the version)
     rounds/<round>.json          rounds of sessions written before round.json moved into models/
     journal.jsonl                every event, one JSON object a line
 
 A fine-tuning round is committed by one step: the ``round_completed`` line in the journal (appended and
-fsynced; a line cut short is ignored). Before it, the round's files (``model.pt``, ``version.json``,
-``round.json``) are staged in a ``.partial`` folder and renamed to ``models/<version>``, but a version whose
-round has no ``round_completed`` line is invisible (not listed, not activated, not counted) and is removed on
-the next open. After it, ``state.json`` is brought to the journal's active version, on the next open if a
-crash came first. The steps are named in :data:`COMMIT_STEPS`; ``asfda.session.faults`` crashes at any of
-them in the tests.
+fsynced; a line cut short is ignored). Before it, the round's files (``model.pt``, ``teacher.pt``,
+``version.json``, ``round.json``) are staged in a ``.partial`` folder and renamed to ``models/<version>``,
+but a version whose round has no ``round_completed`` line is invisible (not listed, not activated, not
+counted) and is removed on the next open. After it, ``state.json`` is brought to the journal's active
+version, on the next open if a crash came first. The steps are named in :data:`COMMIT_STEPS`;
+``asfda.session.faults`` crashes at any of them in the tests.
 
 The crash-safe file primitives (atomic replace, JSON reads, the private folder) are in
 :mod:`asfda.session.files`, the case and model-version records in :mod:`asfda.session.records`.
@@ -49,6 +50,7 @@ from .records import CaseRecord, ModelVersion, now_iso
 
 FORMAT_VERSION = 1
 PRETRAINED_VERSION = "v0000"
+TEACHER_FILE = "teacher.pt"
 ROUND_END_EVENTS = ("round_completed", "round_failed", "round_cancelled", "round_interrupted")
 ACTIVATING_EVENTS = ("round_completed", "version_activated")
 # The steps of a round's commit, in order; a crash after any of them leaves the round either wholly visible
@@ -301,6 +303,10 @@ class SessionStore:
 
     def weights_path(self, version_id: str) -> Path:
         return self.root / "models" / version_id / "model.pt"
+
+    def teacher_path(self, version_id: str) -> Path:
+        """The persistent EMA teacher saved with a version (absent: the next round starts a fresh one)."""
+        return self.root / "models" / version_id / TEACHER_FILE
 
     @property
     def active_version(self) -> str:

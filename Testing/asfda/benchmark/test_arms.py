@@ -4,10 +4,12 @@ import dataclasses
 
 import pytest
 from asfda.benchmark.arms import (
+    ARMS,
     FULL_METHOD,
     KNOWN_ARMS,
     SSL_RELATIVE,
     SSL_SETTINGS,
+    VARIANTS,
     full_method,
     semi_supervised_arm,
 )
@@ -38,3 +40,11 @@ def test_every_semi_supervised_setting_is_the_relative_threshold_plus_valid_fiel
 def test_an_unknown_fine_tuning_is_refused():
     with pytest.raises(KeyError):
         full_method("typiclust", "ssl-nonsense")
+
+
+def test_the_persistent_teacher_variant_is_the_late_classwise_setting_plus_the_teacher():
+    arm = KNOWN_ARMS["ssl-persistent-teacher"]
+    late_classwise = semi_supervised_arm("ssl-late-classwise").finetune_overrides
+    assert arm.finetune_overrides == late_classwise + (("persistent_teacher", True),)
+    assert "ssl-persistent-teacher" in VARIANTS and "ssl-persistent-teacher" not in ARMS
+    assert full_method("typiclust", "ssl-persistent-teacher").finetune_overrides == arm.finetune_overrides
