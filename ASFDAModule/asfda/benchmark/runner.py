@@ -27,7 +27,7 @@ Layout::
 
     OUT/runs/<strategy>-seed<k>.json   a finished run (records and costs): the resume key
     OUT/pretrained_scoring.json        the one-off scoring of the pool by the pretrained model
-    OUT/results.md, results.csv, records.csv, costs.md, curves.png, run.json    (see report.py)
+    OUT/results.md, results.csv, records.csv, costs.md, curves.png, run.json  (writing.py, provenance.py)
     WORK/model/                        the source model with the benchmark's inference window
     WORK/shared/                       the session that scored the pool with the pretrained model
     WORK/<strategy>-seed<k>/           a run's session (deleted when the run is saved, unless kept)
@@ -36,23 +36,17 @@ Layout::
 from __future__ import annotations
 
 import json
-import os
-import platform
-import subprocess
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-import torch
 from tqdm.auto import tqdm
 
-from .. import __version__
 from ..config import FinetuneConfig, config_to_dict
 from ..errors import ASFDAError
 from ..models.spec import SPEC_FILE, ModelSpec
-from . import report
 from .arms import (
     ARMS,
     CANDIDATES,
@@ -60,17 +54,14 @@ from .arms import (
     FULL_FINE_TUNING,
     FULL_METHOD,
     KNOWN_ARMS,
-    LEGACY_FINE_TUNING,
     QUERY_ARMS,
     SSL_SETTINGS,
     SUPERVISED,
     Arm,
     full_method,
 )
-from .costs import costs_markdown
 from .dataset import DatasetLayout
 from .execution import Job, execute, run_job
-from .figures import plot_curves
 from .folder import as_benchmark_dataset, open_dataset
 from .preparation import (
     ScoringMeter,
@@ -84,8 +75,17 @@ from .preparation import (
     volume_window,
     warm_scores,
 )
+from .provenance import (
+    as_run,
+    ceiling_steps_used,
+    config_json,
+    git_commit,
+    invocations,
+    machine,
+    previous_run,
+)
 from .report import ALL_LABELLED, SOURCE_ONLY, RunResult
-from .statistics import write_statistics
+from .writing import write_report
 
 # Re-exported: the pieces live in arms.py, preparation.py and execution.py.
 __all__ = [
@@ -261,48 +261,6 @@ def load_results(out: Path) -> list[RunResult]:
     ]
 
 
-def git_commit(path: Path) -> str:
-    """The code's commit; ``ASFDA_CODE_COMMIT`` names it when the code runs from an export (``git archive``)
-    so that edits to the working tree during a long run cannot change the code the run uses."""
-    if os.environ.get("ASFDA_CODE_COMMIT"):
-        return os.environ["ASFDA_CODE_COMMIT"] + " (run from an export of that commit)"
-    try:
-        commit = subprocess.run(
-            ["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(path), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-        return commit + (" (with uncommitted changes)" if dirty else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def machine(device: str) -> dict:
-    import monai
-
-    info = {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "monai": monai.__version__,
-        "asfda": __version__,
-        "torch_threads": torch.get_num_threads(),
-        "device": device,
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-    }
-    try:
-        info["memory_gib"] = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
-    except (ValueError, OSError):
-        pass
-    return info
-
-
 def ordered(results: list[RunResult], config: BenchmarkConfig) -> list[RunResult]:
     order = {name: i for i, name in enumerate([SOURCE_ONLY, *config.arms, ALL_LABELLED])}
     seeds = {*config.seeds, *config.random_seeds}
@@ -310,112 +268,6 @@ def ordered(results: list[RunResult], config: BenchmarkConfig) -> list[RunResult
         (r for r in results if r.arm in order and (r.seed in seeds or r.arm == SOURCE_ONLY)),
         key=lambda r: (order[r.arm], r.seed),
     )
-
-
-def previous_run(run_json: Path) -> dict:
-    """``run.json`` as an earlier invocation left it (empty before the first)."""
-    return json.loads(run_json.read_text()) if run_json.is_file() else {}
-
-
-def ceiling_steps_used(config: BenchmarkConfig, previous: dict, n_pool: int, report_only: bool) -> int:
-    """The ceiling's steps as they were run: a report rebuilt from runs saved before ``ceiling_steps``
-    existed names the steps those runs had (steps x rounds)."""
-    if report_only and previous:
-        legacy = config.all_labelled_steps or config.steps * len(config.resolved_schedule(n_pool))
-        return previous.get("ceiling_steps", legacy)
-    return config.ceiling_steps(config.resolved_schedule(n_pool))
-
-
-def as_run(previous: dict) -> dict:
-    """What a rebuilt report keeps from the run itself: where and on what it ran, not where it is rebuilt
-    (a GPU run's report rebuilt on a laptop must still name the GPU machine)."""
-    keys = ("dataset", "machine", "machine_summary", "git_commit", "started", "finished")
-    return {key: previous[key] for key in keys if key in previous}
-
-
-def invocations(previous: dict, run_info: dict, report_only: bool) -> list[dict]:
-    """Every invocation that added runs to this benchmark (a resumed or extended one has several)."""
-    keys = ("command", "git_commit", "started", "finished", "wall_seconds_this_invocation", "failures")
-    history = previous.get("invocations") or (
-        [{k: previous.get(k) for k in keys}] if previous.get("command") else []
-    )
-    if report_only:
-        return history or [{k: run_info[k] for k in keys}]
-    return [*history, {k: run_info[k] for k in keys}]
-
-
-def write_report(out: Path, config: BenchmarkConfig, run_info: dict) -> list[Path]:
-    """results.md, results.csv, records.csv, costs.md, curves.png and run.json from the saved runs."""
-    results = ordered(load_results(out), config)
-    schedule = tuple(run_info.get("schedule") or config.schedule)
-    scoring_path = out / "pretrained_scoring.json"
-    pretrained = json.loads(scoring_path.read_text()) if scoring_path.is_file() else None
-    runs_made_by = run_info.get("invocations") or [run_info]
-    per_labelled = f" plus {config.steps_per_labelled} per labelled case" if config.steps_per_labelled else ""
-    commands = "`  \nthen `".join(i.get("command", "") for i in runs_made_by)
-    preamble = (
-        f"# ASFDA benchmark\n\nDataset `{run_info.get('dataset', '')}` "
-        f"({run_info.get('dataset_summary', '')}); source model `{run_info.get('model', '')}`; schedule "
-        f"{', '.join(map(str, schedule))} labelled cases, one round each, {config.steps} fine-tuning "
-        f"steps a round{per_labelled}; seeds {', '.join(map(str, config.seeds))}.\n\n"
-        f"Command{'s, in order' if len(runs_made_by) > 1 else ''}: `{commands}`  \n"
-        f"Machine: {run_info.get('machine_summary', '')}  \n"
-        f"Commit: {run_info.get('git_commit', '')}; runs from {runs_made_by[0].get('started', '')} "
-        f"to {runs_made_by[-1].get('finished', '')}."
-    )
-    descriptions = {name: KNOWN_ARMS[name].description for name in config.arms}
-    full = run_info.get("full_method") or {}
-    if FULL_METHOD in descriptions and full.get("query"):
-        fine_tuning = full.get("fine_tuning", LEGACY_FINE_TUNING)
-        descriptions[FULL_METHOD] = full_method(full["query"], fine_tuning).description
-    ceiling_steps, schedule_steps = run_info.get("ceiling_steps"), config.schedule_steps(schedule)
-    ceiling_steps = ceiling_steps or config.ceiling_steps(schedule)
-    descriptions[ALL_LABELLED] = f"{CEILING.description}, {ceiling_steps} supervised steps" + (
-        " (the compute of a whole schedule)"
-        if ceiling_steps == schedule_steps
-        else f" (an arm trains {schedule_steps} over the whole schedule)"
-    )
-    descriptions["source-only"] = "the source model, no adaptation (the floor)"
-    files = [
-        out / "results.md",
-        out / "results.csv",
-        out / "records.csv",
-        out / "costs.md",
-        out / "curves.png",
-        out / "run.json",
-    ]
-    files[0].write_text(report.results_markdown(results, schedule, "asfda", descriptions, preamble))
-    files[1].write_text(report.results_csv(results, schedule))
-    files[2].write_text(report.records_csv(results))
-    files[3].write_text(costs_markdown(results, pretrained, preamble))
-    plot_curves(
-        results,
-        schedule,
-        files[4],
-        title=f"{run_info.get('dataset_summary', '')}; mean ± sd over {len(config.seeds)} seeds",
-    )
-    run_info = {
-        **run_info,
-        "runs": [
-            {
-                "strategy": r.arm,
-                "seed": r.seed,
-                "started": r.started,
-                "finished": r.finished,
-                "seconds": round(r.seconds, 1),
-            }
-            for r in results
-        ],
-    }
-    files[5].write_text(json.dumps(run_info, indent=2, default=str))
-    files += write_statistics(out, results, schedule, run_info.get("endpoint") or schedule[-1], run_info)
-    return files
-
-
-def config_json(config: BenchmarkConfig) -> dict:
-    data = asdict(config)
-    data["window"] = config.window.value
-    return data
 
 
 def resolve_full_method(
@@ -551,5 +403,5 @@ def run_benchmark(
     if report_only:
         run_info |= as_run(previous)
     run_info["invocations"] = invocations(previous, run_info, report_only)
-    files = write_report(out, config, run_info)
+    files = write_report(out, config, run_info, ordered(load_results(out), config))
     return BenchmarkOutcome(ordered(load_results(out), config), failures, files)

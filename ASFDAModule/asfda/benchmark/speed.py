@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from .runner import git_commit
+from .provenance import git_commit
 from .speed_report import PATHS, STAGES, merge_records
 
 REPOSITORY = Path(__file__).resolve().parents[3]

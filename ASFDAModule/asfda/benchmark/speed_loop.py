@@ -35,7 +35,7 @@ import httpx
 
 from ..errors import ASFDAError
 from ..io.volumes import case_name
-from .runner import git_commit
+from .provenance import git_commit
 from .speed import MODELS, REPOSITORY, machine, model_folder, pool_cases
 from .speed_report import add_backend_loop_record
 
