@@ -45,7 +45,7 @@ class ASFDAModule(ScriptedLoadableModule):
         self.parent.title = _("ASFDA")
         self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
         self.parent.dependencies = ["Segmentations", "SegmentEditor"]
-        self.parent.contributors = ["ASFDA developers (ASFDA project)"]
+        self.parent.contributors = ["ASFDA maintainers (ASFDA organisation on GitHub)"]
         self.parent.helpText = (
             _(
                 "Adapt a pretrained 3D segmentation model to your own scans with as few corrections as "

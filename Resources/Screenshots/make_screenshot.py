@@ -28,6 +28,8 @@ from matplotlib.patches import Patch  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "ASFDAModule"))
 from ASFDAModuleLib.SceneLogic import SceneLogic  # noqa: E402
 
+LABEL = "Drawn off-screen from the module's own output; not a screenshot of 3D Slicer"
+
 COLOURS = [
     (0.90, 0.62, 0.0),
     (0.34, 0.71, 0.91),
@@ -76,10 +78,14 @@ def main(volumeFile: str, predictionFile: str, specFile: str, output: str) -> No
         if v and labels[v] in names
     ]
     figure.legend(handles=handles, loc="lower center", ncol=6, frameon=False, labelcolor="white")
+    # The catalog shows the picture without a caption: the picture says itself what it is.
     figure.suptitle(
-        "ASFDA: source model (trained on T1) predicting a T2 brain, before adaptation", color="white"
+        f"ASFDA: source model (trained on T1) predicting a T2 brain, before adaptation\n({LABEL})",
+        color="white",
     )
-    figure.savefig(output, dpi=80, facecolor="black", bbox_inches="tight")
+    figure.savefig(
+        output, dpi=80, facecolor="black", bbox_inches="tight", metadata={"Description": LABEL}
+    )
     print(f"wrote {output}")
 
 

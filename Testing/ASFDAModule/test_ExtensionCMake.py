@@ -154,6 +154,71 @@ def test_the_catalog_entry_fits_the_extensions_index_schema():
     assert entry["scm_url"].startswith("https://") and entry["scm_revision"]
 
 
+def test_the_catalog_entry_is_written_as_the_index_formatter_prints_it():
+    """Defect: ``"build_dependencies": ["PyTorch"]`` on one line; the index's prettier (multiline-arrays
+    plugin, wrap threshold 0) prints every non-empty array one item a line, two spaces, a final newline."""
+    text = (ROOT / "ASFDAExtension" / "ASFDA.json").read_text()
+
+    assert text == json.dumps(json.loads(text), indent=2, ensure_ascii=False) + "\n"
+    assert '"build_dependencies": [\n    "PyTorch"\n  ],' in text
+
+
+def pngText(path: Path) -> dict[str, str]:
+    """The PNG's tEXt chunks (keyword -> text)."""
+    data, texts, offset = path.read_bytes(), {}, 8
+    while offset < len(data):
+        (length,) = struct.unpack(">I", data[offset : offset + 4])
+        if data[offset + 4 : offset + 8] == b"tEXt":
+            keyword, _, value = data[offset + 8 : offset + 8 + length].partition(b"\0")
+            texts[keyword.decode("latin-1")] = value.decode("latin-1")
+        offset += 12 + length
+    return texts
+
+
+def test_the_homepage_names_the_licence_links_the_paper_and_says_what_it_does_in_plain_words():
+    """Defect: the README named neither the licence nor linked the paper; the description began with the
+    method's name ("Active source-free domain adaptation") instead of what it does for a radiologist."""
+    readme = (ROOT / "README.md").read_text()
+    intro = readme[: readme.index("\n## ")]
+    cmake = (ROOT / "CMakeLists.txt").read_text()
+    description = re.search(r'set\(EXTENSION_DESCRIPTION "([^"]+)"\)', cmake).group(1)
+    firstSentence = description.split(". ")[0]
+
+    assert "[Apache License 2.0](LICENSE)" in intro
+    assert "(https://arxiv.org/abs/2509.10784)" in intro and "Yang, Marcus & Sotiras" in intro
+    assert re.search(r"\bscans?\b", firstSentence) and "correct" in firstSentence
+    assert not re.search(r"\b(DKD|ASD|ASFDA)\b|domain adaptation", firstSentence)
+    assert "DKD" in description and "ASD" in description  # the method's terms, after the plain words
+
+
+def test_contributors_name_one_organisation_alike_in_the_module_cmake_and_catalog_url():
+    """Defect: "ASFDA developers (ASFDA project)" named neither people nor an organisation the catalog entry
+    knows; now the organisation that owns scm_url, named alike in the module and the CMake file."""
+    cmake = (ROOT / "CMakeLists.txt").read_text()
+    contributors = re.search(r'set\(EXTENSION_CONTRIBUTORS "([^"]+)"\)', cmake).group(1)
+    module = (MODULE_DIR / "ASFDAModule.py").read_text()
+    owner = json.loads((ROOT / "ASFDAExtension" / "ASFDA.json").read_text())["scm_url"].split("/")[3]
+    homepageOwner = re.search(r'set\(EXTENSION_HOMEPAGE "https://github.com/([^/]+)/', cmake).group(1)
+
+    assert f'self.parent.contributors = ["{contributors}"]' in module
+    assert re.fullmatch(rf"[^,()]+ \({re.escape(owner)} organisation on GitHub\)", contributors)
+    assert homepageOwner == owner
+
+
+def test_the_picture_is_labelled_as_not_a_slicer_screenshot_and_the_submission_gaps_are_listed():
+    """Defect: the catalog shows the picture without a caption, and nothing in it said it is no screenshot;
+    the packaging notes did not say what only the publishing repository can give."""
+    picture = ROOT / "Resources" / "Screenshots" / "ASFDA-prediction-T2.png"
+    script = (ROOT / "Resources" / "Screenshots" / "make_screenshot.py").read_text()
+    notes = (ROOT / "ASFDAExtension" / "README.md").read_text()
+    publishing = notes[notes.index("### What only the publishing repository can give") :]
+
+    assert "not a screenshot of 3D Slicer" in pngText(picture)["Description"]
+    assert "{LABEL}" in script and 'metadata={"Description": LABEL}' in script  # drawn into the picture
+    assert "`3d-slicer-extension`" in publishing and "public clone url" in publishing.lower()
+    assert "scm_url" in publishing and "real screenshot" in publishing.lower()
+
+
 def test_the_ui_file_has_every_widget_the_module_uses_and_binds_only_real_parameters():
     ui = ElementTree.parse(MODULE_DIR / "Resources" / "UI" / "ASFDAModule.ui")
     widgets = {widget.get("name") for widget in ui.iter("widget")}
