@@ -2,10 +2,13 @@
 
 What Slicer and the PyTorch extension provide is never installed, upgraded or downgraded here: torch (the
 PyTorch extension picks the CUDA build that fits the driver), SimpleITK, numpy and VTK. pip runs with a
-constraints file that pins each of them to the version installed, so a dependency that wants another version
-fails to install instead of replacing Slicer's. MONAI is not in ``Resources/requirements.txt``: its version
-is chosen to fit the installed torch and numpy (``monaiRequirement``). The user sees the exact list, and the
-pins, before anything is installed. Nothing here runs at import time.
+constraints file that pins each of them that has pip metadata to the version installed, so a dependency
+that wants another version fails to install instead of replacing Slicer's. Slicer's own VTK is built with
+Slicer and has no pip metadata, so it cannot be pinned: the constraints forbid any ``vtk`` wheel instead
+(``vtk<0``), and a package that needs VTK from pip fails to install rather than shadow Slicer's. MONAI is
+not in ``Resources/requirements.txt``: its version is chosen to fit the installed torch and numpy
+(``monaiRequirement``). The user sees the exact list, and the pins, before anything is installed. Nothing
+here runs at import time.
 """
 
 from __future__ import annotations
@@ -20,9 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from .i18n import _
+
 TORCH_REQUIREMENT = "torch>=2.2"
 # Installed by Slicer itself or by the PyTorch extension: pinned, never touched.
 PROVIDED = ("torch", "SimpleITK", "numpy", "vtk")
+# Built with Slicer, not installed by pip: without metadata to pin, no pip release of it may be installed.
+NEVER_FROM_PIP = ("vtk",)
 REQUESTER = "ASFDA"
 
 VersionOf = Callable[[str], "str | None"]
@@ -30,6 +37,10 @@ VersionOf = Callable[[str], "str | None"]
 
 class IncompatibleTorchError(RuntimeError):
     """No MONAI release fits the torch and numpy that Slicer has."""
+
+
+class OutdatedTorchError(RuntimeError):
+    """An older torch than ASFDA needs is installed; the PyTorch extension does not replace it."""
 
 
 def release(version: str) -> tuple[int, ...]:
@@ -61,8 +72,10 @@ def monaiRequirement(
     if numpy < (2,):
         return "monai>=1.4,<1.5"
     raise IncompatibleTorchError(
-        f"PyTorch {torchVersion} is older than 2.4.1, and the MONAI releases for it need numpy<2, but Slicer "
-        f"has numpy {numpyVersion}: update PyTorch with the PyTorch extension (Slicer's numpy is not changed)"
+        _(
+            "PyTorch {torch} is older than 2.4.1, and the MONAI releases for it need numpy<2, but Slicer has "
+            "numpy {numpy}: update PyTorch with the PyTorch extension (Slicer's numpy is not changed)"
+        ).format(torch=torchVersion, numpy=numpyVersion)
     )
 
 
@@ -112,6 +125,7 @@ class InstallPlan:
     torchMissing: bool
     requirements: list[str] = field(default_factory=list)
     constraints: list[str] = field(default_factory=list)
+    outdatedTorch: str | None = None  # the installed torch's version when it is older than ASFDA needs
 
     @property
     def satisfied(self) -> bool:
@@ -121,14 +135,28 @@ class InstallPlan:
         lines = []
         if self.torchMissing:
             lines.append(
-                "- PyTorch, through the PyTorch extension (the build that fits your GPU), then MONAI in the "
-                "release that fits that PyTorch"
+                _(
+                    "- PyTorch, through the PyTorch extension (the build that fits your GPU), then MONAI in "
+                    "the release that fits that PyTorch"
+                )
             )
         lines += [f"- {requirement}" for requirement in self.requirements]
         text = "\n".join(lines)
         if self.constraints:
-            text += "\n\nKept as they are (pip may not change them): " + ", ".join(self.constraints)
+            text += "\n\n" + _("Kept as they are (pip may not change them): {pins}").format(
+                pins=", ".join(self.constraints)
+            )
         return text
+
+    def outdatedTorchAdvice(self) -> str:
+        """What to do when an old torch is installed: the PyTorch extension installs only where none is."""
+        return _(
+            "PyTorch {version} is installed, but ASFDA needs PyTorch 2.2 or later, and the PyTorch extension "
+            "does not replace an installed PyTorch. Uninstall it: open Modules > Utilities > PyTorch Utils "
+            "and press Uninstall (or type slicer.util.pip_uninstall('torch torchvision') in the Python "
+            "console), restart Slicer, then start the backend again: ASFDA then installs a current PyTorch "
+            "through the PyTorch extension."
+        ).format(version=self.outdatedTorch)
 
 
 def planInstall(
@@ -139,15 +167,26 @@ def planInstall(
     touched = [r for r in listed if requirementName(r).lower() in {p.lower() for p in PROVIDED}]
     if touched:
         raise ValueError(
-            f"{requirementsFile}: lists {', '.join(touched)}, which Slicer provides; remove them"
+            _("{file}: lists {names}, which Slicer provides; remove them").format(
+                file=requirementsFile, names=", ".join(touched)
+            )
         )
-    constraints = [f"{name}=={versionOf(name)}" for name in PROVIDED if versionOf(name)]
+    constraints = [pipConstraint(name, versionOf(name)) for name in PROVIDED]
+    constraints = [line for line in constraints if line]
     torchVersion = versionOf("torch")
     if torchVersion is None or not isSatisfied(TORCH_REQUIREMENT, versionOf):
         missing = [r for r in listed if not isSatisfied(r, versionOf)]
-        return InstallPlan(True, missing, constraints)
+        return InstallPlan(True, missing, constraints, outdatedTorch=torchVersion)
     wanted = [*listed, monaiRequirement(torchVersion, versionOf("numpy"), python)]
     return InstallPlan(False, [r for r in wanted if not isSatisfied(r, versionOf)], constraints)
+
+
+def pipConstraint(name: str, version: str | None) -> str | None:
+    """The constraints-file line that keeps what Slicer provides: its installed version, or, for what Slicer
+    builds itself and pip cannot see, no pip release at all (``vtk<0`` matches no version)."""
+    if version:
+        return f"{name}=={version}"
+    return f"{name}<0" if name in NEVER_FROM_PIP else None
 
 
 class PackageInstaller(Protocol):
@@ -181,18 +220,23 @@ class InstallLogic:
         plan = self.plan()
         if plan.satisfied:
             return True
-        question = (
-            "ASFDA needs these Python packages in Slicer:\n"
-            f"{plan.describe()}\n\n"
+        if plan.outdatedTorch:  # the PyTorch extension would return at once: say what to do instead
+            raise OutdatedTorchError(plan.outdatedTorchAdvice())
+        question = _(
+            "ASFDA needs these Python packages in Slicer:\n{packages}\n\n"
             "Install them now? This downloads several hundred MB and may take a few minutes."
-        )
+        ).format(packages=plan.describe())
         if not self.confirm(question):
             return False
         if plan.torchMissing:
             self.installer.installTorch(TORCH_REQUIREMENT)
             plan = self.plan()  # MONAI's release depends on the torch just installed
+            if plan.outdatedTorch:
+                raise OutdatedTorchError(plan.outdatedTorchAdvice())
             if plan.torchMissing:
-                raise RuntimeError("PyTorch is still missing after the PyTorch extension ran; restart Slicer")
+                raise RuntimeError(
+                    _("PyTorch is still missing after the PyTorch extension ran; restart Slicer")
+                )
         if plan.requirements:
             with tempfile.TemporaryDirectory() as folder:
                 constraintsFile = Path(folder) / "constraints.txt"
@@ -201,8 +245,10 @@ class InstallLogic:
         remaining = self.plan()
         if not remaining.satisfied:
             raise RuntimeError(
-                f"still missing after the install:\n{remaining.describe()}\n"
-                "Restart Slicer and try again; the Python console shows what pip reported."
+                _(
+                    "still missing after the install:\n{packages}\n"
+                    "Restart Slicer and try again; the Python console shows what pip reported."
+                ).format(packages=remaining.describe())
             )
         return True
 
@@ -211,19 +257,34 @@ class SlicerPackageInstaller:
     """Slicer's installers; only usable inside the Slicer application."""
 
     def installTorch(self, requirement: str) -> None:
+        """torch alone, in the build the PyTorch extension picks for the driver (light-the-torch).
+
+        ``PyTorchUtilsLogic.installTorch`` also installs torchvision, which ASFDA does not use: its own
+        light-the-torch arguments are taken without torchvision and run the way it runs them.
+        """
+        import slicer
+
         try:
             import PyTorchUtils
         except ModuleNotFoundError:
             raise RuntimeError(
-                "ASFDA needs the PyTorch extension: install it from the Extensions Manager, "
-                "restart Slicer, then try again"
+                _(
+                    "ASFDA needs the PyTorch extension: install it from the Extensions Manager, "
+                    "restart Slicer, then try again"
+                )
             ) from None
-        torchLogic = PyTorchUtils.PyTorchUtilsLogic()
+        torchLogic = PyTorchUtils.PyTorchUtilsLogic
         if torchLogic.torchInstalled():
             return
-        specifier = requirement[len("torch") :]
-        if torchLogic.installTorch(askConfirmation=False, torchVersionRequirement=specifier) is None:
-            raise RuntimeError("PyTorch could not be installed; see the Python console for why")
+        arguments = torchOnly(torchLogic._getPipInstallArguments(None, requirement[len("torch") :]))
+        try:
+            import light_the_torch._patch  # noqa: F401 - the extension installs it on first use
+        except ImportError:
+            torchLogic._installLightTheTorch()
+        logging.info("ASFDA: light-the-torch %s", " ".join(arguments))
+        slicer.util._executePythonModule("light_the_torch", arguments)
+        if not torchLogic.torchInstalled():
+            raise RuntimeError(_("PyTorch could not be installed; see the Python console for why"))
 
     def installRequirements(self, requirements: list[str], constraintsFile: Path) -> None:
         import slicer
@@ -231,6 +292,11 @@ class SlicerPackageInstaller:
         # pip_install takes pip's arguments: the constraints keep torch, SimpleITK, numpy and VTK as they are.
         logging.info("ASFDA: pip install -c %s %s", constraintsFile, " ".join(requirements))
         slicer.util.pip_install(["-c", str(constraintsFile), *requirements])
+
+
+def torchOnly(arguments: list[str]) -> list[str]:
+    """The PyTorch extension's install arguments without torchvision."""
+    return [argument for argument in arguments if requirementName(argument).lower() != "torchvision"]
 
 
 def _installedVersion(name: str) -> str | None:

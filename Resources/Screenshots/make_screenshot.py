@@ -83,9 +83,7 @@ def main(volumeFile: str, predictionFile: str, specFile: str, output: str) -> No
         f"ASFDA: source model (trained on T1) predicting a T2 brain, before adaptation\n({LABEL})",
         color="white",
     )
-    figure.savefig(
-        output, dpi=80, facecolor="black", bbox_inches="tight", metadata={"Description": LABEL}
-    )
+    figure.savefig(output, dpi=80, facecolor="black", bbox_inches="tight", metadata={"Description": LABEL})
     print(f"wrote {output}")
 
 

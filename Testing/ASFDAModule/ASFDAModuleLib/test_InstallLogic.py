@@ -1,5 +1,6 @@
 """Dependencies: found without importing them, installed after one confirmation that lists them, with what
-Slicer provides (torch, SimpleITK, numpy, VTK) pinned and never installed.
+Slicer provides (torch, SimpleITK, numpy, VTK) pinned (VTK, without pip metadata in Slicer, forbidden) and
+never installed.
 
 The installer here is a recording double: Slicer's installers (the PyTorch extension, slicer.util.pip_install)
 exist only in the Slicer application and would change this Python. Installed versions come from a dictionary.
@@ -147,3 +148,86 @@ def test_the_module_requirements_file_lists_the_engine_dependencies_but_nothing_
     # Only the standard library: nothing torch, numpy or SimpleITK is imported to decide.
     source = (MODULE_DIR / "ASFDAModuleLib" / "InstallLogic.py").read_text()
     assert not re.search(r"^\s*(import|from)\s+(torch|numpy|SimpleITK|vtk|monai)\b", source, re.M)
+
+
+def test_an_old_torch_is_a_clear_instruction_before_anything_is_asked_or_installed(requirements):
+    """Defect: with torch 2.1 installed the PyTorch extension returned at once (it installs only where no
+    torch is) and the user read "PyTorch is still missing ... restart Slicer": a restart does not fix it."""
+    installed = dict(SLICER_5_8, torch="2.1.2+cu118")
+    questions = []
+    installer = RecordingInstaller(installed)
+    logic = install.InstallLogic(
+        requirements, lambda q: questions.append(q) or True, installer, installed.get
+    )
+
+    with pytest.raises(install.OutdatedTorchError) as raised:
+        logic.ensureDependencies()
+
+    advice = str(raised.value)
+    assert "PyTorch 2.1.2+cu118 is installed" in advice and "2.2 or later" in advice
+    assert "PyTorch Utils" in advice and "Uninstall" in advice and "pip_uninstall('torch" in advice
+    assert "restart Slicer, then start the backend again" in advice
+    assert questions == [] and installer.calls == []
+
+
+def test_slicers_vtk_without_pip_metadata_is_protected_by_a_constraint_no_release_meets(requirements):
+    """Defect: inside Slicer VTK has no pip metadata, so it was silently left out of the constraints, while
+    the README said it was pinned; ``vtk<0`` matches no release, so pip refuses any vtk wheel."""
+    slicer = {name: version for name, version in SLICER_5_10.items() if name != "vtk"}
+
+    plan = install.planInstall(requirements, slicer.get)
+
+    assert plan.constraints == ["torch==2.9.0", "SimpleITK==2.5.0", "numpy==2.2.1", "vtk<0"]
+    assert install.planInstall(requirements, SLICER_5_10.get).constraints[-1] == "vtk==9.4.2"
+    assert install.pipConstraint("SimpleITK", None) is None  # only what Slicer builds itself is forbidden
+
+
+def test_the_pytorch_extension_path_installs_torch_alone(monkeypatch):
+    """Defect: ``PyTorchUtilsLogic.installTorch`` also installs torchvision, which ASFDA does not use.
+
+    The PyTorch extension exists only in Slicer: this stand-in has the calls ASFDA makes, with the extension's
+    own argument list (``install torch<spec> torchvision``) and ``torchInstalled`` turning true after
+    light-the-torch ran, as in SlicerPyTorch's PyTorchUtils.py."""
+    import sys
+    import types
+
+    import slicer
+
+    ran = []
+
+    class PyTorchUtilsLogic:
+        def installTorch(
+            self, askConfirmation=False, forceComputationBackend=None, torchVersionRequirement=None
+        ):
+            slicer.util._executePythonModule(
+                "light_the_torch",
+                self._getPipInstallArguments(forceComputationBackend, torchVersionRequirement),
+            )
+            return object()
+
+        @staticmethod
+        def torchInstalled():
+            return bool(ran)
+
+        @staticmethod
+        def _getPipInstallArguments(forceComputationBackend=None, torchVersionRequirement=None):
+            return ["install", "torch" + (torchVersionRequirement or ""), "torchvision"]
+
+        @staticmethod
+        def _installLightTheTorch():
+            ran.append(("pip", "light-the-torch>=0.5"))
+
+    lightTheTorch = types.ModuleType("light_the_torch")
+    lightTheTorch._patch = types.ModuleType("light_the_torch._patch")
+    monkeypatch.setitem(
+        sys.modules, "PyTorchUtils", types.SimpleNamespace(PyTorchUtilsLogic=PyTorchUtilsLogic)
+    )
+    monkeypatch.setitem(sys.modules, "light_the_torch", lightTheTorch)
+    monkeypatch.setitem(sys.modules, "light_the_torch._patch", lightTheTorch._patch)
+    monkeypatch.setattr(
+        slicer.util, "_executePythonModule", lambda module, args: ran.append((module, args)), raising=False
+    )
+
+    install.SlicerPackageInstaller().installTorch(install.TORCH_REQUIREMENT)
+
+    assert ran == [("light_the_torch", ["install", "torch>=2.2"])]
