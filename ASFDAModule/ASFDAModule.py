@@ -301,7 +301,7 @@ class ASFDAModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             )
 
     def _onBackendInfo(self, info: BackendInfo) -> None:
-        self._setStatus(info.summary)
+        self._setModelStatus(info.summary)
         self._updateButtons()
         self.onRefresh()
         self.onRefreshModels()
@@ -373,7 +373,7 @@ class ASFDAModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.scoringTimer.stop()
             self.ui.scoringProgressBar.setValue(100)
             self.ui.scoringProgressBar.setFormat(_("pool scored"))
-            self._setStatus(
+            self._setModelStatus(
                 _("Model version {version}, round {round}: {summary}.").format(
                     version=ranking.modelVersion or "?",
                     round=ranking.round or 0,
@@ -542,7 +542,7 @@ class ASFDAModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._jobId = None
         self._updateButtons()
         if job.state is JobState.DONE:
-            self._setStatus(_("Round done: model version {version}.").format(version=job.modelVersion))
+            self._setStatus(self.logic.describeFinishedRound(job))
             self._fetchInfo()  # the new version: status, ranking (rescored), model versions
             if self._nextAfterRound:
                 self._nextAfterRound = False
@@ -670,6 +670,10 @@ class ASFDAModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _setStatus(self, text: str) -> None:
         self.ui.statusLabel.text = text
         logging.info("ASFDA: %s", text)
+
+    def _setModelStatus(self, text: str) -> None:
+        """A status about the model, with why the active version stayed active if the guard held a round."""
+        self._setStatus(" ".join(part for part in (text, self.logic.heldBackNote) if part))
 
     def _runTask(self, name, function, onDone, failure: str, *args, quiet: bool = False) -> None:
         def onError(error):

@@ -18,6 +18,7 @@ from .CaseMarks import CaseMark, nextUnmarkedCase
 from .EditEffort import EditRecord, changedFraction, editDice
 from .i18n import _
 from .Paths import safeName
+from .RoundOutcome import heldBack, heldBackNote, roundDoneMessage
 from .Settings import LeavePolicy
 from .WorkflowTypes import AnnotationCase, CaseFiles, SubmitResult
 
@@ -184,6 +185,15 @@ class AnnotationLogic:
     def cancelJob(self, jobId: str) -> Job:
         """*network*: a fine-tuning round or a scoring job."""
         return self._client().cancelJob(jobId)
+
+    def describeFinishedRound(self, job: Job) -> str:
+        """The status line of a finished round: its new version, or which version the guard kept active and
+        why (remembered in ``heldBackNote`` for the status lines after it, until a version is activated)."""
+        active = self.info.modelVersion if self.info is not None else None
+        metrics = job.result.get("metrics") or {}
+        roundNumber = job.result.get("round")
+        self.heldBackNote = heldBackNote(roundNumber, active, metrics) if heldBack(metrics) else ""
+        return roundDoneMessage(job, active)
 
     def waitForJob(self, jobId: str, timeout: float = 600.0, interval: float = 0.5) -> Job:
         """Blocking: poll a job until it ends (scripts and tests; the widget polls with a timer)."""

@@ -97,6 +97,7 @@ class Job:
     progress: float = 0.0
     message: str = ""
     modelVersion: str | None = None
+    result: dict = field(default_factory=dict)  # a round's: its version, round number and metrics
 
     @classmethod
     def fromJson(cls, data: dict) -> Job:
@@ -107,6 +108,7 @@ class Job:
             progress=float(data.get("progress") or 0.0),
             message=str(data.get("message") or ""),
             modelVersion=_optionalStr(data.get("model_version")),
+            result=dict(data.get("result") or {}),
         )
 
 

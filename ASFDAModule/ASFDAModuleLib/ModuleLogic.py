@@ -52,6 +52,7 @@ class ASFDAModuleLogic(PoolLogic, AnnotationLogic, ScriptedLoadableModuleLogic):
         self.marks: CaseMarks | None = None
         self.effort: EditEffortLog | None = None
         self.openCaseFiles: dict[str, CaseFiles] = {}
+        self.heldBackNote = ""  # why the active version stayed active, if the guard held the last round back
 
     def getParameterNode(self):
         return ASFDAModuleParameterNode(super().getParameterNode())

@@ -147,6 +147,7 @@ class PoolLogic:
         is scored anew.
         """
         self._afterCancellingScoring(lambda client: client.activateModelVersion(version))
+        self.heldBackNote = ""  # the user chose the active version
         return self.fetchInfo()
 
     def _afterCancellingScoring(self, call):

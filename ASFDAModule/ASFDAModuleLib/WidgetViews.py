@@ -12,6 +12,7 @@ from .BackendTypes import Job, ModelVersion
 from .CaseMarks import CaseMarks
 from .CaseTable import CaseTableModel
 from .i18n import _
+from .RoundOutcome import versionStates
 from .Settings import LeavePolicy
 
 SUGGESTED_BACKGROUND = (255, 236, 179)
@@ -49,6 +50,8 @@ def showCases(table, model: CaseTableModel, marks: CaseMarks | None) -> None:
 
 
 def showModelVersions(table, versions: list[ModelVersion]) -> None:
+    """One row a version; the last cell says which is active and why a newer one is not."""
+    states = versionStates(versions)
     table.setRowCount(len(versions))
     for row, version in enumerate(versions):
         metrics = ", ".join(
@@ -56,9 +59,7 @@ def showModelVersions(table, versions: list[ModelVersion]) -> None:
             for name, value in version.metrics.items()
         )
         roundText = "" if version.round is None else str(version.round)
-        for column, text in enumerate(
-            [version.id, roundText, metrics, _("active") if version.active else ""]
-        ):
+        for column, text in enumerate([version.id, roundText, metrics, states[version.id]]):
             item = qt.QTableWidgetItem(text)
             item.setData(qt.Qt.UserRole, version.id)
             table.setItem(row, column, item)

@@ -12,6 +12,7 @@
 - ``SceneLogic``: volumes, predictions and label maps in the MRML scene (Qt-free).
 - ``LabelTerminology``: standard codes for common structure names.
 - ``CaseTable``: the table of cases as a pure-Python model.
+- ``RoundOutcome``: what a finished round did to the active model, in words (the guard may keep the parent).
 - ``CaseMarks``: skipped and flagged cases, kept in the session; ``EditEffort``: Dice between prediction and
   saved mask, per case and round.
 - ``Plots``: Dice per round, edit effort, and DKD against ASD as Slicer plot nodes.

@@ -80,6 +80,7 @@ class FakeJob:
     message: str = ""
     model_version: str | None = None
     kind: str = "finetune"
+    result: dict = field(default_factory=dict)
 
     def json(self) -> dict:
         return {
@@ -89,6 +90,7 @@ class FakeJob:
             "progress": self.progress,
             "message": self.message,
             "model_version": self.model_version,
+            "result": self.result,
         }
 
 
@@ -109,6 +111,8 @@ class FakeState:
     versions: list[str] = field(default_factory=lambda: ["v0"])
     strategy: str = "typiclust"
     removeRoute: bool = True  # False: an older backend without DELETE /cases/{id} (FastAPI answers 405)
+    guardHoldsBack: bool = False  # True: rounds validate worse than their parent, which stays active
+    refusedNames: set[str] = field(default_factory=set)  # files POST /cases refuses as unreadable (400)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -274,6 +278,8 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             files = [Path(body["path"])]
             self._checkAllowed(files[0])
+            if files[0].name in self.state.refusedNames:
+                raise HttpError(400, f"{files[0]}: not a volume the model can read (no image data)")
         return self._casesJson([self._addCase(path, path) for path in files])
 
     def uploadCase(self, url):
@@ -371,19 +377,32 @@ class _Handler(BaseHTTPRequestHandler):
             job.state, job.progress = "running", progress
         with self.state.lock:
             self.state.round += 1
-            self.state.version = f"v{self.state.round}"
-            self.state.versions.append(self.state.version)
+            version, parent = f"v{self.state.round}", self.state.version
+            self.state.versions.append(version)
             labelled = sum(c.status == "labelled" for c in self.state.cases.values())
-            self.state.metrics.append(
-                {
-                    "round": self.state.round,
-                    "model_version": self.state.version,
-                    "n_labelled": labelled,
-                    "val_dice": 0.6 + 0.1 * self.state.round,
-                    "seconds": self.state.jobSeconds,
-                }
+            parentDice = next(
+                (m["val_dice"] for m in self.state.metrics if m["model_version"] == parent), 0.82
             )
-            job.state, job.model_version, job.message = "done", self.state.version, "round done"
+            accepted = not self.state.guardHoldsBack
+            # As the real worker reports a round (asfda/session/rounds.py version_metrics).
+            metrics = {
+                "round": self.state.round,
+                "model_version": version,
+                "n_labelled": labelled,
+                "val_dice": round(0.6 + 0.1 * self.state.round if accepted else parentDice - 0.008, 3),
+                "parent_val_dice": parentDice,
+                "validation": "held-out",
+                "accepted": accepted,
+                "seconds": self.state.jobSeconds,
+            }
+            self.state.metrics.append(metrics)
+            if accepted:
+                self.state.version = version
+            job.result = {"model_version": version, "round": self.state.round, "metrics": metrics}
+            job.state, job.model_version = "done", version
+            job.message = f"round {self.state.round} done: model {version}" + (
+                "" if accepted else " (worse than its parent, which stays active; accept_worse activates it)"
+            )
 
     def listJobs(self, url):
         return [job.json() for job in self.state.jobs.values()]
@@ -442,7 +461,7 @@ class _Handler(BaseHTTPRequestHandler):
             "parent": self.state.versions[index - 1] if index else None,
             "created": None,
             "round": index,
-            "metrics": {"val_dice": metrics.get("val_dice")},
+            "metrics": {k: v for k, v in metrics.items() if k not in ("round", "model_version")},
             "active": version == self.state.version,
         }
 

@@ -1,0 +1,93 @@
+"""A radiologist's session through the Widget's handlers where it used to break (issue 22, items 10 to 13).
+
+The Widget runs its real ``setup`` on mocks for Qt (``builtWidget`` of ``test_ASFDAModuleWidget.py``), on real
+MRML and the fake backend; the mocks record what the tables were given to draw.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import module_volumes as volumes
+from module_fake_backend import TOKEN, useLocalBackend
+from test_ASFDAModuleWidget import builtWidget  # noqa: F401 - the fixture, used by name
+
+CASE_ID = "ASFDA.CaseId"
+
+
+def settle(widget, seconds: float = 20.0) -> None:
+    """Let the background tasks finish and hand their results over, as the poll timer does."""
+    deadline = time.monotonic() + seconds
+    while widget.tasks.busy:
+        if time.monotonic() > deadline:
+            raise TimeoutError("background tasks still running")
+        time.sleep(0.02)
+        widget.tasks.poll()
+
+
+def drawnTexts(moduleFile) -> list[str]:
+    """Every cell text given to a table so far (``qt.QTableWidgetItem(text)`` on the mock)."""
+    return [call.args[0] for call in moduleFile.qt.QTableWidgetItem.call_args_list if call.args]
+
+
+def startSession(widget, fakeBackend, mrml, count: int, local: bool = True):
+    """Set up the Widget, connect it to the fake backend, add ``count`` scene volumes; returns the nodes."""
+    widget.setup()
+    if local:
+        useLocalBackend(widget.logic, fakeBackend)
+    else:
+        widget.logic.connect(fakeBackend.url, TOKEN)
+    widget._fetchInfo()
+    settle(widget)
+    nodes = [
+        volumes.addVolume(mrml.slicer, mrml.scene, volumes.intensityArray() + 5 * n, f"p{n}")
+        for n in range(count)
+    ]
+    widget.ui.sceneVolumesSelector.checkedNodes.return_value = nodes
+    widget.onAddSceneVolumes()
+    settle(widget)
+    return nodes
+
+
+def followRound(widget, seconds: float = 20.0) -> None:
+    deadline = time.monotonic() + seconds
+    while widget._jobId is not None and time.monotonic() < deadline:
+        widget.onJobTimer()
+        settle(widget)
+        time.sleep(0.05)
+    settle(widget)
+
+
+def test_a_round_the_guard_holds_back_says_which_version_stays_active_and_why(
+    builtWidget,  # noqa: F811
+    fakeBackend,
+    mrml,
+    moduleFile,
+    caplog,
+):
+    """Defect: the status line said "Round done: model version v1." although v0 stayed active; the reason was
+    only in the progress bar's text, and the versions list showed no reason at all."""
+    caplog.set_level(logging.INFO)
+    widget, ui, shown = builtWidget
+    startSession(widget, fakeBackend, mrml, 2)
+    widget.onAnnotateNext()
+    settle(widget)
+    widget.onSave(train=False)
+    settle(widget)
+    fakeBackend.state.guardHoldsBack = True
+
+    widget.onTrain()
+    settle(widget)
+    followRound(widget)
+
+    statuses = [r.getMessage() for r in caplog.records if r.getMessage().startswith("ASFDA: ")]
+    note = "Round 1 kept v0 active: held-out Dice 0.812 < parent's 0.820."
+    kept = "Its version v1 is kept; activate it in Model versions to use it anyway."
+    assert f"ASFDA: {note} {kept}" in statuses
+    assert not any("Round done: model version v1" in text for text in statuses)
+    assert ui.statusLabel.text.endswith(note)  # the status lines after the round still say it
+    drawn = drawnTexts(moduleFile)
+    assert "active: round 1 (v1) validated worse" in drawn
+    assert "not activated: held-out Dice 0.812 < parent's 0.820" in drawn
+    assert shown == {"errors": [], "warnings": []}
