@@ -332,9 +332,13 @@ class ASFDAModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 exports,
             )
 
-    def _onVolumesAdded(self, added) -> None:
-        self.logic.tagSceneVolumes(added)
+    def _onVolumesAdded(self, outcomes) -> None:
+        self.logic.tagSceneVolumes(outcomes)
         self.onRefresh()
+        status, refused = self.logic.describeAddedVolumes(outcomes)
+        self._setStatus(status)
+        if refused:
+            slicer.util.warningDisplay(status + "\n\n" + _("The backend refused:") + "\n" + refused)
 
     def onAddFolder(self) -> None:
         folder = pathOrNone(self._parameterNode.dataFolder)

@@ -24,7 +24,7 @@ from .BackendTypes import (
 )
 from .i18n import _
 from .Plots import updateDicePlot, updateEditEffortPlot, updateScorePlot
-from .WorkflowTypes import VolumeExport
+from .WorkflowTypes import VolumeExport, VolumeOutcome
 
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
 
@@ -42,23 +42,43 @@ class PoolLogic:
             for node in volumeNodes
         ]
 
-    def submitVolumeFiles(self, exports: list[VolumeExport]) -> list[tuple[VolumeExport, Case]]:
-        """*network*: add the written volumes as cases (by path for a local backend, by upload otherwise)."""
-        added = []
-        for export in exports:
-            if self.backendIsLocal:
-                case = caseOfFile(self._client().addCaseFile(export.path), export.path)
-            else:
-                case = self._client().uploadCase(export.path)
-            added.append((export, case))
-        return added
+    def submitVolumeFiles(self, exports: list[VolumeExport]) -> list[VolumeOutcome]:
+        """*network*: add the written volumes as cases (by path for a local backend, by upload otherwise).
 
-    def tagSceneVolumes(self, added: list[tuple[VolumeExport, Case]]) -> None:
-        """*scene*: remember which case each scene volume is, so it is not downloaded again."""
-        for export, case in added:
-            node = self.scene.GetNodeByID(export.nodeId)
-            if node is not None:
-                self.sceneLogic.tagCase(node, case.id)
+        Each file has its own outcome: one the backend refuses does not stop the others, and its written copy
+        is deleted (nothing in the session refers to it)."""
+        outcomes = []
+        for export in exports:
+            try:
+                if self.backendIsLocal:
+                    case = caseOfFile(self._client().addCaseFile(export.path), export.path)
+                else:
+                    case = self._client().uploadCase(export.path)
+            except BackendError as error:
+                export.path.unlink(missing_ok=True)
+                outcomes.append(VolumeOutcome(export, None, error.detail))
+                continue
+            outcomes.append(VolumeOutcome(export, case))
+        return outcomes
+
+    def tagSceneVolumes(self, outcomes: list[VolumeOutcome]) -> None:
+        """*scene*: remember which case each added scene volume is, so it is never downloaded again."""
+        for outcome in outcomes:
+            node = self.scene.GetNodeByID(outcome.export.nodeId)
+            if node is not None and outcome.case is not None:
+                self.sceneLogic.tagCase(node, outcome.case.id)
+
+    def describeAddedVolumes(self, outcomes: list[VolumeOutcome]) -> tuple[str, str]:
+        """(status line, one line a refused file): what became of each volume."""
+        refused = [outcome for outcome in outcomes if outcome.case is None]
+        status = _("Added {added} of {total} volumes to the pool.").format(
+            added=len(outcomes) - len(refused), total=len(outcomes)
+        )
+        details = "\n".join(
+            _("{file}: refused: {reason}").format(file=outcome.fileName, reason=outcome.error)
+            for outcome in refused
+        )
+        return status, details
 
     def addFolder(self, folder) -> list[Case]:
         """*network*: add every volume of a folder; uploads them if the backend may not read the folder."""

@@ -18,6 +18,19 @@ class VolumeExport:
 
 
 @dataclass
+class VolumeOutcome:
+    """What the backend did with one written volume: the case it became, or why it refused the file."""
+
+    export: VolumeExport
+    case: Case | None
+    error: str | None = None
+
+    @property
+    def fileName(self) -> str:
+        return self.export.path.name
+
+
+@dataclass
 class CaseFiles:
     """What the backend sent for a case: its volume (None when already in the scene) and the prediction."""
 

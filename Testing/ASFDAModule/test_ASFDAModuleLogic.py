@@ -54,7 +54,7 @@ def test_scene_volume_to_case_to_correction_to_new_model_version(mrml, logic, fa
     exports = logic.exportSceneVolumes([volumeNode])
     added = logic.submitVolumeFiles(exports)
     logic.tagSceneVolumes(added)
-    [(export, case)] = added
+    [(export, case)] = [(outcome.export, outcome.case) for outcome in added]
     logic.applyRanking(logic.fetchRanking())
 
     assert export.path.parent == fakeBackend.state.session / "imports"  # by path: nothing uploaded
@@ -118,7 +118,8 @@ def test_remote_backend_gets_volumes_by_upload_and_sends_them_back(mrml, logic, 
     sitk.WriteImage(image, str(folder / "from folder.nii.gz"))
     (folder / "notes.txt").write_text("not a volume")
 
-    [(export, sceneCase)] = logic.submitVolumeFiles(logic.exportSceneVolumes([volumeNode]))
+    [added] = logic.submitVolumeFiles(logic.exportSceneVolumes([volumeNode]))
+    export, sceneCase = added.export, added.case
     [folderCase] = logic.addFolder(folder)
     logic.applyRanking(logic.fetchRanking())
     caseFiles = logic.fetchCaseFiles("tester", logic.caseIdsInScene(), caseId=folderCase.id)

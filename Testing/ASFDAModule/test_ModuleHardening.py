@@ -91,3 +91,37 @@ def test_a_round_the_guard_holds_back_says_which_version_stays_active_and_why(
     assert "active: round 1 (v1) validated worse" in drawn
     assert "not activated: held-out Dice 0.812 < parent's 0.820" in drawn
     assert shown == {"errors": [], "warnings": []}
+
+
+def test_adding_volumes_of_which_the_backend_refuses_one_reports_each_and_keeps_scene_and_table_in_step(
+    builtWidget,  # noqa: F811
+    fakeBackend,
+    mrml,
+    moduleFile,
+):
+    """Defect: one refused file failed the whole task: the good volumes joined the pool untagged, the table
+    was not redrawn, the refused file stayed in session/imports/, and opening a good case loaded a copy."""
+    widget, ui, shown = builtWidget
+    fakeBackend.state.refusedNames = {"p1.nii.gz"}
+
+    nodes = startSession(widget, fakeBackend, mrml, 3)
+
+    [warning] = shown["warnings"]
+    assert warning.startswith("Added 2 of 3 volumes to the pool.")
+    assert "p1.nii.gz: refused: " in warning and "not a volume the model can read" in warning
+    assert ui.statusLabel.text.startswith("Model version v0, round 0: 2 unlabelled")  # the table's refresh
+    tags = [node.GetAttribute(CASE_ID) for node in nodes]
+    assert tags[1] is None and sorted(tags[0::2]) == sorted(c.id for c in widget.logic.caseTable.cases)
+    assert sorted(p.name for p in (fakeBackend.state.session / "imports").iterdir()) == [
+        "p0.nii.gz",
+        "p2.nii.gz",
+    ]
+    assert "p0" in drawnTexts(moduleFile) and "p2" in drawnTexts(moduleFile)  # the table was redrawn
+    volumesBefore = mrml.scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")
+
+    widget._openCase(tags[2])
+    settle(widget)
+
+    assert widget._parameterNode.currentVolume is nodes[2]  # the scene's volume, not a second copy
+    assert mrml.scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == volumesBefore
+    assert shown["errors"] == []

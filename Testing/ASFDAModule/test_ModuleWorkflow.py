@@ -22,7 +22,7 @@ def addCases(mrml, logic, count):
     ]
     added = logic.submitVolumeFiles(logic.exportSceneVolumes(nodes))
     logic.tagSceneVolumes(added)
-    return [case for _, case in added]
+    return [outcome.case for outcome in added]
 
 
 def test_after_a_round_the_next_prediction_carries_the_new_model_version(mrml, logic, fakeBackend):
