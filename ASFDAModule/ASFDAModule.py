@@ -15,6 +15,7 @@ import qt
 import slicer
 import vtk
 from ASFDAModuleLib import WidgetViews as views
+from ASFDAModuleLib.BackendClient import BackendUnreachableError
 from ASFDAModuleLib.BackendProcess import BackendState
 from ASFDAModuleLib.BackendTypes import BackendInfo, Case, Job, JobState, Ranking
 from ASFDAModuleLib.BackgroundTasks import BackgroundTasks
@@ -290,7 +291,7 @@ class ASFDAModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         elif state is BackendState.EXITED:
             wasReady = process.serverInfo is not None
             self.logic.forgetBackend()
-            self._updateButtons()
+            self._stopFollowingJobs()
             what = _("stopped unexpectedly") if wasReady else _("did not start")
             message = _("The ASFDA backend {what} (exit code {code}).").format(
                 what=what, code=process.returnCode
@@ -362,7 +363,16 @@ class ASFDAModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self._onRanking,
                 _("Failed to get the ranking."),
                 quiet=quiet,
+                onError=self._onScoringLost if self._scoringJobId is not None else None,
             )
+
+    def _onScoringLost(self, error) -> None:
+        """While the scoring timer asks every second: a backend that no longer answers ends the following."""
+        if not isinstance(error, BackendUnreachableError):
+            logging.warning("ASFDA: %s %s", _("Failed to get the ranking."), error)
+            return
+        self._stopFollowingJobs()
+        self._setStatus(_("Lost track of the scoring ({error}).").format(error=error), level=logging.WARNING)
 
     def _onRanking(self, ranking: Ranking) -> None:
         self.logic.applyRanking(ranking)
@@ -536,7 +546,24 @@ class ASFDAModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 _("Lost track of the fine-tuning round."),
                 self._jobId,
                 quiet=True,
+                onError=self._onJobLost,
             )
+
+    def _onJobLost(self, error) -> None:
+        """The backend no longer answers about the round (it died, or another one took its place): stop
+        asking every second, free the round's controls, and say so once."""
+        self._stopFollowingJobs()
+        message = _("Lost track of the fine-tuning round ({error}); Model versions shows what it made.")
+        self._setStatus(message.format(error=error), level=logging.WARNING)
+
+    def _stopFollowingJobs(self) -> None:
+        self.jobTimer.stop()
+        self.scoringTimer.stop()
+        self._jobId = self._scoringJobId = None
+        for bar in (self.ui.roundProgressBar, self.ui.scoringProgressBar):
+            bar.setValue(0)
+            bar.setFormat(_("not followed"))
+        self._updateButtons()
 
     def _onJob(self, job: Job) -> None:
         views.showJob(self.ui.roundProgressBar, job)
@@ -671,23 +698,24 @@ class ASFDAModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.cancelRoundButton.enabled = self._jobId is not None
         self.ui.cancelScoringButton.enabled = self._scoringJobId is not None
 
-    def _setStatus(self, text: str) -> None:
+    def _setStatus(self, text: str, level: int = logging.INFO) -> None:
         self.ui.statusLabel.text = text
-        logging.info("ASFDA: %s", text)
+        logging.log(level, "ASFDA: %s", text)
 
     def _setModelStatus(self, text: str) -> None:
         """A status about the model, with why the active version stayed active if the guard held a round."""
         self._setStatus(" ".join(part for part in (text, self.logic.heldBackNote) if part))
 
-    def _runTask(self, name, function, onDone, failure: str, *args, quiet: bool = False) -> None:
-        def onError(error):
+    def _runTask(self, name, function, onDone, failure: str, *args, quiet=False, onError=None) -> None:
+        def reportError(error):
             self._updateButtons()
             if quiet:
                 logging.warning("ASFDA: %s %s", failure, error)
             else:
                 slicer.util.errorDisplay(f"{failure}\n\n{error}")
 
-        if not self.tasks.submit(name, function, *args, onDone=onDone, onError=onError) and not quiet:
+        submitted = self.tasks.submit(name, function, *args, onDone=onDone, onError=onError or reportError)
+        if not submitted and not quiet:
             self._setStatus(_("Still busy with '{name}'; wait for it to finish.").format(name=name))
 
 

@@ -125,3 +125,36 @@ def test_adding_volumes_of_which_the_backend_refuses_one_reports_each_and_keeps_
     assert widget._parameterNode.currentVolume is nodes[2]  # the scene's volume, not a second copy
     assert mrml.scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == volumesBefore
     assert shown["errors"] == []
+
+
+def test_after_the_backend_dies_the_round_is_no_longer_followed_and_cancel_is_disabled(
+    builtWidget,  # noqa: F811
+    fakeBackend,
+    mrml,
+    caplog,
+):
+    """Defect: the job timer logged a warning every second until a new backend started, and Cancel stayed
+    enabled for a round nobody could cancel."""
+    widget, ui, shown = builtWidget
+    fakeBackend.state.jobSeconds = 60.0  # a round that is still running when the backend dies
+    startSession(widget, fakeBackend, mrml, 2, local=False)
+    widget.onAnnotateNext()
+    settle(widget)
+    widget.onSave(train=False)
+    settle(widget)
+    widget.onTrain()
+    settle(widget)
+    assert widget._jobId is not None and ui.cancelRoundButton.enabled is True
+    caplog.set_level(logging.WARNING)
+    caplog.clear()
+
+    fakeBackend.stop()
+    for _second in range(3):  # the job timer fires every second
+        widget.onJobTimer()
+        settle(widget)
+
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and warnings[0].startswith("ASFDA: Lost track of the fine-tuning round (")
+    assert widget._jobId is None and ui.cancelRoundButton.enabled is False
+    assert ui.statusLabel.text.startswith("Lost track of the fine-tuning round")
+    assert shown["errors"] == []
