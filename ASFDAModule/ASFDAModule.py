@@ -416,13 +416,14 @@ class ASFDAModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         case = self.logic.caseTable.case(caseId)
         if slicer.util.confirmOkCancelDisplay(_("Remove case {name} from the pool?").format(name=case.name)):
-            self._runTask(
-                "remove case",
-                self.logic.removeCase,
-                lambda removed: self.onRefresh(),
-                _("The case was not removed."),
-                caseId,
-            )
+            failure = _("The case was not removed.")
+            self._runTask("remove case", self.logic.removeCase, self._onCaseRemoved, failure, caseId)
+
+    def _onCaseRemoved(self, case: Case) -> None:
+        self.logic.forgetRemovedCase(case.id)
+        if self._parameterNode.currentCaseId == case.id:
+            self._parameterNode.currentCaseId = ""  # nothing left to save it as
+        self.onRefresh()
 
     def onSortColumn(self, columnIndex: int) -> None:
         model = self.logic.caseTable
@@ -527,6 +528,7 @@ class ASFDAModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         with slicer.util.tryWithErrorDisplay(_("Could not mark the case.")):
             (self.logic.flagCase if flag else self.logic.skipCase)(caseId)
+            self._showCases()  # the mark replaces "suggested" at once
             self.onAnnotateNext()
 
     # -- fine-tuning rounds ------------------------------------------------------------------------
@@ -667,7 +669,8 @@ class ASFDAModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _showCases(self) -> None:
         views.showCases(self.ui.casesTable, self.logic.caseTable, self.logic.marks)
         views.showLabelledProgress(self.ui.labelledProgressBar, *self.logic.progress())
-        self.ui.casesSummaryLabel.text = self.logic.caseTable.statusSummary()
+        marks = self.logic.marks.labels() if self.logic.marks is not None else None
+        self.ui.casesSummaryLabel.text = self.logic.caseTable.statusSummary(marks)
 
     def _updateButtons(self) -> None:
         process = self.logic.backendProcess

@@ -13,7 +13,7 @@ import pathlib
 import time
 
 from .BackendClient import HTTP_CONFLICT, BackendError
-from .BackendTypes import Case, Job, JobState
+from .BackendTypes import Case, CaseStatus, Job, JobState
 from .CaseMarks import CaseMark, nextUnmarkedCase
 from .EditEffort import EditRecord, changedFraction, editDice
 from .i18n import _
@@ -62,7 +62,8 @@ class AnnotationLogic:
             volume = self.sceneLogic.loadVolume(caseFiles.imagePath, case.name)
             self.sceneLogic.tagCase(volume, case.id)
         segmentation = self.sceneLogic.findCaseSegmentation(case.id)
-        if segmentation is None:
+        fromPrediction = segmentation is None
+        if fromPrediction:
             segmentation = self.sceneLogic.segmentationFromFile(
                 caseFiles.predictionPath, volume, caseFiles.labels, f"{case.name} segmentation"
             )
@@ -71,6 +72,10 @@ class AnnotationLogic:
             segmentation.GetDisplayNode().SetVisibility(True)
         self.sceneLogic.prepareSegmentEditor(segmentation, volume)
         self.openCaseFiles[case.id] = caseFiles
+        # Kept in the session: a mask saved after a restart still gets its edit effort. A segmentation kept
+        # from before (corrections in progress) keeps the time it was first opened.
+        if self.opened is not None and (fromPrediction or self.opened.get(case.id) is None):
+            self._rememberOpened(caseFiles)
         return AnnotationCase(case, volume, segmentation)
 
     def leaveCase(self, caseId: str, policy: LeavePolicy) -> int:
@@ -105,7 +110,7 @@ class AnnotationLogic:
         None when there is nothing to compare (the case was not opened from a prediction in this session) or
         the two do not compare: the measure must never keep a mask from being saved.
         """
-        caseFiles = self.openCaseFiles.get(caseId)
+        caseFiles = self.openCaseFiles.get(caseId) or self._openedBefore(caseId)
         if caseFiles is None or not caseFiles.predictionPath.is_file():
             return None
         prediction = self.sceneLogic.readLabelmapArray(caseFiles.predictionPath)
@@ -118,6 +123,7 @@ class AnnotationLogic:
                 corrected.shape,
             )
             return None
+        opened = self.opened.get(caseId) if self.opened is not None else None
         return EditRecord(
             caseId,
             caseFiles.case.name,
@@ -125,7 +131,21 @@ class AnnotationLogic:
             caseFiles.round,
             editDice(prediction, corrected),
             changedFraction(prediction, corrected),
+            round(time.time() - opened.opened, 1) if opened is not None else None,
         )
+
+    def _rememberOpened(self, caseFiles: CaseFiles) -> None:
+        case = caseFiles.case
+        self.opened.add(case.id, case.name, caseFiles.predictionPath, caseFiles.modelVersion, caseFiles.round)
+
+    def _openedBefore(self, caseId: str) -> CaseFiles | None:
+        """The case as opened before the module restarted (kept in the session), or None."""
+        opened = self.opened.get(caseId) if self.opened is not None else None
+        if opened is None:
+            return None
+        case = Case(opened.caseId, opened.caseName, CaseStatus.SUGGESTED)
+        prediction = pathlib.Path(opened.predictionPath)
+        return CaseFiles(case, None, prediction, {}, opened.modelVersion, opened.round)
 
     def saveCase(
         self, caseId, segmentationNode, volumeNode, train=True, steps=None, acceptWorse=False

@@ -24,6 +24,11 @@ class CaseMark(str, Enum):
     SKIPPED = "skipped"  # not now: served again only when nothing else is left
     FLAGGED = "flagged"  # needs a second look (artefact, wrong anatomy): never served again by "next"
 
+    @property
+    def label(self) -> str:
+        """The mark in the user's language (the case table's status)."""
+        return _("skipped") if self is CaseMark.SKIPPED else _("flagged")
+
 
 @dataclass
 class MarkRecord:
@@ -58,6 +63,10 @@ class CaseMarks:
 
     def records(self) -> list[MarkRecord]:
         return sorted(self._records.values(), key=lambda r: r.time)
+
+    def labels(self) -> dict[str, str]:
+        """Case id -> the mark as the case table shows it."""
+        return {r.caseId: r.mark.label for r in self._records.values()}
 
     def _read(self) -> dict[str, MarkRecord]:
         if not self.path.is_file():

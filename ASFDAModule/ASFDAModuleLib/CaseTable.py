@@ -1,17 +1,19 @@
 """The table of cases the radiologist picks from, as a pure-Python model (the widget only draws it).
 
 Unscored cells sort last whichever way the column is sorted: a case without a score is not "the least
-uncertain", it is unknown.
+uncertain", it is unknown. A case the radiologist skipped or flagged shows that mark as its status: the
+backend still calls a served case "suggested" for a while, but it is no longer the one to correct.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 
 from .BackendTypes import Case, CaseStatus, Ranking
+from .i18n import _
 
 NOT_SCORED = "–"
 
@@ -20,20 +22,30 @@ def _score(value: float | None) -> str:
     return NOT_SCORED if value is None else f"{value:.3f}"
 
 
-class CaseColumn(Enum):
-    """Columns in display order: (title, text of a cell, sort key of a cell)."""
+def statusLabel(status: CaseStatus) -> str:
+    """A case status in the user's language."""
+    return {
+        CaseStatus.UNLABELLED: _("unlabelled"),
+        CaseStatus.SUGGESTED: _("suggested"),
+        CaseStatus.LABELLED: _("labelled"),
+        CaseStatus.PSEUDO_LABELLED: _("pseudo-labelled"),
+    }[status]
 
-    NAME = ("Case", lambda c: c.name, lambda c: c.name.lower())
-    STATUS = ("Status", lambda c: c.status.label, lambda c: c.status.value)
-    DKD = ("DKD", lambda c: _score(c.dkd), lambda c: c.dkd)
-    ASD = ("ASD", lambda c: _score(c.asd), lambda c: c.asd)
-    SCORE = ("Score", lambda c: _score(c.score), lambda c: c.score)
-    RANK = ("Rank", lambda c: NOT_SCORED if c.rank is None else str(c.rank), lambda c: c.rank)
-    MODEL_VERSION = ("Model version", lambda c: c.modelVersion or NOT_SCORED, lambda c: c.modelVersion)
+
+class CaseColumn(Enum):
+    """Columns in display order: (name, text of a cell, sort key of a cell); ``title`` is what is shown."""
+
+    NAME = ("name", lambda c: c.name, lambda c: c.name.lower())
+    STATUS = ("status", lambda c: statusLabel(c.status), lambda c: c.status.value)
+    DKD = ("dkd", lambda c: _score(c.dkd), lambda c: c.dkd)
+    ASD = ("asd", lambda c: _score(c.asd), lambda c: c.asd)
+    SCORE = ("score", lambda c: _score(c.score), lambda c: c.score)
+    RANK = ("rank", lambda c: NOT_SCORED if c.rank is None else str(c.rank), lambda c: c.rank)
+    MODEL_VERSION = ("model version", lambda c: c.modelVersion or NOT_SCORED, lambda c: c.modelVersion)
 
     @property
     def title(self) -> str:
-        return self.value[0]
+        return _columnTitles()[self]
 
     @property
     def text(self) -> Callable[[Case], str]:
@@ -42,6 +54,23 @@ class CaseColumn(Enum):
     @property
     def sortKey(self) -> Callable[[Case], object]:
         return self.value[2]
+
+
+def _columnTitles() -> dict[CaseColumn, str]:
+    # Called when drawn, not at import: the translation is loaded with the application.
+    return {
+        CaseColumn.NAME: _("Case"),
+        CaseColumn.STATUS: _("Status"),
+        CaseColumn.DKD: _("DKD"),
+        CaseColumn.ASD: _("ASD"),
+        CaseColumn.SCORE: _("Score"),
+        CaseColumn.RANK: _("Rank"),
+        CaseColumn.MODEL_VERSION: _("Model version"),
+    }
+
+
+# Skipped or flagged: the mark replaces what the backend says of a case not yet labelled.
+_MARKABLE = (CaseStatus.UNLABELLED, CaseStatus.SUGGESTED)
 
 
 @dataclass(frozen=True)
@@ -90,8 +119,9 @@ class CaseTableModel:
         known.sort(key=lambda case: (key(case), case.name.lower()), reverse=not self.ascending)
         return known + sorted(unknown, key=lambda case: case.name.lower())
 
-    def rows(self) -> list[CaseRow]:
-        return [self._row(case) for case in self.sortedCases()]
+    def rows(self, marks: Mapping[str, str] | None = None) -> list[CaseRow]:
+        """The rows in display order; ``marks`` (case id -> "skipped", "flagged") override the status."""
+        return [self._row(case, marks or {}) for case in self.sortedCases()]
 
     def rowIndexOfCase(self, caseId: str) -> int | None:
         return next((index for index, case in enumerate(self.sortedCases()) if case.id == caseId), None)
@@ -102,22 +132,27 @@ class CaseTableModel:
     def case(self, caseId: str) -> Case | None:
         return next((case for case in self.cases if case.id == caseId), None)
 
-    def statusSummary(self) -> str:
-        counts = Counter(case.status for case in self.cases)
-        parts = [f"{counts[status]} {status.label}" for status in CaseStatus if counts[status]]
-        return ", ".join(parts) or "no cases"
+    def statusSummary(self, marks: Mapping[str, str] | None = None) -> str:
+        marks = marks or {}
+        counts = Counter(self._statusText(case, marks) for case in self.cases)
+        order = [statusLabel(s) for s in _MARKABLE] + sorted(set(marks.values()))
+        order += [statusLabel(s) for s in CaseStatus if s not in _MARKABLE]
+        parts = [f"{counts[text]} {text}" for text in dict.fromkeys(order) if counts[text]]
+        return ", ".join(parts) or _("no cases")
 
     def _isSuggested(self, case: Case) -> bool:
         if self.nextCaseId is not None:
             return case.id == self.nextCaseId
         return case.status is CaseStatus.SUGGESTED
 
-    def _row(self, case: Case) -> CaseRow:
+    def _statusText(self, case: Case, marks: Mapping[str, str]) -> str:
+        if case.status in _MARKABLE and case.id in marks:
+            return marks[case.id]
+        return statusLabel(case.status)
+
+    def _row(self, case: Case, marks: Mapping[str, str]) -> CaseRow:
         stale = case.scored and self.modelVersion is not None and case.modelVersion != self.modelVersion
-        return CaseRow(
-            case.id,
-            tuple(column.text(case) for column in self.columns),
-            case.status,
-            self._isSuggested(case),
-            stale,
-        )
+        cells = [column.text(case) for column in self.columns]
+        cells[self.columns.index(CaseColumn.STATUS)] = self._statusText(case, marks)
+        marked = case.status in _MARKABLE and case.id in marks
+        return CaseRow(case.id, tuple(cells), case.status, self._isSuggested(case) and not marked, stale)

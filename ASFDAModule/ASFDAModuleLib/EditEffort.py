@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 FILE_NAME = "edit_effort.json"
+OPENED_FILE_NAME = "opened_cases.json"
 
 
 def editDice(prediction: np.ndarray, corrected: np.ndarray) -> float | None:
@@ -45,6 +47,7 @@ class EditRecord:
     round: int | None
     dice: float | None
     changedFraction: float
+    seconds: float | None = None  # from opening the case to saving its mask (a restart in between included)
 
 
 @dataclass
@@ -94,8 +97,58 @@ class EditEffortLog:
             ) from None
 
     def _write(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle, partial = tempfile.mkstemp(dir=self.path.parent, suffix=".part")
-        with os.fdopen(handle, "w") as stream:
-            json.dump([asdict(r) for r in self._records], stream, indent=1)
-        os.replace(partial, self.path)
+        _writeJson(self.path, [asdict(r) for r in self._records])
+
+
+@dataclass
+class OpenedCase:
+    """What the edit effort of a case is measured against: the prediction it was opened with, and when."""
+
+    caseId: str
+    caseName: str
+    predictionPath: str
+    modelVersion: str | None
+    round: int | None
+    opened: float
+
+
+class OpenedCases:
+    """The cases opened for correction, kept in ``folder/opened_cases.json``: a mask saved after a restart of
+    the module (or of Slicer) still gets its edit effort."""
+
+    def __init__(self, folder: str | Path):
+        self.path = Path(folder) / OPENED_FILE_NAME
+        self._records = self._read()
+
+    def add(self, caseId, caseName, predictionPath, modelVersion, round) -> OpenedCase:
+        record = OpenedCase(caseId, caseName, str(predictionPath), modelVersion, round, time.time())
+        self._records[caseId] = record
+        _writeJson(self.path, [asdict(r) for r in self._records.values()])
+        return record
+
+    def get(self, caseId: str) -> OpenedCase | None:
+        return self._records.get(caseId)
+
+    def forget(self, caseId: str) -> None:
+        if self._records.pop(caseId, None) is not None:
+            _writeJson(self.path, [asdict(r) for r in self._records.values()])
+
+    def _read(self) -> dict[str, OpenedCase]:
+        if not self.path.is_file():
+            return {}
+        try:
+            records = [OpenedCase(**item) for item in json.loads(self.path.read_text())]
+        except (ValueError, TypeError) as error:
+            raise ValueError(
+                f"{self.path}: not a list of opened cases ({error}); fix or delete the file"
+            ) from None
+        return {r.caseId: r for r in records}
+
+
+def _writeJson(path: Path, items: list) -> None:
+    # Written beside the file and renamed: a crash never leaves half a file.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, partial = tempfile.mkstemp(dir=path.parent, suffix=".part")
+    with os.fdopen(handle, "w") as stream:
+        json.dump(items, stream, indent=1)
+    os.replace(partial, path)

@@ -22,7 +22,7 @@ from .BackendProcess import BackendLaunch, BackendProcess, BackendProcessProtoco
 from .BackendTypes import BackendInfo
 from .CaseMarks import CaseMarks
 from .CaseTable import CaseTableModel
-from .EditEffort import EditEffortLog
+from .EditEffort import EditEffortLog, OpenedCases
 from .i18n import _
 from .InstallLogic import InstallLogic
 from .Parameters import ASFDAModuleParameterNode
@@ -51,6 +51,7 @@ class ASFDAModuleLogic(PoolLogic, AnnotationLogic, ScriptedLoadableModuleLogic):
         self.sessionDir: pathlib.Path | None = None  # set for a backend this logic started
         self.marks: CaseMarks | None = None
         self.effort: EditEffortLog | None = None
+        self.opened: OpenedCases | None = None
         self.openCaseFiles: dict[str, CaseFiles] = {}
         self.heldBackNote = ""  # why the active version stayed active, if the guard held the last round back
 
@@ -145,4 +146,4 @@ class ASFDAModuleLogic(PoolLogic, AnnotationLogic, ScriptedLoadableModuleLogic):
         return self.marks
 
     def _openModuleFiles(self, folder: pathlib.Path) -> None:
-        self.marks, self.effort = CaseMarks(folder), EditEffortLog(folder)
+        self.marks, self.effort, self.opened = CaseMarks(folder), EditEffortLog(folder), OpenedCases(folder)

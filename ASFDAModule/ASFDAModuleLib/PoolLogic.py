@@ -111,7 +111,15 @@ class PoolLogic:
             raise
         if self.marks is not None:
             self.marks.unmark(caseId)
+        if self.opened is not None:
+            self.opened.forget(caseId)
         return case
+
+    def forgetRemovedCase(self, caseId: str) -> int:
+        """*scene*: after ``removeCase``, untag the case's volume and segmentation (they stay in the scene),
+        so nothing opens or saves them as that case; returns the nodes untagged."""
+        self.openCaseFiles.pop(caseId, None)
+        return self.sceneLogic.untagCase(caseId)
 
     # -- ranking -----------------------------------------------------------------------------------
 

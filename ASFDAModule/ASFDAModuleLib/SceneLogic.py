@@ -96,6 +96,14 @@ class SceneLogic:
         if modelVersion:
             node.SetAttribute(MODEL_VERSION_ATTRIBUTE, modelVersion)
 
+    def untagCase(self, caseId: str) -> int:
+        """The case left the pool: its nodes stay (the user's data) but no longer say they are that case."""
+        nodes = self.caseNodes(caseId)
+        for node in nodes:
+            node.RemoveAttribute(CASE_ID_ATTRIBUTE)
+            node.RemoveAttribute(MODEL_VERSION_ATTRIBUTE)
+        return len(nodes)
+
     def findCaseVolume(self, caseId: str):
         return self._findCaseNode("vtkMRMLScalarVolumeNode", caseId)
 

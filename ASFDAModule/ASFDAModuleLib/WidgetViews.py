@@ -29,16 +29,14 @@ def setUpTable(table, titles: list[str]) -> None:
 
 
 def showCases(table, model: CaseTableModel, marks: CaseMarks | None) -> None:
-    """The case table: suggested case highlighted, stale scores greyed, skipped or flagged cases marked."""
-    rows = model.rows()
+    """The case table: suggested case highlighted, stale scores greyed, skipped or flagged cases' status says
+    so (the model decides: ``CaseTableModel.rows``)."""
+    rows = model.rows(marks.labels() if marks is not None else None)
     table.setRowCount(len(rows))
     highlight = qt.QBrush(qt.QColor(*SUGGESTED_BACKGROUND))
     stale = qt.QBrush(qt.QColor(*STALE_FOREGROUND))
     for rowIndex, row in enumerate(rows):
-        mark = marks.get(row.caseId) if marks is not None else None
         for columnIndex, text in enumerate(row.cells):
-            if columnIndex == 0 and mark is not None:
-                text = f"{text} ({mark.mark.value})"
             item = qt.QTableWidgetItem(text)
             item.setData(qt.Qt.UserRole, row.caseId)
             if row.suggested:

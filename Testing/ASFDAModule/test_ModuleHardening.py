@@ -158,3 +158,84 @@ def test_after_the_backend_dies_the_round_is_no_longer_followed_and_cancel_is_di
     assert widget._jobId is None and ui.cancelRoundButton.enabled is False
     assert ui.statusLabel.text.startswith("Lost track of the fine-tuning round")
     assert shown["errors"] == []
+
+
+def test_skip_and_flag_redraw_the_table_and_a_served_then_skipped_case_is_no_longer_suggested(
+    builtWidget,  # noqa: F811
+    fakeBackend,
+    mrml,
+    moduleFile,
+):
+    """Defect: Skip and Flag did not redraw the table, and a case served then skipped kept the status
+    "suggested" (the backend calls a served case so for a while) and its highlight."""
+    widget, ui, shown = builtWidget
+    startSession(widget, fakeBackend, mrml, 3)
+    widget.onAnnotateNext()
+    settle(widget)
+    skipped = widget._parameterNode.currentCaseId
+    widget.onRefresh()  # the table as the backend now has it: the served case is "suggested"
+    settle(widget)
+    assert widget.logic.caseTable.case(skipped).status.value == "suggested"
+    moduleFile.qt.QTableWidgetItem.reset_mock()
+
+    widget.onMarkCase(flag=False)  # Skip; the redraw comes before the next case is asked for
+
+    drawn = drawnTexts(moduleFile)
+    name = widget.logic.caseTable.case(skipped).name
+    assert drawn and "skipped" in drawn[drawn.index(name) : drawn.index(name) + 7]
+    assert "suggested" not in drawn
+    assert ui.casesSummaryLabel.text == "2 unlabelled, 1 skipped"
+    [row] = [r for r in widget.logic.caseTable.rows(widget.logic.marks.labels()) if r.caseId == skipped]
+    assert not row.suggested  # no highlight
+    settle(widget)
+    flagged = widget._parameterNode.currentCaseId
+    moduleFile.qt.QTableWidgetItem.reset_mock()
+
+    widget.onMarkCase(flag=True)
+
+    assert "flagged" in drawnTexts(moduleFile)
+    settle(widget)
+    assert flagged != skipped and shown == {"errors": [], "warnings": []}
+
+
+def test_the_edit_effort_of_a_case_opened_before_a_module_restart_is_recorded(
+    moduleFile, mrml, logic, fakeBackend, tmp_path
+):
+    """Defect: what a case was opened with lived only in the Logic's memory: after a restart of the module
+    its mask was saved without an edit effort."""
+    from test_ModuleWorkflow import addCases
+
+    useLocalBackend(logic, fakeBackend)
+    addCases(mrml, logic, 1)
+    annotation = logic.loadCase(logic.fetchCaseFiles("tester", logic.caseIdsInScene()))
+    volumes.paintSegment(mrml, annotation)
+    restarted = moduleFile.ASFDAModuleLogic(scene=mrml.scene, cacheDir=logic.cacheDir)  # a new Logic
+    useLocalBackend(restarted, fakeBackend)
+
+    result = restarted.saveCase(
+        annotation.case.id, annotation.segmentationNode, annotation.volumeNode, train=False
+    )
+
+    assert result.effort is not None and 0 < result.effort.dice < 1
+    assert result.effort.modelVersion == "v0" and result.effort.round == 0
+    assert result.effort.seconds is not None and result.effort.seconds >= 0
+    assert [r.caseId for r in restarted.effort.records()] == [annotation.case.id]
+    assert (fakeBackend.state.session / "slicer" / "opened_cases.json").is_file()  # with the session
+
+
+def test_removing_a_case_untags_its_scene_volume(builtWidget, fakeBackend, mrml, moduleFile, monkeypatch):  # noqa: F811
+    """Defect: the removed case's volume stayed tagged with its id: "open" and "add" treated it as a case the
+    backend no longer has."""
+    widget, ui, shown = builtWidget
+    monkeypatch.setattr(moduleFile.slicer.util, "confirmOkCancelDisplay", lambda text: True, raising=False)
+    nodes = startSession(widget, fakeBackend, mrml, 2)
+    removed = nodes[0].GetAttribute(CASE_ID)
+    ui.casesTable.item.return_value.data.return_value = removed  # the row selected in the table
+
+    widget.onRemoveCase()
+    settle(widget)
+
+    assert removed not in fakeBackend.state.cases
+    assert nodes[0].GetAttribute(CASE_ID) is None and nodes[1].GetAttribute(CASE_ID) is not None
+    assert removed not in widget.logic.caseIdsInScene() and len(widget.logic.caseTable.cases) == 1
+    assert shown == {"errors": [], "warnings": []}

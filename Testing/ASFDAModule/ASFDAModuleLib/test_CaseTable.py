@@ -105,3 +105,17 @@ def test_status_summary_counts_each_status():
     assert model.statusSummary() == "no cases"
     model.setRanking(ranking())
     assert model.statusSummary() == "1 unlabelled, 1 suggested, 1 labelled, 1 pseudo-labelled"
+
+
+def test_a_skipped_or_flagged_case_shows_its_mark_instead_of_suggested_and_is_not_highlighted():
+    model = CaseTableModel()
+    model.setRanking(ranking())  # "c" was served: suggested, and the backend's next
+    marks = {"c": "skipped", "b": "flagged"}  # a mark on a labelled case changes nothing
+
+    rows = {row.caseId: row for row in model.rows(marks)}
+
+    status = CaseTableModel.columns.index(CaseColumn.STATUS)
+    assert rows["c"].cells[status] == "skipped" and not rows["c"].suggested
+    assert rows["b"].cells[status] == "labelled"
+    assert model.statusSummary(marks) == "1 unlabelled, 1 skipped, 1 labelled, 1 pseudo-labelled"
+    assert model.rows()[0].suggested  # without marks, as the backend says
