@@ -99,6 +99,7 @@ class ASFDAModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         uiWidget.setMRMLScene(slicer.mrmlScene)
 
         self.logic = ASFDAModuleLogic()
+        self.ui.strategyComboBox.toolTip = self.logic.queryStrategyToolTip()
         self.settings = ModuleSettings()
         self.tasks = BackgroundTasks()
         self.pollTimer = self._timer(self.POLL_INTERVAL_MS, self.onPoll)

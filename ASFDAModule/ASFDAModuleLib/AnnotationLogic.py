@@ -58,7 +58,9 @@ class AnnotationLogic:
         volume = self.sceneLogic.findCaseVolume(case.id)
         if volume is None:
             if caseFiles.imagePath is None:
-                raise RuntimeError(f"case {case.name}: its volume left the scene; open the case again")
+                raise RuntimeError(
+                    _("case {name}: its volume left the scene; open the case again").format(name=case.name)
+                )
             volume = self.sceneLogic.loadVolume(caseFiles.imagePath, case.name)
             self.sceneLogic.tagCase(volume, case.id)
         segmentation = self.sceneLogic.findCaseSegmentation(case.id)
@@ -229,5 +231,5 @@ class AnnotationLogic:
         if case is None:
             case = next((c for c in self._client().cases() if c.id == caseId), None)
         if case is None:
-            raise KeyError(f"the backend has no case {caseId!r}")
+            raise KeyError(_("the backend has no case {caseId!r}").format(caseId=caseId))
         return case

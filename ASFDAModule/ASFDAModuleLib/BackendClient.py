@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .BackendTypes import BackendInfo, Case, Job, ModelVersion, QuerySettings, Ranking, RoundMetrics
+from .i18n import _
 
 # Short calls answer in well under a second; a generous limit still notices a hung backend.
 DEFAULT_TIMEOUT_S = 30.0
@@ -170,7 +171,7 @@ class BackendClient:
 
     def _sendFile(self, method: str, path: str, file: Path):
         if not file.is_file():
-            raise FileNotFoundError(f"{file}: no such file to send to the backend")
+            raise FileNotFoundError(_("{file}: no such file to send to the backend").format(file=file))
         body, headers = _multipartFile(file)
         return _decodeJson(method, path, self._call(method, path, body, headers, self.longTimeout))
 
@@ -202,7 +203,10 @@ class BackendClient:
         except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
             reason = getattr(error, "reason", error)
             raise BackendUnreachableError(
-                method, path.split("?")[0], None, f"no answer from {self.url} ({reason})"
+                method,
+                path.split("?")[0],
+                None,
+                _("no answer from {url} ({reason})").format(url=self.url, reason=reason),
             ) from None
 
 
@@ -213,7 +217,9 @@ def caseOfFile(cases: list[Case], path: Path) -> Case:
     if match is None and len(cases) == 1:
         match = cases[0]
     if match is None:
-        raise RuntimeError(f"{path}: the backend did not say which case it made of this file")
+        raise RuntimeError(
+            _("{path}: the backend did not say which case it made of this file").format(path=path)
+        )
     return match
 
 
@@ -226,7 +232,7 @@ def _decodeJson(method: str, path: str, raw: bytes):
         return json.loads(raw.decode() or "null")
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise BackendError(
-            method, path.split("?")[0], None, f"the answer is not JSON: {raw[:200]!r}"
+            method, path.split("?")[0], None, _("the answer is not JSON: {start!r}").format(start=raw[:200])
         ) from None
 
 

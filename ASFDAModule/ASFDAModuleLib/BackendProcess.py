@@ -23,6 +23,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Protocol
 
+from .i18n import _
+
 READY_MARKER = "ASFDA backend ready on "
 SERVER_FILE = "server.json"
 
@@ -79,9 +81,11 @@ def pythonForBackend(slicerHome: str | Path | None = None, insideSlicer: bool | 
     if insideSlicer:
         where = f" in {Path(slicerHome) / 'bin'}" if slicerHome else ""
         raise BackendStartError(
-            f"PythonSlicer was not found{where} nor on the PATH: the ASFDA backend runs with Slicer's Python "
-            "launcher. Reinstall Slicer, or start the backend yourself (`PythonSlicer -m asfda serve ...`) "
-            "and connect to it by its URL."
+            _(
+                "PythonSlicer was not found{where} nor on the PATH: the ASFDA backend runs with Slicer's "
+                "Python launcher. Reinstall Slicer, or start the backend yourself (`PythonSlicer -m asfda "
+                "serve ...`) and connect to it by its URL."
+            ).format(where=where)
         )
     return sys.executable
 
@@ -201,7 +205,7 @@ class BackendProcess:
 
     def start(self) -> None:
         if self._process is not None:
-            raise RuntimeError("this backend process was already started; make a new one")
+            raise RuntimeError(_("this backend process was already started; make a new one"))
         serverFile = self.launch.sessionDir / SERVER_FILE
         # A server.json left by an earlier run must not pass for this one's: its token is stale.
         self._staleServerText = _readText(serverFile)
@@ -230,13 +234,14 @@ class BackendProcess:
     def pollReady(self) -> ServerInfo | None:
         """The server's address once it is ready, None while it starts; raises once it has exited."""
         if self._process is None:
-            raise BackendStartError("the backend was not started")
+            raise BackendStartError(_("the backend was not started"))
         if self._process.poll() is not None:
             self._reader.join(timeout=2)
-            when = "after it was ready" if self.serverInfo else "before it was ready"
+            when = _("after it was ready") if self.serverInfo else _("before it was ready")
             raise BackendStartError(
-                f"the backend exited with code {self._process.returncode} {when}. "
-                f"Last lines of its log:\n{self.logTail()}"
+                _("the backend exited with code {code} {when}. Last lines of its log:\n{log}").format(
+                    code=self._process.returncode, when=when, log=self.logTail()
+                )
             )
         if self.serverInfo is None and self._readyUrl is not None:
             info = self._readServerFile()
@@ -254,8 +259,10 @@ class BackendProcess:
             time.sleep(interval)
         self.stop()
         raise BackendStartError(
-            f"the backend was not ready after {timeout:.0f} s and was stopped. "
-            f"Last lines of its log:\n{self.logTail()}"
+            _(
+                "the backend was not ready after {timeout:.0f} s and was stopped. "
+                "Last lines of its log:\n{log}"
+            ).format(timeout=timeout, log=self.logTail())
         )
 
     def stop(self, timeout: float = 10.0) -> None:

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from .i18n import _
+
 
 class CaseStatus(str, Enum):
     UNLABELLED = "unlabelled"
@@ -220,7 +222,9 @@ class BackendInfo:
     @property
     def summary(self) -> str:
         where = self.gpuName or self.device
-        return f"ASFDA {self.version} on {where}, model version {self.modelVersion or 'none'}"
+        return _("ASFDA {version} on {where}, model version {model}").format(
+            version=self.version, where=where, model=self.modelVersion or _("none")
+        )
 
     @classmethod
     def fromJson(cls, data: dict) -> BackendInfo:

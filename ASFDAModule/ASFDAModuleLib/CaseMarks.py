@@ -79,7 +79,9 @@ class CaseMarks:
             ]
         except (ValueError, KeyError, TypeError) as error:
             raise ValueError(
-                f"{self.path}: not a list of case marks ({error}); fix or delete the file"
+                _("{file}: not a list of case marks ({error}); fix or delete the file").format(
+                    file=self.path, error=error
+                )
             ) from None
         return {r.caseId: r for r in records}
 

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .i18n import _
+
 FILE_NAME = "edit_effort.json"
 OPENED_FILE_NAME = "opened_cases.json"
 
@@ -23,7 +25,11 @@ OPENED_FILE_NAME = "opened_cases.json"
 def editDice(prediction: np.ndarray, corrected: np.ndarray) -> float | None:
     """Mean Dice over the foreground labels present in either map; None when both are empty."""
     if prediction.shape != corrected.shape:
-        raise ValueError(f"prediction {prediction.shape} and mask {corrected.shape} differ in shape")
+        raise ValueError(
+            _("prediction {prediction} and mask {mask} differ in shape").format(
+                prediction=prediction.shape, mask=corrected.shape
+            )
+        )
     labels = sorted((set(np.unique(prediction).tolist()) | set(np.unique(corrected).tolist())) - {0})
     if not labels:
         return None
@@ -93,7 +99,9 @@ class EditEffortLog:
             return [EditRecord(**item) for item in json.loads(self.path.read_text())]
         except (ValueError, TypeError) as error:
             raise ValueError(
-                f"{self.path}: not an edit-effort log ({error}); fix or delete the file"
+                _("{file}: not an edit-effort log ({error}); fix or delete the file").format(
+                    file=self.path, error=error
+                )
             ) from None
 
     def _write(self) -> None:
@@ -140,7 +148,9 @@ class OpenedCases:
             records = [OpenedCase(**item) for item in json.loads(self.path.read_text())]
         except (ValueError, TypeError) as error:
             raise ValueError(
-                f"{self.path}: not a list of opened cases ({error}); fix or delete the file"
+                _("{file}: not a list of opened cases ({error}); fix or delete the file").format(
+                    file=self.path, error=error
+                )
             ) from None
         return {r.caseId: r for r in records}
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .i18n import _
+
 # What the engine loads (asfda.models.loading): a folder (model.pt + asfda_model.json, a MONAI bundle, or a
 # TorchScript file inside), or one TorchScript file.
 TORCHSCRIPT_SUFFIXES = (".ts", ".torchscript", ".pt", ".pth")
@@ -31,11 +33,12 @@ def checkModelPath(value) -> Path | None:
     if path is None:
         return None
     if not path.exists():
-        raise ValueError(f"model {path}: no such file or folder")
+        raise ValueError(_("model {path}: no such file or folder").format(path=path))
     if path.is_file() and not path.name.lower().endswith(TORCHSCRIPT_SUFFIXES):
         raise ValueError(
-            f"model {path}: not a TorchScript file ({', '.join(TORCHSCRIPT_SUFFIXES)}); "
-            "choose that file, or the model's folder"
+            _(
+                "model {path}: not a TorchScript file ({suffixes}); choose that file, or the model's folder"
+            ).format(path=path, suffixes=", ".join(TORCHSCRIPT_SUFFIXES))
         )
     return path
 

@@ -29,6 +29,16 @@ from .WorkflowTypes import VolumeExport, VolumeOutcome
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
 
 
+def defaultQueryStrategy() -> str | None:
+    """The engine's default query strategy, from its ``QueryConfig`` (plain dataclasses and enums: importing
+    the config loads neither torch nor the rest of the engine); None without the engine beside the module."""
+    try:
+        from asfda.config import QueryConfig
+    except ImportError:
+        return None
+    return QueryConfig().strategy.value
+
+
 class PoolLogic:
     """The pool of cases, its ranking and the model versions, as the backend keeps them."""
 
@@ -139,7 +149,11 @@ class PoolLogic:
             if onProgress is not None:
                 onProgress(ranking)
             if time.monotonic() > deadline:
-                raise TimeoutError(f"the pool was not scored within {timeout:.0f} s ({ranking.job.message})")
+                raise TimeoutError(
+                    _("the pool was not scored within {timeout:.0f} s ({message})").format(
+                        timeout=timeout, message=ranking.job.message
+                    )
+                )
             time.sleep(interval)
 
     def fetchRanking(self, attempts: int = 3, pause: float = 2.0) -> Ranking:
@@ -194,6 +208,16 @@ class PoolLogic:
             return call(client)
 
     # -- query strategy ----------------------------------------------------------------------------
+
+    def queryStrategyToolTip(self) -> str:
+        """The strategy box's tooltip, naming the engine's real default (``asfda.config.QueryConfig``)."""
+        default = defaultQueryStrategy()
+        if default is None:
+            return _("How the next case is chosen; kept in the session.")
+        return _(
+            "How the next case is chosen ({default} by default; random and the other baselines for "
+            "comparison). Kept in the session."
+        ).format(default=default)
 
     def fetchQuerySettings(self) -> QuerySettings:
         """*network*: the strategy in use and the ones the engine offers."""

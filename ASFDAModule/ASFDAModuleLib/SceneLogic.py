@@ -18,6 +18,7 @@ import numpy as np
 import slicer
 import vtk
 
+from .i18n import _
 from .LabelTerminology import terminologyEntry
 
 CASE_ID_ATTRIBUTE = "ASFDA.CaseId"
@@ -64,7 +65,9 @@ class SceneLogic:
         storage.SetFileName(str(path))
         storage.SetUseCompression(True)
         if not storage.WriteData(volumeNode):
-            raise OSError(f"{path}: could not write volume '{volumeNode.GetName()}'")
+            raise OSError(
+                _("{path}: could not write volume '{name}'").format(path=path, name=volumeNode.GetName())
+            )
         return path
 
     def exportVolumeForSession(self, volumeNode, folder: str | Path) -> Path:
@@ -84,7 +87,7 @@ class SceneLogic:
         if self.volumesLogic is not None:
             node = self.volumesLogic.AddArchetypeVolume(str(path), name, 0)
             if node is None:
-                raise OSError(f"{path}: could not read a volume")
+                raise OSError(_("{path}: could not read a volume").format(path=path))
             return node
         node = self.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
         self._readVolumeInto(node, path)
@@ -173,7 +176,7 @@ class SceneLogic:
         storage.SetFileName(str(path))
         if not storage.ReadData(node):
             self.scene.RemoveNode(node)
-            raise OSError(f"{path}: could not read a segmentation")
+            raise OSError(_("{path}: could not read a segmentation").format(path=path))
         node.CreateDefaultDisplayNodes()
         return node
 
@@ -184,7 +187,11 @@ class SceneLogic:
         storage.SetFileName(str(path))
         storage.SetUseCompression(True)
         if not storage.WriteData(segmentationNode):
-            raise OSError(f"{path}: could not write segmentation '{segmentationNode.GetName()}'")
+            raise OSError(
+                _("{path}: could not write segmentation '{name}'").format(
+                    path=path, name=segmentationNode.GetName()
+                )
+            )
         return path
 
     # -- segmentation to label map -----------------------------------------------------------------
@@ -265,7 +272,7 @@ class SceneLogic:
         storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
         storage.SetFileName(str(path))
         if not storage.ReadData(node):
-            raise OSError(f"{path}: could not read a volume")
+            raise OSError(_("{path}: could not read a volume").format(path=path))
 
     def _segmentationFromLabelmapFile(self, path: Path, referenceVolume, labels: Labels, name: str):
         labelmapNode = self._temporaryNode("vtkMRMLLabelMapVolumeNode")
@@ -282,7 +289,9 @@ class SceneLogic:
             if not slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(
                 labelmapNode, segmentationNode
             ):
-                raise OSError(f"{path}: could not import the label map into a segmentation")
+                raise OSError(
+                    _("{path}: could not import the label map into a segmentation").format(path=path)
+                )
         except Exception:
             self.scene.RemoveNode(segmentationNode)
             raise
@@ -327,8 +336,10 @@ class SceneLogic:
         if unknown:
             known = ", ".join(repr(labels[v]) for v in sorted(labels) if v != 0)
             raise SegmentNameError(
-                f"segmentation '{segmentationNode.GetName()}': segment(s) {', '.join(map(repr, unknown))} "
-                f"match no label of the model ({known}); rename them to one of these labels or delete them"
+                _(
+                    "segmentation '{name}': segment(s) {segments} match no label of the model ({known}); "
+                    "rename them to one of these labels or delete them"
+                ).format(name=segmentationNode.GetName(), segments=", ".join(map(repr, unknown)), known=known)
             )
         return values
 
@@ -345,7 +356,9 @@ class SceneLogic:
                 slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY,
             ):
                 raise RuntimeError(
-                    f"could not export segment {segmentId!r} of '{segmentationNode.GetName()}'"
+                    _("could not export segment {segment!r} of '{name}'").format(
+                        segment=segmentId, name=segmentationNode.GetName()
+                    )
                 )
             return slicer.util.arrayFromVolume(labelmapNode) > 0
         finally:
@@ -372,8 +385,10 @@ def segmentationLabels(segmentationNode) -> Labels:
     text = segmentationNode.GetAttribute(LABELS_ATTRIBUTE)
     if not text:
         raise SegmentNameError(
-            f"segmentation '{segmentationNode.GetName()}' was not made by ASFDA: "
-            "it does not say which label value each segment has"
+            _(
+                "segmentation '{name}' was not made by ASFDA: "
+                "it does not say which label value each segment has"
+            ).format(name=segmentationNode.GetName())
         )
     return {int(value): name for value, name in json.loads(text).items()}
 
@@ -389,8 +404,10 @@ def _checkSameGeometry(labelmapNode, referenceVolume, path: Path, tolerance: flo
     sameSize = labelmapNode.GetImageData().GetDimensions() == referenceVolume.GetImageData().GetDimensions()
     if not sameSize or not np.allclose(ijkToRas(labelmapNode), ijkToRas(referenceVolume), atol=tolerance):
         raise ValueError(
-            f"{path}: the prediction is not in the geometry of volume "
-            f"'{referenceVolume.GetName()}' (size or voxel-to-RAS matrix differ)"
+            _(
+                "{path}: the prediction is not in the geometry of volume '{volume}' (size or voxel-to-RAS "
+                "matrix differ)"
+            ).format(path=path, volume=referenceVolume.GetName())
         )
 
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from enum import Enum
 
+from .i18n import _
+
 GROUP = "ASFDA"
 REMEMBERED = ("modelPath", "sessionFolder", "device", "backendUrl")
 
@@ -41,7 +43,7 @@ class ModuleSettings:
     def save(self, **values) -> None:
         for name, value in values.items():
             if name not in REMEMBERED:
-                raise KeyError(f"ASFDA does not remember {name!r}")
+                raise KeyError(_("ASFDA does not remember {name!r}").format(name=name))
             self.store.setValue(f"{GROUP}/{name}", "" if value is None else str(value))
 
     @property

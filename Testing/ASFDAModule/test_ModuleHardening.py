@@ -239,3 +239,69 @@ def test_removing_a_case_untags_its_scene_volume(builtWidget, fakeBackend, mrml,
     assert nodes[0].GetAttribute(CASE_ID) is None and nodes[1].GetAttribute(CASE_ID) is not None
     assert removed not in widget.logic.caseIdsInScene() and len(widget.logic.caseTable.cases) == 1
     assert shown == {"errors": [], "warnings": []}
+
+
+def test_the_strategy_tooltip_names_the_engines_real_default(builtWidget, monkeypatch):  # noqa: F811
+    """Defect: the tooltip said "asfda by default", a literal in the .ui file; the default is the engine's
+    ``QueryConfig().strategy`` (typiclust), and the tooltip must follow it."""
+    import asfda.config
+    from module_paths import MODULE_DIR
+
+    widget, ui, shown = builtWidget
+    widget.setup()
+    assert "(typiclust by default;" in ui.strategyComboBox.toolTip
+    assert asfda.config.QueryConfig().strategy.value == "typiclust"
+
+    class OtherDefault:
+        strategy = asfda.config.QueryStrategy.CORESET
+
+    monkeypatch.setattr(asfda.config, "QueryConfig", OtherDefault)
+    assert "(coreset by default;" in widget.logic.queryStrategyToolTip()  # read, not written down
+    ui = (MODULE_DIR / "Resources" / "UI" / "ASFDAModule.ui").read_text()
+    assert "by default" not in ui
+
+
+def test_every_error_the_modules_library_raises_goes_through_translation():
+    """Static: a message with words given to an exception in ASFDAModuleLib is ``_("...")`` (with
+    ``.format``), never a bare literal or f-string, so Slicer's translation tooling finds it."""
+    import ast
+
+    from module_paths import MODULE_DIR
+
+    def hasWords(node) -> bool:
+        if isinstance(node, ast.Constant):
+            return isinstance(node.value, str) and any(c.isalpha() for c in node.value)
+        if isinstance(node, ast.JoinedStr):
+            return any(hasWords(part) for part in node.values if isinstance(part, ast.Constant))
+        if isinstance(node, ast.BinOp):
+            return hasWords(node.left) or hasWords(node.right)
+        return False
+
+    bare = []
+    for path in sorted((MODULE_DIR / "ASFDAModuleLib").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call):
+                arguments = [*node.exc.args, *(keyword.value for keyword in node.exc.keywords)]
+                if any(hasWords(argument) for argument in arguments):
+                    bare.append(f"{path.name}:{node.lineno}")
+    assert bare == []
+
+
+def test_the_case_table_and_the_install_question_go_through_translation(moduleFile, tmp_path):
+    """Defect: the table's column titles and summary, and the install question, bypassed ``_()``."""
+    import slicer_doubles
+    from ASFDAModuleLib.CaseTable import CaseTableModel
+    from ASFDAModuleLib.InstallLogic import InstallLogic
+
+    titles = [column.title for column in CaseTableModel.columns]
+    summary = CaseTableModel().statusSummary()
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("scipy>=1.10\n")
+    installed = {"torch": "2.9.0", "numpy": "2.2.1", "SimpleITK": "2.5.0"}
+    InstallLogic(requirements, lambda question: False, object(), installed.get).ensureDependencies()
+
+    translated = set(slicer_doubles.TRANSLATED)
+    assert set(titles) <= translated and {"Case", "Status", "Model version"} <= set(titles)
+    assert summary == "no cases" and summary in translated
+    assert any(text.startswith("ASFDA needs these Python packages in Slicer:") for text in translated)
+    assert any(text.startswith("Kept as they are (pip may not change them)") for text in translated)
