@@ -392,7 +392,7 @@ class ASFDAModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 _("Model version {version}, round {round}: {summary}.").format(
                     version=ranking.modelVersion or "?",
                     round=ranking.round or 0,
-                    summary=self.logic.caseTable.statusSummary(),
+                    summary=self._casesSummary(),
                 )
             )
         self._updateButtons()
@@ -670,8 +670,11 @@ class ASFDAModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _showCases(self) -> None:
         views.showCases(self.ui.casesTable, self.logic.caseTable, self.logic.marks)
         views.showLabelledProgress(self.ui.labelledProgressBar, *self.logic.progress())
+        self.ui.casesSummaryLabel.text = self._casesSummary()
+
+    def _casesSummary(self) -> str:
         marks = self.logic.marks.labels() if self.logic.marks is not None else None
-        self.ui.casesSummaryLabel.text = self.logic.caseTable.statusSummary(marks)
+        return self.logic.caseTable.statusSummary(marks)
 
     def _updateButtons(self) -> None:
         process = self.logic.backendProcess
