@@ -105,7 +105,7 @@ class ASFDAModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.pollTimer = self._timer(self.POLL_INTERVAL_MS, self.onPoll)
         self.pollTimer.start()
         self.jobTimer = self._timer(self.JOB_INTERVAL_MS, self.onJobTimer)
-        self.scoringTimer = self._timer(self.JOB_INTERVAL_MS, lambda: self.onRefresh(quiet=True))
+        self.scoringTimer = self._timer(self.JOB_INTERVAL_MS, self.onScoringTimer)
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
@@ -364,8 +364,12 @@ class ASFDAModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 self._onRanking,
                 _("Failed to get the ranking."),
                 quiet=quiet,
-                onError=self._onScoringLost if self._scoringJobId is not None else None,
+                onError=self._onScoringLost if quiet and self._scoringJobId is not None else None,
             )
+
+    def onScoringTimer(self) -> None:
+        if self._scoringJobId is not None:
+            self.onRefresh(quiet=True)
 
     def _onScoringLost(self, error) -> None:
         """While the scoring timer asks every second: a backend that no longer answers ends the following."""
@@ -562,10 +566,12 @@ class ASFDAModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _stopFollowingJobs(self) -> None:
         self.jobTimer.stop()
         self.scoringTimer.stop()
+        followed = [(self._jobId, self.ui.roundProgressBar), (self._scoringJobId, self.ui.scoringProgressBar)]
+        for jobId, bar in followed:
+            if jobId is not None:
+                bar.setValue(0)
+                bar.setFormat(_("not followed"))
         self._jobId = self._scoringJobId = None
-        for bar in (self.ui.roundProgressBar, self.ui.scoringProgressBar):
-            bar.setValue(0)
-            bar.setFormat(_("not followed"))
         self._updateButtons()
 
     def _onJob(self, job: Job) -> None:
@@ -711,7 +717,8 @@ class ASFDAModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _setModelStatus(self, text: str) -> None:
         """A status about the model, with why the active version stayed active if the guard held a round."""
-        self._setStatus(" ".join(part for part in (text, self.logic.heldBackNote) if part))
+        note = self.logic.heldBackNote
+        self._setStatus(f"{text.rstrip('.')}. {note}" if note else text)
 
     def _runTask(self, name, function, onDone, failure: str, *args, quiet=False, onError=None) -> None:
         def reportError(error):

@@ -305,3 +305,28 @@ def test_the_case_table_and_the_install_question_go_through_translation(moduleFi
     assert summary == "no cases" and summary in translated
     assert any(text.startswith("ASFDA needs these Python packages in Slicer:") for text in translated)
     assert any(text.startswith("Kept as they are (pip may not change them)") for text in translated)
+
+
+def test_after_the_backend_dies_the_scoring_is_no_longer_followed(
+    builtWidget,  # noqa: F811
+    fakeBackend,
+    mrml,
+    caplog,
+):
+    """The scoring timer asks for the ranking every second, as the job timer asked for the round."""
+    widget, ui, shown = builtWidget
+    fakeBackend.state.scoringSeconds = 60.0  # still scoring when the backend dies
+    startSession(widget, fakeBackend, mrml, 2, local=False)
+    assert widget._scoringJobId is not None and ui.cancelScoringButton.enabled is True
+    caplog.set_level(logging.WARNING)
+    caplog.clear()
+
+    fakeBackend.stop()
+    for _second in range(3):  # the scoring timer fires every second
+        widget.onScoringTimer()
+        settle(widget)
+
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and warnings[0].startswith("ASFDA: Lost track of the scoring (")
+    assert widget._scoringJobId is None and ui.cancelScoringButton.enabled is False
+    assert shown["errors"] == []
