@@ -12,6 +12,7 @@ import numpy as np
 from .config import FinetuneConfig, QueryConfig, QueryStrategy
 from .evaluation import Evaluation, evaluate_model, paired_files
 from .io.volumes import case_name
+from .loop_records import GuardOutcome, PoolScores, guard_outcome, pool_scores
 from .reporting import ranking_table
 from .scoring.query import RankedCase
 from .session.session import AdaptationSession
@@ -34,6 +35,9 @@ class LoopSettings:
         True  # evaluate the starting model (round 0); the benchmark does it once for all runs
     )
     steps_per_labelled: int = 0  # fine-tuning steps added per labelled case: training grows with the set
+    # Cases the first round labels instead of querying (the benchmark's training-noise runs: one fixed
+    # labelled set, trained with several seeds).
+    fixed_labelled: tuple[str, ...] = ()
 
 
 @dataclass
@@ -53,9 +57,19 @@ class RoundRecord:
     per_case_hd95: dict[str, float] = field(default_factory=dict)
     validation_split_dice: dict[str, float] = field(default_factory=dict)  # held-out validation cases
     activated: bool = True  # False: the round validated worse than its parent, which stayed active
+    query_scores: PoolScores | None = None  # what the query saw for every pool case (None: no query)
+    guard: GuardOutcome | None = None  # the guard's decision and the test Dice of both versions
 
     def to_json(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict) -> RoundRecord:
+        data = dict(data)
+        data["per_class_dice"] = {int(k): v for k, v in data.get("per_class_dice", {}).items()}
+        data["query_scores"] = PoolScores.from_json(data.get("query_scores"))
+        data["guard"] = GuardOutcome.from_json(data.get("guard"))
+        return cls(**data)
 
 
 def open_or_create(
@@ -144,12 +158,19 @@ def run_loop(
         on_round(records[-1])
     for number, budget in enumerate(round_budgets(settings, len(session.store.labelled_ids())), start=1):
         started = time.perf_counter()
-        report(f"round {number}: ranking the pool by {settings.strategy.value}")
-        ranking = query(session, settings.strategy, budget, rng)
+        if number == 1 and settings.fixed_labelled:
+            ranking, picked = None, [session.case_by_name(name).id for name in settings.fixed_labelled]
+        else:
+            report(f"round {number}: ranking the pool by {settings.strategy.value}")
+            ranking = query(session, settings.strategy, budget, rng)
+            picked = [row.case_id for row in ranking if row.picked]
         scoring_seconds = time.perf_counter() - started
-        if number == 1:
-            report(ranking_table(ranking, {r.id: r.name for r in session.store.cases()}))
-        picked = [row.case_id for row in ranking if row.picked]
+        scores = None
+        if ranking is not None:
+            by_id = case_names(session)
+            scores = pool_scores(ranking, ranked_scores(session, settings.strategy, ranking), by_id)
+            if number == 1:
+                report(ranking_table(ranking, by_id))
         for case_id in picked:  # the annotator: the reference mask stands in for the corrected prediction
             session.submit_label(case_id, reference_by_name[session.store.case(case_id).name])
         n_labelled = len(session.store.labelled_ids())
@@ -158,9 +179,18 @@ def run_loop(
         steps = round_config.steps
         report(f"round {number}: {names} labelled; fine-tuning {steps} steps on {n_labelled} labelled")
         version = session.finetune(round_config)
+        held_back = version.id != session.store.active_version  # the guard kept the parent active
+        candidate = version_test_dice(session, version.id, test_pairs) if held_back else None
         test = evaluate_cases(session, test_pairs, known)
         dice, hd95 = (test.mean_dice, test.mean_hd95) if test.cases else (None, None)
         validation = evaluate_cases(session, validation_pairs, known)
+        guard = guard_outcome(
+            version.metrics,
+            round_json(session, version.id),
+            case_names(session),
+            candidate if held_back else dice,
+            records[-1].test_dice,  # the active model before the round: the parent
+        )
         records.append(
             RoundRecord(
                 number,
@@ -178,6 +208,8 @@ def run_loop(
                 {c.name: c.mean_hd95 for c in test.cases},
                 {c.name: c.mean_dice for c in validation.cases},
                 version.metrics.get("accepted", True),
+                scores,
+                guard,
             )
         )
         report(format_round(records[-1]))
@@ -204,8 +236,38 @@ def query(
     ]
 
 
+def case_names(session: AdaptationSession) -> dict[str, str]:
+    return {r.id: r.name for r in session.store.cases()}
+
+
+def ranked_scores(
+    session: AdaptationSession, strategy: QueryStrategy, ranking: list[RankedCase]
+) -> dict | None:
+    """The cached scores the ranking was made from (no forward pass: ``rank`` has just scored every case);
+    None for random, which scores nothing."""
+    if strategy is QueryStrategy.RANDOM:
+        return None
+    return {row.case_id: session.case_scores(row.case_id) for row in ranking}
+
+
+def version_test_dice(session: AdaptationSession, version: str, test_pairs) -> float | None:
+    """Held-out Dice of a version that is not the active one (a round the guard held back)."""
+    if not test_pairs:
+        return None
+    return evaluate_model(session.model(version), test_pairs, session.device).mean_dice
+
+
+def round_json(session: AdaptationSession, version: str) -> dict | None:
+    return next((r for r in session.store.rounds() if r.get("model_version") == version), None)
+
+
 def round_budgets(settings: LoopSettings, already_labelled: int) -> list[int]:
-    """Picks per round: constant, or the steps between the schedule's cumulative labelled counts."""
+    """Picks per round: constant, or the steps between the schedule's cumulative labelled counts; a fixed
+    labelled set is the first round's picks."""
+    if settings.fixed_labelled:
+        targets = [n for n in settings.schedule or () if n > len(settings.fixed_labelled)]
+        first = len(settings.fixed_labelled)
+        return [first] + [b - a for a, b in zip([first, *targets], targets)]
     if settings.schedule is None:
         return [settings.budget] * settings.rounds
     targets = [n for n in settings.schedule if n > already_labelled]

@@ -199,6 +199,7 @@ def benchmark(args: argparse.Namespace) -> int:
         asfda_query=args.asfda_query,
         asfda_fine_tuning=args.asfda_fine_tuning,
         random_seeds=tuple(args.random_seeds or ()),
+        training_noise=tuple(args.training_noise or ()),
     )
     command = command_line("benchmark", args)
     outcome = run_benchmark(
@@ -266,6 +267,14 @@ def _add_benchmark(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--endpoint", type=float, default=10.0, metavar="PERCENT", help="pre-stated endpoint")
     parser.add_argument("--random-seeds", nargs="+", type=int, help="extra seeds for random (more draws)")
+    parser.add_argument(
+        "--training-noise",
+        nargs="+",
+        type=int,
+        metavar="N",
+        help="also train one fixed labelled set of N pool cases once per seed with the full method's "
+        "fine-tuning (summary.json: training_noise)",
+    )
     parser.add_argument(
         "--asfda-query",
         default="default",

@@ -47,6 +47,7 @@ class Job:
     keep_session: bool
     steps_per_labelled: int = 0
     keep_model: Path | None = None  # where to copy the final weights (for the before/after figure)
+    fixed_labelled: tuple[str, ...] = ()  # the first round labels these cases instead of querying
 
     @property
     def name(self) -> str:
@@ -78,6 +79,7 @@ def run_job(job: Job, messages) -> dict:
         finetune=job.finetune,
         evaluate_start=False,  # the source model is evaluated once for all runs (source-only.json)
         steps_per_labelled=job.steps_per_labelled,
+        fixed_labelled=job.fixed_labelled,
     )
     meter = ScoringMeter()
     job.log.parent.mkdir(parents=True, exist_ok=True)

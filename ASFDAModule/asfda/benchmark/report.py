@@ -71,11 +71,7 @@ class RunResult:
     @classmethod
     def from_json(cls, data: dict) -> RunResult:
         data = dict(data)
-        records = []
-        for record in data.pop("records"):
-            record = dict(record)
-            record["per_class_dice"] = {int(k): v for k, v in record.get("per_class_dice", {}).items()}
-            records.append(RoundRecord(**record))
+        records = [RoundRecord.from_json(record) for record in data.pop("records")]
         scoring = [RoundCost(**cost) for cost in data.pop("scoring", [])]
         known = {f for f in cls.__dataclass_fields__}
         return cls(records=records, scoring=scoring, **{k: v for k, v in data.items() if k in known})

@@ -46,6 +46,7 @@ from tqdm.auto import tqdm
 
 from ..config import FinetuneConfig, config_to_dict
 from ..errors import ASFDAError
+from ..io.volumes import case_name
 from ..models.spec import SPEC_FILE, ModelSpec
 from .arms import (
     ARMS,
@@ -85,6 +86,7 @@ from .provenance import (
     previous_run,
 )
 from .report import ALL_LABELLED, SOURCE_ONLY, RunResult
+from .training_noise import fixed_sets, noise_jobs
 from .writing import write_report
 
 # Re-exported: the pieces live in arms.py, preparation.py and execution.py.
@@ -137,6 +139,8 @@ class BenchmarkConfig:
     asfda_query: str = "default"  # "default": DEFAULT_QUERY; "auto": best candidate on validation; or a name
     asfda_fine_tuning: str = "default"  # "default": FULL_FINE_TUNING; "supervised"; or an SSL setting's name
     random_seeds: tuple[int, ...] = ()  # extra draws for random (cheap: it needs no scores)
+    # Sizes of the fixed labelled sets the full method's fine-tuning trains once per seed (training_noise.py)
+    training_noise: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         unknown = [a for a in self.arms if a not in KNOWN_ARMS]
@@ -255,6 +259,25 @@ def plan_jobs(
     return jobs
 
 
+def plan_training_noise(
+    config: BenchmarkConfig,
+    layout: DatasetLayout,
+    model: Path,
+    patch: tuple[int, int, int],
+    out: Path,
+    work: Path,
+    full: Arm | None = None,
+) -> list[Job]:
+    """The training-noise runs: for each fixed labelled set, the full method's job of every seed, one round
+    on that set (the same fine-tuning the full method's runs get)."""
+    if not config.training_noise:
+        return []
+    headline = replace(config, arms=(FULL_METHOD,), all_labelled=False, random_seeds=())
+    jobs = plan_jobs(headline, layout, model, patch, out, work, full, [FULL_METHOD])
+    sets = fixed_sets([case_name(image) for image, _ in layout.pool], config.training_noise)
+    return noise_jobs(jobs, sets, out, work)
+
+
 def load_results(out: Path) -> list[RunResult]:
     return [
         RunResult.from_json(json.loads(p.read_text())) for p in sorted((Path(out) / "runs").glob("*.json"))
@@ -327,6 +350,7 @@ def run_benchmark(
     full, selection = resolve_full_method(config, out, endpoint)
     first_wave = [name for name in config.arms if name != FULL_METHOD or selection["waits"] is False]
     jobs = plan_jobs(config, layout, model_used, patch, out, work, full, [*first_wave, ALL_LABELLED])
+    jobs += plan_training_noise(config, layout, model_used, patch, out, work, full)
     failures: dict[str, str] = {}
     if not report_only:
         (out / "runs").mkdir(parents=True, exist_ok=True)

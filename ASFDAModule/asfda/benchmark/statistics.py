@@ -1,11 +1,17 @@
 """The benchmark's statistics: the pre-stated endpoint (Dice at 10 % of the pool labelled), paired by seed
-and test case; a two-way paired bootstrap confidence interval and a Wilcoxon signed-rank p-value for the full
-method against each baseline and against its supervised twin; ``summary.json`` for machines.
+and test case; for the full method against each baseline and against its supervised twin, bootstrap
+confidence intervals and p-values over test cases and over seeds (the tests: significance.py); random over
+all its draws; the guard's record (guard.py) and the training noise (training_noise.py); ``summary.json``
+for machines.
 
 Paired units: seed k of every arm shares the fine-tuning seed, and every arm is evaluated on the same test
-cases, so the difference is taken per (seed, case). The bootstrap resamples seeds and cases independently
-(both are random draws the conclusion should survive); the Wilcoxon test runs on the per-case differences
-averaged over seeds (the test cases are the independent units).
+cases, so the difference is taken per (seed, case). ci_low/ci_high: a two-way bootstrap that resamples seeds
+and cases independently (both are random draws the conclusion should survive); ci_hierarchical_low/high:
+seeds resampled, then test cases within each resampled seed. p_value: Wilcoxon signed-rank test on the
+per-case differences averaged over seeds (the test cases as units); p_value_seeds: Wilcoxon signed-rank test
+on the per-seed differences averaged over cases (the seeds, the unit of replication, as units; exact
+two-sided, so 8 seeds cannot go below p = 0.0078). Random's extra draws have no partner: random_all_draws
+compares with the mean over every draw, unpaired (compare_all_draws).
 """
 
 from __future__ import annotations
@@ -16,12 +22,20 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import wilcoxon
 
 from .arms import DEFAULT_QUERY, FULL_METHOD, LEGACY_FINE_TUNING, SSL_SETTINGS, SUPERVISED
+from .guard_outcomes import guard_markdown, guard_summary, guarded_rounds, source_dice
 from .report import ALL_LABELLED, SOURCE_ONLY, RunResult
+from .significance import (
+    draws_bootstrap,
+    hierarchical_bootstrap,
+    mann_whitney_p,
+    paired_bootstrap,
+    wilcoxon_p,
+    wilcoxon_seeds_p,
+)
+from .training_noise import load_noise_runs, training_noise_markdown, training_noise_summary
 
-BOOTSTRAP_SAMPLES = 10_000
 TARGET_POINTS = 0.03  # the issue's target: ASFDA >= random + 3 Dice points with the interval above zero
 
 
@@ -51,46 +65,62 @@ def paired_matrix(results: Sequence[RunResult], arm: str, baseline: str, n_label
     return np.array([[a[s][c] - b[s][c] for c in cases] for s in seeds], dtype=np.float64)
 
 
-def paired_bootstrap(
-    differences: np.ndarray, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0, level: float = 0.95
-) -> tuple[float, float, float]:
-    """Mean difference and its percentile interval, resampling rows (seeds) and columns (cases)."""
-    differences = np.asarray(differences, dtype=np.float64)
-    if differences.size == 0:
-        return float("nan"), float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    n_seeds, n_cases = differences.shape
-    rows = rng.integers(0, n_seeds, (samples, n_seeds))
-    cols = rng.integers(0, n_cases, (samples, n_cases))
-    # mean of the resampled submatrix = mean over resampled rows of the row means over resampled columns
-    means = np.array([differences[r][:, c].mean() for r, c in zip(rows, cols)])
-    tail = (1.0 - level) / 2.0
-    low, high = np.quantile(means, [tail, 1.0 - tail])
-    return float(differences.mean()), float(low), float(high)
-
-
-def wilcoxon_p(differences: np.ndarray) -> float:
-    """Two-sided Wilcoxon signed-rank p-value on the per-case differences averaged over seeds."""
-    differences = np.asarray(differences, dtype=np.float64)
-    if differences.size == 0:
-        return float("nan")
-    per_case_mean = differences.mean(axis=0)
-    if np.allclose(per_case_mean, 0.0):
-        return 1.0
-    return float(wilcoxon(per_case_mean).pvalue)
-
-
 def compare(results: Sequence[RunResult], arm: str, baseline: str, n_labelled: int) -> dict:
     matrix = paired_matrix(results, arm, baseline, n_labelled)
     difference, low, high = paired_bootstrap(matrix)
+    _, nested_low, nested_high = hierarchical_bootstrap(matrix)
     return {
         "strategy": baseline,
         "difference": difference,
         "ci_low": low,
         "ci_high": high,
+        "ci_hierarchical_low": nested_low,
+        "ci_hierarchical_high": nested_high,
         "p_value": wilcoxon_p(matrix),
+        "p_value_seeds": wilcoxon_seeds_p(matrix),
         "n_seeds": int(matrix.shape[0]),
         "n_test_cases": int(matrix.shape[1]) if matrix.ndim == 2 else 0,
+    }
+
+
+def unpaired_matrices(
+    results: Sequence[RunResult], arm: str, reference: str, n_labelled: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(runs x cases) Dice of ``arm`` and of every run of ``reference``, on the cases all of them have."""
+    a, b = per_case(results, arm, n_labelled), per_case(results, reference, n_labelled)
+    if not a or not b:
+        return np.zeros((0, 0)), np.zeros((0, 0))
+    cases = sorted(set.intersection(*(set(t) for t in (*a.values(), *b.values()))))
+    matrix = lambda table: np.array([[table[s][c] for c in cases] for s in sorted(table)])  # noqa: E731
+    return matrix(a), matrix(b)
+
+
+def compare_all_draws(results: Sequence[RunResult], arm: str, reference: str, n_labelled: int) -> dict | None:
+    """``arm`` against the mean over *every* draw of ``reference`` (random's extra seeds have no partner).
+
+    The interval resamples the arm's seeds and the reference's draws independently and the test cases once
+    for both (:func:`draws_bootstrap`); ``p_value`` is the Wilcoxon test on the per-case differences (the
+    arm's mean over seeds minus the reference's mean over draws), ``p_value_seeds`` the Mann-Whitney U test
+    between the arm's per-seed and the reference's per-draw mean Dice."""
+    a, b = unpaired_matrices(results, arm, reference, n_labelled)
+    if a.size == 0 or b.size == 0:
+        return None
+    difference, low, high = draws_bootstrap(a, b)
+    return {
+        "strategy": reference,
+        "difference": difference,
+        "ci_low": low,
+        "ci_high": high,
+        "p_value": wilcoxon_p(a.mean(axis=0, keepdims=True) - b.mean(axis=0, keepdims=True)),
+        "p_value_seeds": mann_whitney_p(a.mean(axis=1), b.mean(axis=1)),
+        "n_seeds": int(a.shape[0]),
+        "n_draws": int(b.shape[0]),
+        "n_test_cases": int(a.shape[1]),
+        "method": (
+            f"unpaired: {arm}'s {a.shape[0]} seeds against the mean of all {b.shape[0]} {reference} draws; "
+            "bootstrap resampling each arm's runs on its own and the test cases once for both; Wilcoxon "
+            "signed-rank over the per-case differences of the means; Mann-Whitney U over the runs' mean Dice"
+        ),
     }
 
 
@@ -203,7 +233,10 @@ def semi_supervised_pair(arms: Sequence[str], full: dict) -> tuple[str, str] | N
     return (semi, twin) if semi and twin in arms else None
 
 
-def summarise(results: Sequence[RunResult], endpoint: int, run_info: dict) -> dict:
+def summarise(
+    results: Sequence[RunResult], endpoint: int, run_info: dict, noise: Sequence[RunResult] = ()
+) -> dict:
+    """summary.json: ``noise`` are the training-noise runs (training_noise.py), kept apart from the arms."""
     arms = [a for a in dict.fromkeys(r.arm for r in results) if a not in (SOURCE_ONLY, ALL_LABELLED)]
     full = run_info.get("full_method") or {}
     baselines = [a for a in arms if a != FULL_METHOD]
@@ -222,6 +255,9 @@ def summarise(results: Sequence[RunResult], endpoint: int, run_info: dict) -> di
         "endpoint": {"n_labelled": endpoint, "metric": "mean foreground Dice on the test split"},
         "full_method": full,
         "comparisons": comparisons,
+        "random_all_draws": compare_all_draws(results, FULL_METHOD, "random", endpoint)
+        if FULL_METHOD in arms and "random" in arms
+        else None,
         "semi_supervised_vs_supervised_twin": semi,
         "target": None
         if random is None
@@ -232,6 +268,11 @@ def summarise(results: Sequence[RunResult], endpoint: int, run_info: dict) -> di
         "arms": arm_summary(results, endpoint),
         "picked_kinds": picked_kinds(results, run_info.get("case_metadata") or {}),
         "headroom": headroom(results, endpoint, run_info.get("ceiling_steps")),
+        "guard": guard_summary(
+            guarded_rounds([*results, *noise], source_dice(results)),
+            (run_info.get("finetune_defaults") or {}).get("accept_worse"),
+        ),
+        "training_noise": training_noise_summary(noise),
         "method": __doc__.split("\n\n")[1].replace("\n", " "),
     }
 
@@ -244,27 +285,49 @@ def statistics_markdown(summary: dict) -> str:
         f"Full method's query: `{summary['full_method'].get('query')}` "
         f"(chosen by {summary['full_method'].get('chosen_by')}).",
         "",
-        "| ASFDA minus | difference | 95 % CI | Wilcoxon p | seeds x cases |",
-        "|---|---|---|---|---|",
+        "| ASFDA minus | difference | 95 % CI (seeds x cases) | 95 % CI (hierarchical) | Wilcoxon p (cases) "
+        "| Wilcoxon p (seeds) | seeds x cases |",
+        "|---|---|---|---|---|---|---|",
     ]
     for c in summary["comparisons"]:
         lines.append(
             f"| {c['strategy']} | {c['difference']:+.4f} | [{c['ci_low']:+.4f}, {c['ci_high']:+.4f}] | "
-            f"{c['p_value']:.3g} | {c['n_seeds']} x {c['n_test_cases']} |"
+            f"[{c['ci_hierarchical_low']:+.4f}, {c['ci_hierarchical_high']:+.4f}] | {c['p_value']:.3g} | "
+            f"{c['p_value_seeds']:.3g} | {c['n_seeds']} x {c['n_test_cases']} |"
         )
+    lines += [
+        "",
+        "Intervals: bootstrap, seeds and test cases resampled independently (seeds x cases) or seeds, then "
+        "cases within each seed (hierarchical). p (cases): Wilcoxon signed-rank over the per-case "
+        "differences averaged over seeds; p (seeds): over the per-seed differences averaged over cases "
+        "(exact; the smallest p that n seeds can give is 2 / 2^n).",
+    ]
+    draws = summary.get("random_all_draws")
+    if draws:
+        lines += [
+            "",
+            f"ASFDA minus random over all its {draws['n_draws']} draws (unpaired; the mean of every draw as "
+            f"the reference): {draws['difference']:+.4f} [{draws['ci_low']:+.4f}, {draws['ci_high']:+.4f}], "
+            f"p (cases) = {draws['p_value']:.3g}, p (runs, Mann-Whitney U) = {draws['p_value_seeds']:.3g}; "
+            f"the bootstrap resamples ASFDA's {draws['n_seeds']} seeds and random's draws on their own and "
+            "the test cases once for both.",
+        ]
     semi = summary.get("semi_supervised_vs_supervised_twin")
     if semi:
         lines += [
             "",
             f"Semi-supervised part (`{semi['arm']}` minus its supervised twin `{semi['strategy']}`): "
-            f"{semi['difference']:+.4f} [{semi['ci_low']:+.4f}, {semi['ci_high']:+.4f}], "
-            f"p = {semi['p_value']:.3g}; "
+            f"{semi['difference']:+.4f} [{semi['ci_low']:+.4f}, {semi['ci_high']:+.4f}] (hierarchical "
+            f"[{semi['ci_hierarchical_low']:+.4f}, {semi['ci_hierarchical_high']:+.4f}]), "
+            f"p (cases) = {semi['p_value']:.3g}, p (seeds) = {semi['p_value_seeds']:.3g}; "
             f"pseudo-labelled cases per round, by seed: {semi['pseudo_labelled_per_round_by_seed']}.",
         ]
     target = summary.get("target")
     if target:
         lines += ["", f"Target ({target['rule']}): **{'met' if target['met'] else 'NOT met'}**."]
     lines += headroom_markdown(summary.get("headroom"), endpoint)
+    lines += guard_markdown(summary.get("guard"))
+    lines += training_noise_markdown(summary.get("training_noise"))
     lines += [
         "",
         "| arm | test Dice at endpoint (mean ± sd) | validation Dice | HD95 (mm) | runs |",
@@ -310,7 +373,9 @@ def write_statistics(
     from .figures import plot_dice_hd95, plot_slices_before_after
 
     out = Path(out)
-    summary = summarise(results, endpoint, run_info)
+    config = run_info.get("config") or {}
+    noise = load_noise_runs(out, config.get("training_noise") or (), config.get("seeds"))
+    summary = summarise(results, endpoint, run_info, noise)
     files = [out / "summary.json", out / "statistics.md", out / "dice_hd95.png"]
     files[0].write_text(json.dumps(summary, indent=2, default=float))
     files[1].write_text(statistics_markdown(summary))

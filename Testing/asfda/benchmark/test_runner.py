@@ -53,6 +53,8 @@ def tiny_benchmark(tmp_path_factory, tiny_dataset, tiny_model):
         "cpu",
         "--in-process",
         "--no-all-labelled",
+        "--training-noise",
+        "1",
         "--no-progress",
     ]
     assert main(argv) == 0
@@ -108,12 +110,34 @@ def test_outputs_are_produced_and_sane(tiny_benchmark, tiny_dataset):
     assert [c.passes for c in runs["asfda"].scoring] == [0, 0]
     assert [c.passes for c in runs["random"].scoring] == [0, 0]
 
+    # Every round records the scores its query saw for every pool case, and the guard's outcome.
+    scores = runs["asfda"].records[1].query_scores
+    assert len(scores.cases) == len(tiny_dataset.pool) and scores.rank == list(
+        range(1, len(scores.cases) + 1)
+    )
+    assert runs["asfda"].records[1].picked == scores.cases[:1]
+    assert len(scores.knowledge_gap) == len(scores.asd) == len(scores.typicality) == len(scores.cases)
+    random_scores = runs["random"].records[1].query_scores
+    assert random_scores.knowledge_gap is None and len(random_scores.score) == len(tiny_dataset.pool)
+    guard = runs["asfda"].records[1].guard
+    assert guard.accepted and guard.candidate_test_dice == runs["asfda"].records[1].test_dice
+    assert guard.parent_test_dice is None  # the source model is evaluated once, in source-only.json
+
     scoring = json.loads((out / "pretrained_scoring.json").read_text())
     assert scoring["ours"]["passes_per_volume"] == 1.0
     assert "epistemic" not in scoring  # MC dropout is paid for only when the epistemic arm runs
     summary = json.loads((out / "summary.json").read_text())
     assert [c["strategy"] for c in summary["comparisons"]] == ["random"]
-    assert {"difference", "ci_low", "ci_high", "p_value"} <= set(summary["comparisons"][0])
+    assert {"difference", "ci_low", "ci_high", "p_value", "p_value_seeds"} <= set(summary["comparisons"][0])
+    assert summary["guard"]["rounds"] == 3 and summary["guard"]["kept"]["n"] == 3  # accept_worse
+    assert summary["guard"]["kept"]["unknown"] == 0  # round 1's parent: the source model's Dice
+    noise = summary["training_noise"]["sets"]["1"]
+    assert noise["n_seeds"] == 1 and list(noise["per_seed"]) == ["0"] and len(noise["cases"]) == 1
+    noise_run = RunResult.from_json(
+        json.loads((out / "training_noise" / "training-noise-1-seed0.json").read_text())
+    )
+    assert noise_run.records[1].picked == noise["cases"] and noise_run.records[1].query_scores is None
+    assert noise_run.fine_tuning == "semi-supervised"  # the full method's fine-tuning (ssl-relative here)
     assert len(scoring["ours"]["seconds"]) == len(tiny_dataset.pool)
 
     info = json.loads((out / "run.json").read_text())
@@ -128,9 +152,13 @@ def test_outputs_are_produced_and_sane(tiny_benchmark, tiny_dataset):
 
 def test_a_rerun_skips_the_finished_runs(tiny_benchmark, capsys):
     out, argv = tiny_benchmark
-    saved = {p.name: p.stat().st_mtime_ns for p in (out / "runs").iterdir()}
+    saved = {
+        p.name: p.stat().st_mtime_ns for p in (*(out / "runs").iterdir(), *(out / "training_noise").iterdir())
+    }
     assert main(argv) == 0
-    assert {p.name: p.stat().st_mtime_ns for p in (out / "runs").iterdir()} == saved
+    assert {
+        p.name: p.stat().st_mtime_ns for p in (*(out / "runs").iterdir(), *(out / "training_noise").iterdir())
+    } == saved
     assert main([*argv, "--report-only"]) == 0
     assert "| asfda |" in capsys.readouterr().out
 

@@ -1,13 +1,21 @@
-"""The endpoint statistics on hand-made records: paired bootstrap, Wilcoxon, summary.json's comparisons,
-and choosing the full method's query on the validation split only."""
+"""The endpoint statistics on hand-made records: the bootstraps, the Wilcoxon tests over cases and over
+seeds, random over all its draws, summary.json's comparisons, and choosing the full method's query on the
+validation split only."""
 
 import json
 
 import numpy as np
 import pytest
 from asfda.benchmark.report import ALL_LABELLED, RunResult
+from asfda.benchmark.significance import (
+    draws_bootstrap,
+    hierarchical_bootstrap,
+    mann_whitney_p,
+    wilcoxon_seeds_p,
+)
 from asfda.benchmark.statistics import (
     choose_by_validation,
+    compare_all_draws,
     headroom,
     paired_bootstrap,
     paired_matrix,
@@ -84,12 +92,18 @@ def test_summary_lists_a_comparison_per_baseline_and_the_ssl_twin(tmp_path):
     assert set(comparisons) == {"typiclust", "random"}
     assert comparisons["random"]["difference"] == pytest.approx(0.04)
     assert comparisons["random"]["ci_low"] == pytest.approx(0.04) and comparisons["random"]["p_value"] < 0.01
+    # three seeds all ahead: the exact two-sided signed-rank p is 2 / 2^3, the smallest three seeds can give
+    assert comparisons["random"]["p_value_seeds"] == pytest.approx(0.25)
+    assert comparisons["random"]["ci_hierarchical_low"] == pytest.approx(0.04)
     assert summary["semi_supervised_vs_supervised_twin"]["difference"] == pytest.approx(0.02)
     assert summary["semi_supervised_vs_supervised_twin"]["pseudo_labelled_per_round_by_seed"][0] == [3, 3, 3]
     assert summary["target"]["met"] is True
     write_statistics(tmp_path, results(), (1, 2, 4), 2, info)
     written = json.loads((tmp_path / "summary.json").read_text())
-    assert {"strategy", "difference", "ci_low", "ci_high", "p_value"} <= set(written["comparisons"][0])
+    assert {"strategy", "difference", "ci_low", "ci_high", "p_value", "p_value_seeds"} <= set(
+        written["comparisons"][0]
+    )
+    assert written["random_all_draws"]["n_draws"] == 3 and written["training_noise"] is None
     assert (tmp_path / "dice_hd95.png").read_bytes()[:4] == b"\x89PNG"
     assert "NOT met" not in (tmp_path / "statistics.md").read_text()
 
@@ -141,3 +155,65 @@ def test_statistics_markdown_states_the_headroom(tmp_path):
     write_statistics(tmp_path, results(), (1, 2, 4), 2, info)
     text = (tmp_path / "statistics.md").read_text()
     assert "the best draw scores" in text and "Random at 4 labelled cases" in text
+
+
+def test_the_seed_test_sees_seed_variance_that_the_case_test_averages_away():
+    # Every case gains 0.0025 on average over seeds, but the seeds split four up, four down, their ranks
+    # interleaved (signed-rank sums 20 and 16).
+    seed_means = np.array([0.05, -0.045, 0.04, -0.035, 0.03, -0.025, 0.02, -0.015])[:, None]
+    differences = seed_means + np.linspace(-0.001, 0.001, 30)[None, :]
+    assert wilcoxon_p(differences) < 1e-5  # 30 cases, every one positive on average
+    assert wilcoxon_seeds_p(differences) > 0.5  # 8 seeds, no consistent sign
+    # all 8 seeds ahead: the exact p is 2 / 2^8, whatever the sizes
+    assert wilcoxon_seeds_p(np.arange(1, 9)[:, None] * np.ones((8, 30))) == pytest.approx(2 / 256)
+    assert wilcoxon_seeds_p(np.zeros((8, 30))) == 1.0
+    assert np.isnan(wilcoxon_seeds_p(np.zeros((0, 0))))
+
+
+def test_the_hierarchical_bootstrap_resamples_cases_within_each_seed():
+    # Identical seeds, varied cases: resampling cases per seed averages 8 independent resamples, so its
+    # interval is about 1/sqrt(8) as wide as the crossed bootstrap's, which resamples the cases once.
+    cases = np.random.default_rng(0).standard_normal(30) * 0.05
+    identical = np.tile(cases, (8, 1))
+    mean, low, high = hierarchical_bootstrap(identical, samples=4000)
+    _, crossed_low, crossed_high = paired_bootstrap(identical, samples=4000)
+    assert mean == pytest.approx(cases.mean()) and low < mean < high
+    assert (high - low) / (crossed_high - crossed_low) == pytest.approx(1 / np.sqrt(8), rel=0.2)
+    # Constant within each seed: only the seeds vary, and the interval stays inside their range.
+    rows = np.repeat(np.array([0.01, 0.02, 0.03, 0.04])[:, None], 10, axis=1)
+    mean, low, high = hierarchical_bootstrap(rows, samples=4000)
+    assert mean == pytest.approx(0.025) and 0.01 <= low < 0.025 < high <= 0.04
+    assert hierarchical_bootstrap(np.full((3, 5), 0.02))[1:] == pytest.approx((0.02, 0.02))
+
+
+def flat(arm, seed, value):
+    """A run whose every test case scores ``value`` at 2 labelled cases."""
+    per_case = {c: value for c in CASES}
+    records = [
+        RoundRecord(0, 0, [], "v0", None, None, None, 0.0, 0.0),
+        RoundRecord(1, 2, ["tgt_001"], "v1", value, 5.0, None, 0.0, 0.0, {}, None, per_case),
+    ]
+    return RunResult(arm, seed, "supervised", records)
+
+
+def test_random_is_compared_over_all_its_draws_not_only_the_paired_ones():
+    # ASFDA 0.60 on seeds 0-7; random 0.62 on the paired seeds 0-7 and 0.58 on its extra draws 8-15.
+    runs = [flat("asfda", s, 0.60) for s in range(8)]
+    runs += [flat("random", s, 0.62 if s < 8 else 0.58) for s in range(16)]
+    paired = summarise(runs, 2, {"full_method": {}})["comparisons"][0]
+    assert paired["difference"] == pytest.approx(-0.02) and paired["n_seeds"] == 8
+    draws = compare_all_draws(runs, "asfda", "random", 2)
+    assert draws["difference"] == pytest.approx(0.0) and (draws["n_seeds"], draws["n_draws"]) == (8, 16)
+    assert draws["ci_low"] < 0 < draws["ci_high"] and draws["p_value"] == 1.0
+    assert draws["p_value_seeds"] == pytest.approx(1.0)  # U at its mean: 0.60 sits between 0.58 and 0.62
+    assert compare_all_draws(runs, "asfda", "entropy", 2) is None
+
+
+def test_the_draws_bootstrap_resamples_each_arm_on_its_own():
+    arm = np.full((4, 6), 0.5)
+    reference = np.vstack([np.full((1, 6), 0.4), np.full((1, 6), 0.6)])  # two draws, mean 0.5
+    mean, low, high = draws_bootstrap(arm, reference, samples=4000)
+    assert mean == pytest.approx(0.0)
+    assert low == pytest.approx(-0.1) and high == pytest.approx(0.1)  # both draws twice at the tails
+    assert draws_bootstrap(arm, reference + 0.2)[0] == pytest.approx(-0.2)
+    assert mann_whitney_p([1, 2, 3], [4, 5, 6, 7]) == pytest.approx(2 / 35)  # exact: 1 of C(7,3) each side

@@ -1,0 +1,116 @@
+"""Confidence intervals and tests for the benchmark's comparisons: pure functions of Dice matrices.
+
+A paired comparison is a (seeds x test cases) matrix of differences, arm minus baseline, seed k of both
+arms sharing the fine-tuning seed and every arm evaluated on the same test cases. Two sources of variance
+enter a conclusion, and each has its test:
+
+- test cases (is the difference the same across the site's cases?): the Wilcoxon signed-rank test on the
+  per-case differences averaged over seeds (:func:`wilcoxon_p`);
+- seeds, the unit of replication (would a new training run reproduce it?): the Wilcoxon signed-rank test
+  on the per-seed mean differences over cases (:func:`wilcoxon_seeds_p`; exact two-sided distribution when
+  no two seeds tie, so with n seeds the smallest attainable p is 2 / 2^n, 0.0078 for 8).
+
+Intervals: the two-way bootstrap resamples seeds and cases independently (crossed: a case keeps its
+identity across seeds, :func:`paired_bootstrap`); the hierarchical bootstrap resamples seeds, then test
+cases within each resampled seed (:func:`hierarchical_bootstrap`). Random's extra draws have no partner:
+the all-draws comparison (:func:`draws_bootstrap`, :func:`mann_whitney_p`) takes the mean over every
+draw as the reference and resamples each arm's runs on its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy.stats import mannwhitneyu, wilcoxon
+
+BOOTSTRAP_SAMPLES = 10_000
+
+
+def interval(means: np.ndarray, level: float) -> tuple[float, float]:
+    tail = (1.0 - level) / 2.0
+    low, high = np.quantile(means, [tail, 1.0 - tail])
+    return float(low), float(high)
+
+
+def paired_bootstrap(
+    differences: np.ndarray, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0, level: float = 0.95
+) -> tuple[float, float, float]:
+    """Mean difference and its percentile interval, resampling rows (seeds) and columns (cases)."""
+    differences = np.asarray(differences, dtype=np.float64)
+    if differences.size == 0:
+        return float("nan"), float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    n_seeds, n_cases = differences.shape
+    rows = rng.integers(0, n_seeds, (samples, n_seeds))
+    cols = rng.integers(0, n_cases, (samples, n_cases))
+    # mean of the resampled submatrix = mean over resampled rows of the row means over resampled columns
+    means = np.array([differences[r][:, c].mean() for r, c in zip(rows, cols)])
+    return (float(differences.mean()), *interval(means, level))
+
+
+def hierarchical_bootstrap(
+    differences: np.ndarray, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0, level: float = 0.95
+) -> tuple[float, float, float]:
+    """Mean difference and its percentile interval, resampling seeds, then test cases within each seed."""
+    differences = np.asarray(differences, dtype=np.float64)
+    if differences.size == 0:
+        return float("nan"), float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    n_seeds, n_cases = differences.shape
+    rows = rng.integers(0, n_seeds, (samples, n_seeds))
+    cols = rng.integers(0, n_cases, (samples, n_seeds, n_cases))  # each resampled seed its own cases
+    means = differences[rows[:, :, None], cols].mean(axis=(1, 2))
+    return (float(differences.mean()), *interval(means, level))
+
+
+def wilcoxon_p(differences: np.ndarray) -> float:
+    """Two-sided Wilcoxon signed-rank p-value on the per-case differences averaged over seeds."""
+    differences = np.asarray(differences, dtype=np.float64)
+    if differences.size == 0:
+        return float("nan")
+    return signed_rank_p(differences.mean(axis=0))
+
+
+def wilcoxon_seeds_p(differences: np.ndarray) -> float:
+    """Two-sided Wilcoxon signed-rank p-value on the per-seed differences averaged over test cases."""
+    differences = np.asarray(differences, dtype=np.float64)
+    if differences.size == 0:
+        return float("nan")
+    return signed_rank_p(differences.mean(axis=1))
+
+
+def signed_rank_p(values: np.ndarray) -> float:
+    """scipy's two-sided Wilcoxon signed-rank p (exact for up to 50 values without ties); 1 for all zeros."""
+    values = np.asarray(values, dtype=np.float64)
+    if np.allclose(values, 0.0):
+        return 1.0
+    return float(wilcoxon(values).pvalue)
+
+
+def draws_bootstrap(
+    arm: np.ndarray,
+    reference: np.ndarray,
+    samples: int = BOOTSTRAP_SAMPLES,
+    seed: int = 0,
+    level: float = 0.95,
+) -> tuple[float, float, float]:
+    """``arm`` (its runs x cases) minus the mean over every run of ``reference`` (draws x the same cases),
+    unpaired: each arm's runs are resampled on their own, the test cases once for both (they share them)."""
+    arm, reference = np.asarray(arm, dtype=np.float64), np.asarray(reference, dtype=np.float64)
+    if arm.size == 0 or reference.size == 0:
+        return float("nan"), float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    n_cases = arm.shape[1]
+    a = arm[rng.integers(0, len(arm), (samples, len(arm)))].mean(axis=1)  # samples x cases
+    b = reference[rng.integers(0, len(reference), (samples, len(reference)))].mean(axis=1)
+    cols = rng.integers(0, n_cases, (samples, n_cases))
+    means = np.take_along_axis(a - b, cols, axis=1).mean(axis=1)
+    return (float(arm.mean() - reference.mean()), *interval(means, level))
+
+
+def mann_whitney_p(arm: Sequence, reference: Sequence) -> float:
+    """Two-sided Mann-Whitney U p-value between two sets of runs' mean Dice (unpaired runs)."""
+    if len(arm) == 0 or len(reference) == 0:
+        return float("nan")
+    return float(mannwhitneyu(arm, reference, alternative="two-sided").pvalue)
