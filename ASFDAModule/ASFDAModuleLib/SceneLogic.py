@@ -68,6 +68,10 @@ class SceneLogic:
         return path
 
     def exportVolumeForSession(self, volumeNode, folder: str | Path) -> Path:
+        """Write a scene volume to the file it becomes a case from (``sessionFileOf``)."""
+        return self.writeVolume(volumeNode, self.sessionFileOf(volumeNode, folder))
+
+    def sessionFileOf(self, volumeNode, folder: str | Path) -> Path:
         """The file a scene volume becomes a case from, named after the volume (the backend names the case
         after the file); the node ID is added only where two scene volumes share a name."""
         stem = _safeFileName(volumeNode.GetName())
@@ -76,7 +80,7 @@ class SceneLogic:
         ]
         if len(namesakes) > 1:
             stem = f"{stem}_{_safeFileName(volumeNode.GetID())}"
-        return self.writeVolume(volumeNode, Path(folder) / f"{stem}{VOLUME_SUFFIX}")
+        return Path(folder) / f"{stem}{VOLUME_SUFFIX}"
 
     def loadVolume(self, path: str | Path, name: str):
         """A scalar volume node read from a file, displayed with Slicer's defaults when the logic is there."""
@@ -132,6 +136,10 @@ class SceneLogic:
             self._removeWithDisplayNodes(node)
         return len(nodes)
 
+    def removeNode(self, node) -> None:
+        """Remove a node with its display and storage nodes."""
+        self._removeWithDisplayNodes(node)
+
     def readLabelmapArray(self, path: str | Path) -> np.ndarray:
         """A label map file's voxels (K, J, I), read through MRML; nothing is left in the scene."""
         node = self._temporaryNode("vtkMRMLLabelMapVolumeNode")
@@ -169,12 +177,12 @@ class SceneLogic:
         node.CreateDefaultDisplayNodes()
         return node
 
-    def saveSegmentationFile(self, segmentationNode, path: str | Path) -> Path:
+    def saveSegmentationFile(self, segmentationNode, path: str | Path, compress: bool = True) -> Path:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         storage = slicer.vtkMRMLSegmentationStorageNode()
         storage.SetFileName(str(path))
-        storage.SetUseCompression(True)
+        storage.SetUseCompression(compress)
         if not storage.WriteData(segmentationNode):
             raise OSError(f"{path}: could not write segmentation '{segmentationNode.GetName()}'")
         return path

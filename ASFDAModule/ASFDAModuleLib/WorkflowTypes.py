@@ -42,3 +42,4 @@ class SubmitResult:
     job: Job | None
     message: str
     effort: EditRecord | None = None
+    waitsForRound: bool = False  # a round was running: the mask goes into the next one

@@ -2,8 +2,10 @@
 
 It runs on 127.0.0.1 with ``http.server``, checks the bearer token, answers errors as ``{"detail": ...}``,
 and does what the module relies on: cases from paths or uploads, a ranking, the next case, the volume and a
-prediction in the case's geometry, label maps checked against that geometry, and a fine-tuning job that
-progresses on its own. It scores nothing: DKD and ASD are made up from the case's order. The real server is
+prediction in the case's geometry (naming its model version in ``X-ASFDA-Model-Version``), label maps checked
+against that geometry, and a fine-tuning job that progresses on its own (or is held open by ``roundGate``)
+while ``POST /next`` and the predictions keep answering from the active version; the rescoring follows a
+round by itself. It scores nothing: DKD and ASD are made up from the case's order. The real server is
 tested by its own authors; this double lets the module's workflow run without torch.
 """
 
@@ -109,6 +111,8 @@ class FakeState:
     versions: list[str] = field(default_factory=lambda: ["v0"])
     strategy: str = "typiclust"
     removeRoute: bool = True  # False: an older backend without DELETE /cases/{id} (FastAPI answers 405)
+    versionHeader: bool = True  # False: an older backend that does not name the prediction's model version
+    roundGate: threading.Event | None = None  # set: a round holds at half way until the event is set
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -172,13 +176,18 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if isinstance(answer, Path):
             self._send(200, answer.read_bytes(), "application/octet-stream")
+        elif isinstance(answer, tuple):  # a file and the headers that describe it
+            path, headers = answer
+            self._send(200, path.read_bytes(), "application/octet-stream", headers)
         else:
             self._send(200, json.dumps(answer).encode(), "application/json")
 
-    def _send(self, status: int, body: bytes, contentType: str) -> None:
+    def _send(self, status: int, body: bytes, contentType: str, headers: dict | None = None) -> None:
         self.send_response(status)
         self.send_header("Content-Type", contentType)
         self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
 
@@ -333,16 +342,19 @@ class _Handler(BaseHTTPRequestHandler):
         return self._case(url).stored
 
     def prediction(self, url):
+        """The active version's prediction: each round makes the "liver" a little larger."""
         case = self._case(url)
+        version = self.state.version
         image = sitk.ReadImage(str(case.stored))
         array = sitk.GetArrayFromImage(image)
         label = np.zeros(array.shape, np.uint8)
-        label[array > np.percentile(array, 80)] = 1  # the "liver": the brightest voxels
+        brightest = 80 - 5 * self.state.versions.index(version)
+        label[array > np.percentile(array, brightest)] = 1  # the "liver": the brightest voxels
         prediction = sitk.GetImageFromArray(label)
         prediction.CopyInformation(image)
-        path = self.state.session / f"prediction-{case.id}.nii.gz"
+        path = self.state.session / f"prediction-{case.id}-{version}.nii.gz"
         sitk.WriteImage(prediction, str(path))
-        return path
+        return path, {"X-ASFDA-Model-Version": version} if self.state.versionHeader else {}
 
     def putLabel(self, url):
         case = self._case(url)
@@ -369,6 +381,8 @@ class _Handler(BaseHTTPRequestHandler):
             if job.state == "cancelled":
                 return
             job.state, job.progress = "running", progress
+            if progress == 0.5 and self.state.roundGate is not None:
+                self.state.roundGate.wait(timeout=60)
         with self.state.lock:
             self.state.round += 1
             self.state.version = f"v{self.state.round}"
@@ -384,6 +398,8 @@ class _Handler(BaseHTTPRequestHandler):
                 }
             )
             job.state, job.model_version, job.message = "done", self.state.version, "round done"
+        if self.state.scoringSeconds > 0:
+            self._scoringJob()  # the rescoring follows the round by itself, as in the real backend
 
     def listJobs(self, url):
         return [job.json() for job in self.state.jobs.values()]

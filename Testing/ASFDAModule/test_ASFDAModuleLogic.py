@@ -42,7 +42,7 @@ def test_module_metadata_and_parameter_defaults(moduleFile, logic):
 
     assert parent.title == "ASFDA" and parent.categories == ["Segmentation"]
     assert parameters.device == "auto" and parameters.fineTuneSteps == 0
-    assert parameters.fetchNextAutomatically  # the next case's prediction comes from the new model
+    assert not hasattr(parameters, "fetchNextAutomatically")  # Save and next never waits for a round
     assert (parameters.sessionFolder, parameters.modelPath, parameters.dataFolder) == ("", "", "")  # not "."
     assert logic.getParameterNode().parameterNode is parameters.parameterNode  # one node per scene
 
