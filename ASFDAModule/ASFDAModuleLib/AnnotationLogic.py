@@ -48,15 +48,16 @@ class AnnotationLogic:
         case = nextUnmarkedCase(client, self.marks, annotator) if caseId is None else self._knownCase(caseId)
         info = self.fetchInfo()
         folder = self.cacheDir / "cases" / safeName(case.id)
-        imagePath = None
+        imagePath = window = None
         if case.id not in caseIdsInScene:
-            imagePath = VolumeFiles.rewriteForLoading(client.downloadImage(case.id, folder / "image.nii.gz"))
+            downloadedImage = client.downloadImage(case.id, folder / "image.nii.gz")
+            imagePath, window = VolumeFiles.rewriteImageForLoading(downloadedImage)
         downloaded, version = client.downloadVersionedPrediction(case.id, folder / "prediction.nii.gz")
         version = version or info.modelVersion
         predictionPath = downloaded.replace(folder / f"prediction-{safeName(version or 'model')}.nii.gz")
         predictionPath = VolumeFiles.rewriteForLoading(predictionPath)
         round_ = info.round if version == info.modelVersion else None
-        return CaseFiles(case, imagePath, predictionPath, info.labels, version, round_)
+        return CaseFiles(case, imagePath, predictionPath, info.labels, version, round_, window)
 
     def loadCase(self, caseFiles: CaseFiles, previousCaseId: str | None = None, leave=LeavePolicy.KEEP):
         """*scene*: the case's volume and a segmentation made from the prediction, ready to correct.
@@ -71,7 +72,7 @@ class AnnotationLogic:
         if volume is None:
             if caseFiles.imagePath is None:
                 raise RuntimeError(f"case {case.name}: its volume left the scene; open the case again")
-            volume = self.sceneLogic.loadVolume(caseFiles.imagePath, case.name)
+            volume = self.sceneLogic.loadVolume(caseFiles.imagePath, case.name, caseFiles.window)
             self.sceneLogic.tagCase(volume, case.id)
         segmentation = self.sceneLogic.findCaseSegmentation(case.id)
         if segmentation is None:
@@ -157,14 +158,14 @@ class AnnotationLogic:
     def snapshotCorrection(self, caseId: str, segmentationNode, volumeNode) -> VolumeSnapshot:
         """*scene*, fast: the corrected segmentation's label map in the case's geometry, copied for a worker.
 
-        The segmentation itself is also saved as an (uncompressed, so quick) ``.seg.nrrd`` beside it."""
+        Only the label map is saved (the mask the backend trains on): a ``.seg.nrrd`` beside it, as before
+        issue 21, cost the GUI thread 0.05-0.25 s even uncompressed, and nothing read it."""
         folder = self.cacheDir / "cases" / safeName(caseId)
-        self.sceneLogic.saveSegmentationFile(segmentationNode, folder / "correction.seg.nrrd", compress=False)
         labelArray = self.sceneLogic.labelmapArray(segmentationNode, volumeNode)
         return VolumeSnapshot(labelArray, ijkToRas(volumeNode), folder / "label.nii.gz")
 
     def exportCorrection(self, caseId: str, segmentationNode, volumeNode) -> pathlib.Path:
-        """*scene*, blocking (scripts): the corrected segmentation written as a label map (and .seg.nrrd)."""
+        """*scene*, blocking (scripts): the corrected segmentation written as a label map."""
         return VolumeFiles.writeSnapshot(self.snapshotCorrection(caseId, segmentationNode, volumeNode))
 
     def measureEditEffort(self, caseId: str, labelFile) -> EditRecord | None:

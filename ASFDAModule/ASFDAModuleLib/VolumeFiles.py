@@ -53,15 +53,36 @@ def readLabelArray(path: Path) -> np.ndarray:
     return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
 
 
-def rewriteForLoading(path: Path, keepSource: bool = False) -> Path:
-    """*worker*: the same volume as an uncompressed NRRD beside it (the source removed unless kept)."""
+def rewriteForLoading(path: Path) -> Path:
+    """*worker*: the same volume as an uncompressed NRRD beside it (the source removed)."""
+    return _rewrite(path)[0]
+
+
+def rewriteImageForLoading(path: Path) -> tuple[Path, tuple[float, float]]:
+    """*worker*: ``rewriteForLoading`` for a scan, with its display window (``displayWindow``)."""
+    destination, image = _rewrite(path)
+    return destination, displayWindow(sitk.GetArrayViewFromImage(image))
+
+
+def displayWindow(array: np.ndarray, sampled: int = 2_000_000) -> tuple[float, float]:
+    """The 0.1 and 99.9 percentiles of the intensities, as Slicer's automatic window/level takes them.
+
+    Computed here, on a worker, so that the GUI thread sets a display node instead of computing the
+    histogram itself (0.08 s of 0.1 s to show a 160x192x192 volume); on a regular sample of the voxels.
+    """
+    flat = array.reshape(-1)
+    sample = flat[:: max(1, flat.size // sampled)]
+    low, high = np.percentile(sample, (0.1, 99.9))
+    return float(low), float(high)
+
+
+def _rewrite(path: Path) -> tuple[Path, sitk.Image]:
     destination = path.with_name(_stem(path.name) + LOADING_SUFFIX)
-    if destination == path:
-        return path
-    _writeImage(sitk.ReadImage(str(path)), destination, compress=False)
-    if not keepSource:
+    image = sitk.ReadImage(str(path))
+    if destination != path:
+        _writeImage(image, destination, compress=False)
         path.unlink()
-    return destination
+    return destination, image
 
 
 def _writeImage(image: sitk.Image, path: Path, compress: bool) -> None:

@@ -27,6 +27,7 @@ class CaseFiles:
     labels: dict
     modelVersion: str | None
     round: int | None = None
+    window: tuple[float, float] | None = None  # the volume's display window, computed on the worker
 
 
 @dataclass
