@@ -280,3 +280,53 @@ def test_the_widget_sets_up_refreshes_opens_saves_skips_trains_and_cleans_up(
     assert widget.logic.marks.get(second).mark.value == "flagged"
     assert [r.caseId for r in widget.logic.effort.records()] == [first, third]
     assert ui.saveAndNextButton.enabled is True  # a case is open
+
+
+def test_the_widget_asks_before_a_newer_prediction_replaces_an_edit(
+    builtWidget, moduleFile, fakeBackend, mrml, monkeypatch
+):
+    from ASFDAModuleLib.WorkflowTypes import AnnotationCase
+    from module_fake_backend import TOKEN
+
+    widget, ui, shown = builtWidget
+    questions, answers = [], [False, True]
+
+    def confirm(text, **kwargs):
+        questions.append(text)
+        return answers.pop(0)
+
+    monkeypatch.setattr(moduleFile.slicer.util, "confirmOkCancelDisplay", confirm)
+    widget.setup()
+    widget.logic.connect(fakeBackend.url, TOKEN)
+    widget._fetchInfo()
+    settle(widget)
+    ui.sceneVolumesSelector.checkedNodes.return_value = [
+        volumes.addVolume(mrml.slicer, mrml.scene, volumes.intensityArray(), "p0")
+    ]
+    widget.onAddSceneVolumes()
+    settle(widget)
+    widget.onAnnotateNext()
+    settle(widget)
+    p = widget._parameterNode
+    caseId, opened, volume = p.currentCaseId, p.currentSegmentation, p.currentVolume
+    widget.logic.waitForJob(widget.logic.startRound(steps=1).id, timeout=20, interval=0.05)
+    widget._fetchInfo()  # as when the round's job ends
+    settle(widget)
+    offered = ui.updatePredictionButton.enabled
+    painted = volumes.paintSegment(mrml, AnnotationCase(None, volume, opened))  # the radiologist's edit
+
+    widget.onUpdatePrediction()  # declined: nothing is fetched, nothing changes
+    settle(widget)
+    keptAfterNo = widget.logic.sceneLogic.findCaseSegmentation(caseId)
+    widget.onUpdatePrediction()  # accepted: replaced
+    settle(widget)
+    replaced = widget.logic.sceneLogic.findCaseSegmentation(caseId)
+    labels = widget.logic.sceneLogic.labelmapArray(replaced, volume)
+    widget.cleanup()
+
+    assert shown == {"errors": [], "warnings": []}
+    assert offered is True
+    assert len(questions) == 2 and "Replace your edits" in questions[0]
+    assert keptAfterNo is opened and opened.GetAttribute("ASFDA.ModelVersion") == "v0"
+    assert replaced is not opened and replaced.GetAttribute("ASFDA.ModelVersion") == "v1"
+    assert not (labels[painted > 0] == 2).any()
