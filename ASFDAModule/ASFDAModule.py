@@ -10,6 +10,7 @@ and their dependencies are installed on first use.
 """
 
 import logging
+import threading
 
 import qt
 import slicer
@@ -89,7 +90,7 @@ class ASFDAModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNodeGuiTag = None
         self._jobId = None
         self._scoringJobId = None
-        self._nextAfterRound = False
+        self._roundPending = False  # a mask came while a round ran: train again when it ends
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -136,6 +137,7 @@ class ASFDAModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.ui.skipButton: lambda: self.onMarkCase(flag=False),
             self.ui.flagButton: lambda: self.onMarkCase(flag=True),
             self.ui.cancelRoundButton: self.onCancelRound,
+            self.ui.updatePredictionButton: self.onUpdatePrediction,
             self.ui.refreshModelsButton: self.onRefreshModels,
             self.ui.activateVersionButton: self.onActivateVersion,
             self.ui.showPlotsButton: self.onShowPlots,
@@ -157,11 +159,14 @@ class ASFDAModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._updateButtons()
 
     def cleanup(self) -> None:
-        """Slicer closes or the module is reloaded: stop timers, workers and the backend with its children."""
+        """Slicer closes or the module is reloaded: stop timers, workers and the backend with its children.
+
+        The backend takes a moment to stop (0.4 s measured): a thread waits for it, not the GUI. The thread is
+        no daemon, so Python still waits for it before it exits and no backend outlives Slicer."""
         for timer in (self.pollTimer, self.jobTimer, self.scoringTimer):
             timer.stop()
         self.tasks.shutdown()
-        self.logic.stopBackend()
+        threading.Thread(target=self.logic.stopBackend, name="ASFDA backend stop").start()
         self._disconnectApplication()
         self.setParameterNode(None)
         self.removeObservers()
@@ -305,6 +310,7 @@ class ASFDAModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _onBackendInfo(self, info: BackendInfo) -> None:
         self._setModelStatus(info.summary)
         self._updateButtons()
+        self._offerPredictionUpdate()
         self.onRefresh()
         self.onRefreshModels()
         self._runTask(
@@ -322,16 +328,14 @@ class ASFDAModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if not nodes:
             slicer.util.warningDisplay(_("Check the volumes to add in the list first."))
             return
-        with slicer.util.tryWithErrorDisplay(
-            _("Failed to write the volumes for the session."), waitCursor=True
-        ):
-            exports = self.logic.exportSceneVolumes(nodes)
+        with slicer.util.tryWithErrorDisplay(_("Failed to read the volumes from the scene.")):
+            snapshots = self.logic.snapshotSceneVolumes(nodes)  # copies: the files are written behind
             self._runTask(
                 "add volumes",
-                self.logic.submitVolumeFiles,
+                self.logic.addVolumeSnapshots,
                 self._onVolumesAdded,
-                _("The backend did not add the volumes."),
-                exports,
+                _("The volumes were not added to the session."),
+                snapshots,
             )
 
     def _onVolumesAdded(self, outcomes) -> None:
@@ -485,37 +489,37 @@ class ASFDAModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 )
             )
         self._updateButtons()
+        self._offerPredictionUpdate()  # a round may have ended while the case was on its way
 
     def onSave(self, train: bool) -> None:
         p = self._parameterNode
         if not p.currentCaseId or p.currentSegmentation is None or p.currentVolume is None:
             slicer.util.warningDisplay(_("Open a case with 'Next case' first."))
             return
-        with slicer.util.tryWithErrorDisplay(_("Failed to save the mask."), waitCursor=True):
-            labelFile = self.logic.exportCorrection(p.currentCaseId, p.currentSegmentation, p.currentVolume)
-            effort = self.logic.measureEditEffort(p.currentCaseId, labelFile)
-            self._nextAfterRound = train and p.fetchNextAutomatically
+        with slicer.util.tryWithErrorDisplay(_("Failed to save the mask.")):
+            # A copy of the mask; a worker writes it to disk first, then sends it and starts the round.
+            snapshot = self.logic.snapshotCorrection(p.currentCaseId, p.currentSegmentation, p.currentVolume)
             self._runTask(
                 "submit",
-                self.logic.submitCorrection,
+                self.logic.submitSnapshot,
                 self._onSubmitted,
-                _("The backend did not take the mask."),
+                _("The mask was not saved."),
                 p.currentCaseId,
-                labelFile,
+                snapshot,
                 p.fineTuneSteps or None,
                 train,
-                effort,
                 p.acceptWorseRounds,
             )
-            self._setStatus(_("Sending the mask..."))
+            self._setStatus(_("Saving the mask..."))
 
     def _onSubmitted(self, result) -> None:
+        """The mask is saved: the next case opens at once from the current ranking, the round runs behind."""
         self._setStatus(result.message)
         if result.job is not None:
             self._followJob(result.job)
+        self._roundPending = self._roundPending or result.waitsForRound
         self.onRefresh()
-        if not self._nextAfterRound or result.job is None:
-            self.onAnnotateNext()
+        self.onAnnotateNext()
 
     def onTrain(self) -> None:
         self._runTask(
@@ -572,6 +576,7 @@ class ASFDAModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 bar.setValue(0)
                 bar.setFormat(_("not followed"))
         self._jobId = self._scoringJobId = None
+        self._roundPending = False  # the backend is gone: the next Save and next or Train starts a round
         self._updateButtons()
 
     def _onJob(self, job: Job) -> None:
@@ -583,11 +588,14 @@ class ASFDAModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._updateButtons()
         if job.state is JobState.DONE:
             self._setStatus(self.logic.describeFinishedRound(job))
-            self._fetchInfo()  # the new version: status, ranking (rescored), model versions
-            if self._nextAfterRound:
-                self._nextAfterRound = False
-                self.onAnnotateNext()
+            # The new version: status, the ranking (its rescoring follows), model versions, and the offer
+            # to update the open case's prediction.
+            self._fetchInfo()
+            if self._roundPending:  # masks saved during this round
+                self._roundPending = False
+                self.onTrain()
         else:
+            self._roundPending = False  # cancelled or failed: the next Save and next or Train starts one
             self._setStatus(_("Round {state}: {message}").format(state=job.state.value, message=job.message))
 
     def onCancelRound(self) -> None:
@@ -595,6 +603,64 @@ class ASFDAModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._runTask(
                 "cancel", self.logic.cancelJob, self._onJob, _("Could not cancel the round."), self._jobId
             )
+
+    # -- a newer model's prediction for the open case ---------------------------------------------
+
+    def _offerPredictionUpdate(self) -> None:
+        """When the open case's prediction came from an older model, say so and enable the update button."""
+        caseId = self._parameterNode.currentCaseId if self._parameterNode else ""
+        version = self.logic.newerModelVersion(caseId) if caseId and self.logic.client else None
+        self.ui.updatePredictionButton.enabled = version is not None
+        if version is None:
+            return
+        if self.logic.segmentationEdited(caseId):
+            message = _(
+                "Model {version} is ready. You edited this case, so its prediction replaces your edits only "
+                "if you confirm: 'Update prediction'."
+            )
+        else:
+            message = _("Model {version} is ready: 'Update prediction' shows its prediction of this case.")
+        self._setStatus(message.format(version=version))
+
+    def onUpdatePrediction(self) -> None:
+        caseId = self._parameterNode.currentCaseId
+        if not caseId:
+            return
+        replaceEdits = self.logic.segmentationEdited(caseId)
+        if replaceEdits and not self._confirmReplacingEdits():
+            return
+        self._setStatus(_("Loading the new model's prediction..."))
+        self._runTask(
+            "update prediction",
+            self.logic.fetchPrediction,
+            lambda caseFiles: self._onUpdatedPrediction(caseFiles, replaceEdits),
+            _("Failed to load the new prediction."),
+            caseId,
+            self._parameterNode.annotatorName or "slicer",
+        )
+
+    def _confirmReplacingEdits(self) -> bool:
+        return slicer.util.confirmOkCancelDisplay(
+            _("You edited this case's segmentation. Replace your edits with the new model's prediction?")
+        )
+
+    def _onUpdatedPrediction(self, caseFiles, replaceEdits: bool) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Failed to show the new prediction.")):
+            annotation = self.logic.updatePrediction(caseFiles, replaceEdits)
+            if annotation is None:  # edited while the prediction was on its way: ask now
+                if not self._confirmReplacingEdits():
+                    self._offerPredictionUpdate()
+                    return
+                annotation = self.logic.updatePrediction(caseFiles, replaceEdits=True)
+            p = self._parameterNode
+            if p.currentCaseId == annotation.case.id:
+                p.currentSegmentation = annotation.segmentationNode
+            self._setStatus(
+                _("Case {name} now shows the prediction of model {version}.").format(
+                    name=annotation.case.name, version=caseFiles.modelVersion or "?"
+                )
+            )
+        self._offerPredictionUpdate()
 
     # -- query strategy ----------------------------------------------------------------------------
 
@@ -709,6 +775,8 @@ class ASFDAModuleWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         ):
             button.enabled = hasCase
         self.ui.cancelRoundButton.enabled = self._jobId is not None
+        caseId = self._parameterNode.currentCaseId if self._parameterNode else ""
+        self.ui.updatePredictionButton.enabled = hasCase and self.logic.newerModelVersion(caseId) is not None
         self.ui.cancelScoringButton.enabled = self._scoringJobId is not None
 
     def _setStatus(self, text: str, level: int = logging.INFO) -> None:

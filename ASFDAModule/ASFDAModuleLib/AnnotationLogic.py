@@ -1,5 +1,10 @@
 """The Logic's annotation and training: serve a case, load it with its prediction, skip or flag it, save the
-corrected mask (with its edit effort) and run fine-tuning rounds.
+corrected mask (with its edit effort), run fine-tuning rounds, and bring a newer model's prediction to the
+open case (never over the radiologist's edits without asking).
+
+The radiologist never waits for the machine: the mask is copied out of the scene on the GUI thread
+(``snapshotCorrection``), written and sent on a worker (``submitSnapshot``), and the next case comes at once
+from the backend's current ranking while the round runs behind (``POST /next`` answers during a round).
 
 A mixin of ``ASFDAModuleLogic`` (``ModuleLogic``), which holds the state it works on: ``sceneLogic``,
 ``caseTable``, ``cacheDir``, ``marks``, ``effort``, ``openCaseFiles``, and ``_client()``, ``_marks()`` and
@@ -12,6 +17,9 @@ import logging
 import pathlib
 import time
 
+import numpy as np
+
+from . import SegmentationEdits, VolumeFiles
 from .BackendClient import HTTP_CONFLICT, BackendError
 from .BackendTypes import Case, CaseStatus, Job, JobState
 from .CaseMarks import CaseMark, nextUnmarkedCase
@@ -19,7 +27,9 @@ from .EditEffort import EditRecord, changedFraction, editDice
 from .i18n import _
 from .Paths import safeName
 from .RoundOutcome import heldBack, heldBackNote, roundDoneMessage
+from .SceneLogic import ijkToRas
 from .Settings import LeavePolicy
+from .VolumeFiles import VolumeSnapshot
 from .WorkflowTypes import AnnotationCase, CaseFiles, SubmitResult
 
 
@@ -31,20 +41,24 @@ class AnnotationLogic:
     def fetchCaseFiles(self, annotator: str, caseIdsInScene: set, caseId: str | None = None) -> CaseFiles:
         """*network*: the next case for this annotator (or the given one), its volume and the prediction.
 
-        The backend's info is asked again first: after a round or an activation the model version changed,
-        and the prediction and the segmentation must carry the version that made them.
+        Answers while a round runs: the case comes from the current ranking. The prediction carries the
+        model version that made it (the backend names it; an older backend's is the active version), and
+        both files are rewritten uncompressed here, so that loading them on the GUI thread is a plain read.
         """
         client = self._client()
         case = nextUnmarkedCase(client, self.marks, annotator) if caseId is None else self._knownCase(caseId)
         info = self.fetchInfo()
         folder = self.cacheDir / "cases" / safeName(case.id)
-        imagePath = None
+        imagePath = window = None
         if case.id not in caseIdsInScene:
-            imagePath = client.downloadImage(case.id, folder / "image.nii.gz")
-        predictionPath = client.downloadPrediction(
-            case.id, folder / f"prediction-{safeName(info.modelVersion or 'model')}.nii.gz"
-        )
-        return CaseFiles(case, imagePath, predictionPath, info.labels, info.modelVersion, info.round)
+            downloadedImage = client.downloadImage(case.id, folder / "image.nii.gz")
+            imagePath, window = VolumeFiles.rewriteImageForLoading(downloadedImage)
+        downloaded, version = client.downloadVersionedPrediction(case.id, folder / "prediction.nii.gz")
+        version = version or info.modelVersion
+        predictionPath = downloaded.replace(folder / f"prediction-{safeName(version or 'model')}.nii.gz")
+        predictionPath = VolumeFiles.rewriteForLoading(predictionPath)
+        round_ = info.round if version == info.modelVersion else None
+        return CaseFiles(case, imagePath, predictionPath, info.labels, version, round_, window)
 
     def loadCase(self, caseFiles: CaseFiles, previousCaseId: str | None = None, leave=LeavePolicy.KEEP):
         """*scene*: the case's volume and a segmentation made from the prediction, ready to correct.
@@ -61,15 +75,12 @@ class AnnotationLogic:
                 raise RuntimeError(
                     _("case {name}: its volume left the scene; open the case again").format(name=case.name)
                 )
-            volume = self.sceneLogic.loadVolume(caseFiles.imagePath, case.name)
+            volume = self.sceneLogic.loadVolume(caseFiles.imagePath, case.name, caseFiles.window)
             self.sceneLogic.tagCase(volume, case.id)
         segmentation = self.sceneLogic.findCaseSegmentation(case.id)
         fromPrediction = segmentation is None
         if fromPrediction:
-            segmentation = self.sceneLogic.segmentationFromFile(
-                caseFiles.predictionPath, volume, caseFiles.labels, f"{case.name} segmentation"
-            )
-            self.sceneLogic.tagCase(segmentation, case.id, caseFiles.modelVersion)
+            segmentation = self._segmentationFromPrediction(caseFiles, volume)
         elif segmentation.GetDisplayNode() is not None:
             segmentation.GetDisplayNode().SetVisibility(True)
         self.sceneLogic.prepareSegmentEditor(segmentation, volume)
@@ -77,6 +88,62 @@ class AnnotationLogic:
         # Kept in the session: a mask saved after a restart still gets its edit effort. A segmentation kept
         # from before (corrections in progress) keeps the time it was first opened.
         if self.opened is not None and (fromPrediction or self.opened.get(case.id) is None):
+            self._rememberOpened(caseFiles)
+        return AnnotationCase(case, volume, segmentation)
+
+    def _segmentationFromPrediction(self, caseFiles: CaseFiles, volume):
+        case = caseFiles.case
+        segmentation = self.sceneLogic.segmentationFromFile(
+            caseFiles.predictionPath, volume, caseFiles.labels, f"{case.name} segmentation"
+        )
+        self.sceneLogic.tagCase(segmentation, case.id, caseFiles.modelVersion)
+        SegmentationEdits.watchEdits(self.scene, segmentation)
+        return segmentation
+
+    # -- a newer model's prediction for the open case ----------------------------------------------
+
+    def newerModelVersion(self, caseId: str) -> str | None:
+        """The active model version when the case's prediction came from another one (None otherwise).
+
+        Uses the last ``fetchInfo``: the Widget asks for it when a round ends."""
+        caseFiles = self.openCaseFiles.get(caseId)
+        active = self.info.modelVersion if self.info is not None else None
+        if caseFiles is None or active is None or caseFiles.modelVersion == active:
+            return None
+        return active
+
+    def segmentationEdited(self, caseId: str) -> bool:
+        """*scene*: whether the case's segmentation was edited since it was made from a prediction."""
+        segmentation = self.sceneLogic.findCaseSegmentation(caseId)
+        return segmentation is not None and SegmentationEdits.isEdited(segmentation)
+
+    def fetchPrediction(self, caseId: str, annotator: str = "slicer") -> CaseFiles:
+        """*network*: the active model's prediction of a case whose volume is in the scene."""
+        return self.fetchCaseFiles(annotator, {caseId}, caseId)
+
+    def updatePrediction(self, caseFiles: CaseFiles, replaceEdits: bool = False) -> AnnotationCase | None:
+        """*scene*: the case's segmentation made anew from ``caseFiles``' (newer) prediction.
+
+        None, and nothing changed, when the radiologist edited the segmentation and ``replaceEdits`` is
+        False: the Widget asks before it passes True. Checked here, at the last moment, because an edit may
+        come while the prediction downloads.
+        """
+        case = caseFiles.case
+        volume = self.sceneLogic.findCaseVolume(case.id)
+        if volume is None:
+            raise RuntimeError(
+                _("case {name}: its volume left the scene; open the case again").format(name=case.name)
+            )
+        old = self.sceneLogic.findCaseSegmentation(case.id)
+        if old is not None and SegmentationEdits.isEdited(old) and not replaceEdits:
+            return None
+        segmentation = self._segmentationFromPrediction(caseFiles, volume)
+        if old is not None:
+            segmentation.SetName(old.GetName())
+            self.sceneLogic.removeNode(old)
+        self.sceneLogic.prepareSegmentEditor(segmentation, volume)
+        self.openCaseFiles[case.id] = caseFiles
+        if self.opened is not None:  # the edit effort is now measured against this prediction
             self._rememberOpened(caseFiles)
         return AnnotationCase(case, volume, segmentation)
 
@@ -100,14 +167,25 @@ class AnnotationLogic:
 
     # -- save mask and fine-tune -------------------------------------------------------------------
 
-    def exportCorrection(self, caseId: str, segmentationNode, volumeNode) -> pathlib.Path:
-        """*scene*: the corrected segmentation as a label map in the case's geometry (and a .seg.nrrd)."""
+    def snapshotCorrection(self, caseId: str, segmentationNode, volumeNode) -> VolumeSnapshot:
+        """*scene*, fast: the corrected segmentation's label map in the case's geometry, copied for a worker.
+
+        Only the label map is saved (the mask the backend trains on): a ``.seg.nrrd`` beside it, as before
+        issue 21, cost the GUI thread 0.05-0.25 s even uncompressed, and nothing read it."""
         folder = self.cacheDir / "cases" / safeName(caseId)
-        self.sceneLogic.saveSegmentationFile(segmentationNode, folder / "correction.seg.nrrd")
-        return self.sceneLogic.writeLabelmapFile(segmentationNode, volumeNode, folder / "label.nii.gz")
+        labelArray = self.sceneLogic.labelmapArray(segmentationNode, volumeNode)
+        return VolumeSnapshot(labelArray, ijkToRas(volumeNode), folder / "label.nii.gz")
+
+    def exportCorrection(self, caseId: str, segmentationNode, volumeNode) -> pathlib.Path:
+        """*scene*, blocking (scripts): the corrected segmentation written as a label map."""
+        return VolumeFiles.writeSnapshot(self.snapshotCorrection(caseId, segmentationNode, volumeNode))
 
     def measureEditEffort(self, caseId: str, labelFile) -> EditRecord | None:
-        """*scene*: Dice between the model's prediction of the case and the mask about to be submitted.
+        """Dice between the model's prediction of the case and the mask file about to be submitted."""
+        return self.editEffortOf(caseId, VolumeFiles.readLabelArray(labelFile))
+
+    def editEffortOf(self, caseId: str, corrected: np.ndarray) -> EditRecord | None:
+        """*worker*: Dice between the model's prediction of the case and the corrected label array.
 
         None when there is nothing to compare (the case was not opened from a prediction in this session) or
         the two do not compare: the measure must never keep a mask from being saved.
@@ -115,8 +193,7 @@ class AnnotationLogic:
         caseFiles = self.openCaseFiles.get(caseId) or self._openedBefore(caseId)
         if caseFiles is None or not caseFiles.predictionPath.is_file():
             return None
-        prediction = self.sceneLogic.readLabelmapArray(caseFiles.predictionPath)
-        corrected = self.sceneLogic.readLabelmapArray(labelFile)
+        prediction = VolumeFiles.readLabelArray(caseFiles.predictionPath)
         if prediction.shape != corrected.shape:
             logging.warning(
                 "ASFDA: no edit effort for %s: prediction %s, mask %s",
@@ -154,10 +231,17 @@ class AnnotationLogic:
     ) -> SubmitResult:
         """*scene* then *network*: export, measure the edit effort, submit, and start a round if ``train``.
 
-        The Widget splits this at the export (scene) and the submission (network); scripts call it whole.
+        The Widget splits this at the snapshot (scene) and ``submitSnapshot`` (worker); scripts call it whole.
         """
-        labelFile = self.exportCorrection(caseId, segmentationNode, volumeNode)
-        effort = self.measureEditEffort(caseId, labelFile)
+        snapshot = self.snapshotCorrection(caseId, segmentationNode, volumeNode)
+        return self.submitSnapshot(caseId, snapshot, steps, train, acceptWorse)
+
+    def submitSnapshot(
+        self, caseId, snapshot: VolumeSnapshot, steps=None, train=True, acceptWorse=False
+    ) -> SubmitResult:
+        """*worker*: write the mask to disk first, then measure the edit effort, submit, start a round."""
+        labelFile = VolumeFiles.writeSnapshot(snapshot)
+        effort = self.editEffortOf(caseId, snapshot.array)
         return self.submitCorrection(caseId, labelFile, steps, train, effort, acceptWorse)
 
     def submitCorrection(
@@ -184,10 +268,12 @@ class AnnotationLogic:
             if error.status != HTTP_CONFLICT:
                 raise
             message = _(
-                "Mask of {name} saved; a round is already running, so it will be used in the next one "
-                "({detail})."
+                "Mask of {name} saved; a round is already running, so it will be used in the next one, "
+                "which starts when this one ends ({detail})."
             )
-            return SubmitResult(case, None, message.format(name=case.name, detail=error.detail), effort)
+            return SubmitResult(
+                case, None, message.format(name=case.name, detail=error.detail), effort, waitsForRound=True
+            )
         verb = _("queued") if job.state is JobState.QUEUED else _("started")
         return SubmitResult(
             case,

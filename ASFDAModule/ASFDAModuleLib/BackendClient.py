@@ -29,6 +29,8 @@ CHUNK_BYTES = 1 << 20
 HTTP_FORBIDDEN = 403  # a folder the backend may not read: upload its files instead
 HTTP_METHOD_NOT_ALLOWED = 405  # a route an older backend does not have
 HTTP_CONFLICT = 409  # a job in the way, or the pool changed during scoring
+# The model version that made a prediction (GET /cases/{id}/prediction); an older backend does not send it.
+MODEL_VERSION_HEADER = "X-ASFDA-Model-Version"
 
 
 class BackendError(Exception):
@@ -116,8 +118,16 @@ class BackendClient:
         return self._download(f"/cases/{_quote(caseId)}/image", Path(destination))
 
     def downloadPrediction(self, caseId: str, destination: str | Path, fileFormat: str = "nii.gz") -> Path:
+        return self.downloadVersionedPrediction(caseId, destination, fileFormat)[0]
+
+    def downloadVersionedPrediction(
+        self, caseId: str, destination: str | Path, fileFormat: str = "nii.gz"
+    ) -> tuple[Path, str | None]:
+        """The prediction and the model version that made it (None from a backend that does not say)."""
         query = urllib.parse.urlencode({"format": fileFormat})
-        return self._download(f"/cases/{_quote(caseId)}/prediction?{query}", Path(destination))
+        headers = {}
+        path = self._download(f"/cases/{_quote(caseId)}/prediction?{query}", Path(destination), headers)
+        return path, headers.get(MODEL_VERSION_HEADER.lower()) or None
 
     def submitLabel(self, caseId: str, labelFile: str | Path) -> Case:
         answer = self._sendFile("PUT", f"/cases/{_quote(caseId)}/label", Path(labelFile))
@@ -175,12 +185,15 @@ class BackendClient:
         body, headers = _multipartFile(file)
         return _decodeJson(method, path, self._call(method, path, body, headers, self.longTimeout))
 
-    def _download(self, path: str, destination: Path) -> Path:
+    def _download(self, path: str, destination: Path, headers: dict | None = None) -> Path:
+        """``headers``, when given, receives the answer's headers (names in lower case)."""
         destination.parent.mkdir(parents=True, exist_ok=True)
         # Write beside the destination and rename, so a cancelled download never leaves half a volume.
         handle, partial = tempfile.mkstemp(dir=destination.parent, suffix=".part")
         try:
             with os.fdopen(handle, "wb") as out, self._open("GET", path, timeout=self.longTimeout) as answer:
+                if headers is not None:
+                    headers.update((name.lower(), value) for name, value in answer.headers.items())
                 shutil.copyfileobj(answer, out, CHUNK_BYTES)
             os.replace(partial, destination)
         finally:

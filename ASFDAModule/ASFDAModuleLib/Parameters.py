@@ -21,7 +21,6 @@ class ASFDAModuleParameterNode:
     backendUrl: str = ""
     annotatorName: str = "slicer"
     fineTuneSteps: Annotated[int, WithinRange(0, 1000000)] = 0  # 0: the backend's default
-    fetchNextAutomatically: bool = True
     acceptWorseRounds: bool = False  # the backend's guard: a round that validates worse is not activated
     currentCaseId: str = ""
     currentVolume: slicer.vtkMRMLScalarVolumeNode

@@ -11,6 +11,9 @@ from __future__ import annotations
 import pathlib
 import time
 
+import slicer
+
+from . import VolumeFiles
 from .BackendClient import HTTP_CONFLICT, HTTP_FORBIDDEN, HTTP_METHOD_NOT_ALLOWED, BackendError, caseOfFile
 from .BackendTypes import (
     BackendInfo,
@@ -24,6 +27,8 @@ from .BackendTypes import (
 )
 from .i18n import _
 from .Plots import updateDicePlot, updateEditEffortPlot, updateScorePlot
+from .SceneLogic import ijkToRas
+from .VolumeFiles import VolumeSnapshot
 from .WorkflowTypes import VolumeExport, VolumeOutcome
 
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
@@ -44,13 +49,31 @@ class PoolLogic:
 
     # -- cases -------------------------------------------------------------------------------------
 
-    def exportSceneVolumes(self, volumeNodes) -> list[VolumeExport]:
-        """*scene*: write scene volumes where the backend can take them from."""
+    def snapshotSceneVolumes(self, volumeNodes) -> list[VolumeSnapshot]:
+        """*scene*, fast: copies of scene volumes, each with the file the backend will take it from."""
         folder = self.sessionDir / "imports" if self.backendIsLocal else self.cacheDir / "uploads"
         return [
-            VolumeExport(node.GetID(), self.sceneLogic.exportVolumeForSession(node, folder))
+            VolumeSnapshot(
+                slicer.util.arrayFromVolume(node).copy(),
+                ijkToRas(node),
+                self.sceneLogic.sessionFileOf(node, folder),
+                node.GetID(),
+            )
             for node in volumeNodes
         ]
+
+    def exportSceneVolumes(self, volumeNodes) -> list[VolumeExport]:
+        """*scene*, blocking (scripts): write scene volumes where the backend can take them from."""
+        return self.writeVolumeFiles(self.snapshotSceneVolumes(volumeNodes))
+
+    def writeVolumeFiles(self, snapshots: list[VolumeSnapshot]) -> list[VolumeExport]:
+        """*worker*: write the copies (compressed)."""
+        return [VolumeExport(s.nodeId, VolumeFiles.writeSnapshot(s)) for s in snapshots]
+
+    def addVolumeSnapshots(self, snapshots: list[VolumeSnapshot]) -> list[VolumeOutcome]:
+        """*worker*: write the copies, then add them as cases (the Widget's "Add scene volumes"), each
+        with its outcome."""
+        return self.submitVolumeFiles(self.writeVolumeFiles(snapshots))
 
     def submitVolumeFiles(self, exports: list[VolumeExport]) -> list[VolumeOutcome]:
         """*network*: add the written volumes as cases (by path for a local backend, by upload otherwise).

@@ -40,6 +40,7 @@ class CaseFiles:
     labels: dict
     modelVersion: str | None
     round: int | None = None
+    window: tuple[float, float] | None = None  # the volume's display window, computed on the worker
 
 
 @dataclass
@@ -55,3 +56,4 @@ class SubmitResult:
     job: Job | None
     message: str
     effort: EditRecord | None = None
+    waitsForRound: bool = False  # a round was running: the mask goes into the next one

@@ -2,8 +2,10 @@
 
 It runs on 127.0.0.1 with ``http.server``, checks the bearer token, answers errors as ``{"detail": ...}``,
 and does what the module relies on: cases from paths or uploads, a ranking, the next case, the volume and a
-prediction in the case's geometry, label maps checked against that geometry, and a fine-tuning job that
-progresses on its own. It scores nothing: DKD and ASD are made up from the case's order. The real server is
+prediction in the case's geometry (naming its model version in ``X-ASFDA-Model-Version``), label maps checked
+against that geometry, and a fine-tuning job that progresses on its own (or is held open by ``roundGate``)
+while ``POST /next`` and the predictions keep answering from the active version; the rescoring follows a
+round by itself. It scores nothing: DKD and ASD are made up from the case's order. The real server is
 tested by its own authors; this double lets the module's workflow run without torch.
 """
 
@@ -113,6 +115,8 @@ class FakeState:
     removeRoute: bool = True  # False: an older backend without DELETE /cases/{id} (FastAPI answers 405)
     guardHoldsBack: bool = False  # True: rounds validate worse than their parent, which stays active
     refusedNames: set[str] = field(default_factory=set)  # files POST /cases refuses as unreadable (400)
+    versionHeader: bool = True  # False: an older backend that does not name the prediction's model version
+    roundGate: threading.Event | None = None  # set: a round holds at half way until the event is set
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -176,13 +180,18 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if isinstance(answer, Path):
             self._send(200, answer.read_bytes(), "application/octet-stream")
+        elif isinstance(answer, tuple):  # a file and the headers that describe it
+            path, headers = answer
+            self._send(200, path.read_bytes(), "application/octet-stream", headers)
         else:
             self._send(200, json.dumps(answer).encode(), "application/json")
 
-    def _send(self, status: int, body: bytes, contentType: str) -> None:
+    def _send(self, status: int, body: bytes, contentType: str, headers: dict | None = None) -> None:
         self.send_response(status)
         self.send_header("Content-Type", contentType)
         self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
 
@@ -339,16 +348,19 @@ class _Handler(BaseHTTPRequestHandler):
         return self._case(url).stored
 
     def prediction(self, url):
+        """The active version's prediction: each round makes the "liver" a little larger."""
         case = self._case(url)
+        version = self.state.version
         image = sitk.ReadImage(str(case.stored))
         array = sitk.GetArrayFromImage(image)
         label = np.zeros(array.shape, np.uint8)
-        label[array > np.percentile(array, 80)] = 1  # the "liver": the brightest voxels
+        brightest = 80 - 5 * self.state.versions.index(version)
+        label[array > np.percentile(array, brightest)] = 1  # the "liver": the brightest voxels
         prediction = sitk.GetImageFromArray(label)
         prediction.CopyInformation(image)
-        path = self.state.session / f"prediction-{case.id}.nii.gz"
+        path = self.state.session / f"prediction-{case.id}-{version}.nii.gz"
         sitk.WriteImage(prediction, str(path))
-        return path
+        return path, {"X-ASFDA-Model-Version": version} if self.state.versionHeader else {}
 
     def putLabel(self, url):
         case = self._case(url)
@@ -375,6 +387,8 @@ class _Handler(BaseHTTPRequestHandler):
             if job.state == "cancelled":
                 return
             job.state, job.progress = "running", progress
+            if progress == 0.5 and self.state.roundGate is not None:
+                self.state.roundGate.wait(timeout=60)
         with self.state.lock:
             self.state.round += 1
             version, parent = f"v{self.state.round}", self.state.version
@@ -403,6 +417,10 @@ class _Handler(BaseHTTPRequestHandler):
             job.message = f"round {self.state.round} done: model {version}" + (
                 "" if accepted else " (worse than its parent, which stays active; accept_worse activates it)"
             )
+        if accepted and self.state.scoringSeconds > 0:
+            # The rescoring follows an activated round by itself, as in the real backend (a version the
+            # guard kept back is not scored).
+            self._scoringJob()
 
     def listJobs(self, url):
         return [job.json() for job in self.state.jobs.values()]

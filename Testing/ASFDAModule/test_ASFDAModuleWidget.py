@@ -49,6 +49,7 @@ BUTTONS = [
     "flagButton",
     "cancelRoundButton",
     "cancelScoringButton",
+    "updatePredictionButton",
 ]
 
 
@@ -218,12 +219,14 @@ def test_the_widget_sets_up_refreshes_opens_saves_skips_trains_and_cleans_up(
     builtWidget, fakeBackend, mrml, caplog
 ):
     import logging
+    import threading
     import time
 
     from module_fake_backend import TOKEN
 
     caplog.set_level(logging.WARNING)
     widget, ui, shown = builtWidget
+    fakeBackend.state.roundGate = threading.Event()  # the round holds until the test lets it end
     widget.setup()
     widget.logic.connect(fakeBackend.url, TOKEN)
     widget._fetchInfo()
@@ -243,24 +246,87 @@ def test_the_widget_sets_up_refreshes_opens_saves_skips_trains_and_cleans_up(
     widget.onMarkCase(flag=True)
     settle(widget)
     third = widget._parameterNode.currentCaseId
-    widget.onSave(train=True)  # save and next: the next case opens when the round ends
+    widget.onSave(train=True)  # save and next: the next case opens at once, the round runs behind
     settle(widget)
-    stillThird = widget._parameterNode.currentCaseId
+    fourth = widget._parameterNode.currentCaseId
+    roundWhileFourthOpened = fakeBackend.state.jobs[widget._jobId].state
+    offeredDuringRound = ui.updatePredictionButton.enabled
+    fakeBackend.state.roundGate.set()
     deadline = time.monotonic() + 20
     while widget._jobId is not None and time.monotonic() < deadline:
         widget.onJobTimer()
         settle(widget)
         time.sleep(0.05)
+    settle(widget)  # info of the new version: the ranking refreshes, the update is offered
+    offeredAfterRound = ui.updatePredictionButton.enabled
+    fourthBefore = widget.logic.openCaseFiles[fourth].modelVersion
+    widget.onUpdatePrediction()  # untouched: no question asked
     settle(widget)
-    fourth = widget._parameterNode.currentCaseId
+    updated = widget._parameterNode.currentSegmentation
+    fourthNodes = widget.logic.sceneLogic.caseNodes(fourth)
     widget.onShowPlots()
     settle(widget)
     widget.cleanup()
 
     assert shown == {"errors": [], "warnings": []}
     assert [r.message for r in caplog.records if "ASFDA" in r.getMessage()] == []
-    assert len({first, second, third, fourth}) == 4 and stillThird == third
+    assert len({first, second, third, fourth}) == 4
+    assert roundWhileFourthOpened in ("queued", "running") and fourthBefore == "v0"  # the round still ran
+    assert offeredDuringRound is False and offeredAfterRound is True
+    assert widget.logic.openCaseFiles[fourth].modelVersion == "v1"  # updated to the new model
+    assert updated.GetAttribute("ASFDA.ModelVersion") == "v1"
+    assert [n.IsA("vtkMRMLSegmentationNode") for n in fourthNodes].count(True) == 1  # replaced, not added
+    assert ui.updatePredictionButton.enabled is False  # nothing newer left
     assert widget.logic.marks.get(second).mark.value == "flagged"
-    assert widget.logic.openCaseFiles[fourth].modelVersion == "v1"  # after the round: the new model
     assert [r.caseId for r in widget.logic.effort.records()] == [first, third]
     assert ui.saveAndNextButton.enabled is True  # a case is open
+
+
+def test_the_widget_asks_before_a_newer_prediction_replaces_an_edit(
+    builtWidget, moduleFile, fakeBackend, mrml, monkeypatch
+):
+    from ASFDAModuleLib.WorkflowTypes import AnnotationCase
+    from module_fake_backend import TOKEN
+
+    widget, ui, shown = builtWidget
+    questions, answers = [], [False, True]
+
+    def confirm(text, **kwargs):
+        questions.append(text)
+        return answers.pop(0)
+
+    monkeypatch.setattr(moduleFile.slicer.util, "confirmOkCancelDisplay", confirm)
+    widget.setup()
+    widget.logic.connect(fakeBackend.url, TOKEN)
+    widget._fetchInfo()
+    settle(widget)
+    ui.sceneVolumesSelector.checkedNodes.return_value = [
+        volumes.addVolume(mrml.slicer, mrml.scene, volumes.intensityArray(), "p0")
+    ]
+    widget.onAddSceneVolumes()
+    settle(widget)
+    widget.onAnnotateNext()
+    settle(widget)
+    p = widget._parameterNode
+    caseId, opened, volume = p.currentCaseId, p.currentSegmentation, p.currentVolume
+    widget.logic.waitForJob(widget.logic.startRound(steps=1).id, timeout=20, interval=0.05)
+    widget._fetchInfo()  # as when the round's job ends
+    settle(widget)
+    offered = ui.updatePredictionButton.enabled
+    painted = volumes.paintSegment(mrml, AnnotationCase(None, volume, opened))  # the radiologist's edit
+
+    widget.onUpdatePrediction()  # declined: nothing is fetched, nothing changes
+    settle(widget)
+    keptAfterNo = widget.logic.sceneLogic.findCaseSegmentation(caseId)
+    widget.onUpdatePrediction()  # accepted: replaced
+    settle(widget)
+    replaced = widget.logic.sceneLogic.findCaseSegmentation(caseId)
+    labels = widget.logic.sceneLogic.labelmapArray(replaced, volume)
+    widget.cleanup()
+
+    assert shown == {"errors": [], "warnings": []}
+    assert offered is True
+    assert len(questions) == 2 and "Replace your edits" in questions[0]
+    assert keptAfterNo is opened and opened.GetAttribute("ASFDA.ModelVersion") == "v0"
+    assert replaced is not opened and replaced.GetAttribute("ASFDA.ModelVersion") == "v1"
+    assert not (labels[painted > 0] == 2).any()

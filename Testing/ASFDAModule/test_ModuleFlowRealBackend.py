@@ -1,9 +1,9 @@
 """The Logic's whole flow, in one test, on real MRML (slicer-core) and the engine's own backend process.
 
 Start, add scene volumes, non-blocking ranking with progress, next case with the current model version, save
-without training, save and train, next case with the new version, activate the older version, remove a case,
-choose another query strategy, stop. The model is a tiny MONAI UNet on the CPU
-(``module_processes.writeTinyModel``), so that it takes about a minute on two cores.
+without training, save and train, the next case while the round runs, next case with the new version, activate
+the older version, remove a case, choose another query strategy, stop. The model is a tiny MONAI UNet on the
+CPU (``module_processes.writeTinyModel``), so that it takes about a minute on two cores.
 """
 
 from __future__ import annotations
@@ -61,6 +61,11 @@ def test_the_whole_flow_with_the_real_backend(moduleFile, mrml, tmp_path):
             steps=2,
             acceptWorse=True,
         )
+        # Save and next: the next case comes at once, from the current ranking, while the round runs.
+        servedAt = time.monotonic()
+        duringRoundFiles = logic.fetchCaseFiles("tester", logic.caseIdsInScene())
+        servedSeconds = time.monotonic() - servedAt
+        roundWhenServed = logic.fetchJob(trained.job.id)
         job = logic.waitForJob(trained.job.id, timeout=300, interval=0.2)
         rescored = logic.waitForRanking(timeout=240, interval=0.2)  # the new version scores the pool
 
@@ -97,6 +102,10 @@ def test_the_whole_flow_with_the_real_backend(moduleFile, mrml, tmp_path):
     assert batched.effort is not None and batched.effort.modelVersion == info.modelVersion
     assert trained.job is not None and job.state.value == "done", job.message
     newVersion = job.modelVersion
+    print(f"next case served in {servedSeconds:.2f} s; round then {roundWhenServed.state.value}")
+    assert not roundWhenServed.state.finished, roundWhenServed  # served while the round ran
+    assert duringRoundFiles.case.id != secondCase.case.id
+    assert duringRoundFiles.modelVersion == info.modelVersion  # the prediction of the model in use
     assert newVersion != info.modelVersion and rescored.modelVersion == newVersion
     assert metrics[0].labelledCount == 2  # the batched mask was used by the round
     assert thirdFiles.modelVersion == newVersion and newVersion in thirdFiles.predictionPath.name

@@ -90,6 +90,12 @@ def test_a_round_the_guard_holds_back_says_which_version_stays_active_and_why(
     drawn = drawnTexts(moduleFile)
     assert "active: round 1 (v1) validated worse" in drawn
     assert "not activated: held-out Dice 0.812 < parent's 0.820" in drawn
+    # v0 stays active, so the open case's prediction is current: no "Update prediction" to v1 (issue 21).
+    assert (
+        widget._parameterNode.currentCaseId
+        and widget.logic.newerModelVersion(widget._parameterNode.currentCaseId) is None
+    )
+    assert ui.updatePredictionButton.enabled is False
     assert shown == {"errors": [], "warnings": []}
 
 

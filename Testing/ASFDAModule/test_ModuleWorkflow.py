@@ -39,7 +39,7 @@ def test_after_a_round_the_next_prediction_carries_the_new_model_version(mrml, l
     second = logic.loadCase(caseFiles)
 
     assert second.case.id != first.case.id
-    assert caseFiles.modelVersion == "v1" and caseFiles.predictionPath.name == "prediction-v1.nii.gz"
+    assert caseFiles.modelVersion == "v1" and caseFiles.predictionPath.name == "prediction-v1.nrrd"
     assert second.segmentationNode.GetAttribute("ASFDA.ModelVersion") == "v1"
     assert first.segmentationNode.GetAttribute("ASFDA.ModelVersion") == "v0"
 

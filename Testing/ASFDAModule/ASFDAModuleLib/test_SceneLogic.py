@@ -94,6 +94,24 @@ def test_prediction_becomes_segments_named_from_the_labels(mrml, sceneLogic, vol
     assert editorNode.GetSelectedSegmentID() == segmentation.GetNthSegmentID(0)
 
 
+def test_a_value_the_model_does_not_know_gets_its_own_segment(mrml, sceneLogic, volumeNode, tmp_path):
+    """The segments share one layer, made without a pass over the voxels; an unknown value is still seen."""
+    array = volumes.predictionArray()
+    array[0, 0, 0:2] = 7
+    prediction = writePrediction(mrml, sceneLogic, volumeNode, tmp_path / "prediction.nrrd", array)
+
+    segmentationNode = sceneLogic.segmentationFromFile(prediction, volumeNode, LABELS, "segmentation")
+
+    assert segmentNames(segmentationNode) == ["liver", "spleen", "left kidney", "unknown label 7"]
+    assert segmentationNode.GetSegmentation().GetNumberOfLayers() == 1
+    known = sceneLogic.labelmapArray(segmentationNode, volumeNode, {**LABELS, 7: "unknown label 7"})
+    np.testing.assert_array_equal(known, array)
+    from ASFDAModuleLib.SceneLogic import SegmentNameError
+
+    with pytest.raises(SegmentNameError, match="'unknown label 7' match no label"):  # rename it first
+        sceneLogic.labelmapArray(segmentationNode, volumeNode)
+
+
 def test_prediction_in_another_geometry_is_refused(mrml, sceneLogic, volumeNode, tmp_path):
     other = volumes.addVolume(mrml.slicer, mrml.scene, volumes.intensityArray(), "other")
     other.SetSpacing(1.0, 1.0, 1.0)
