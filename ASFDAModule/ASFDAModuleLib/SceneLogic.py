@@ -4,51 +4,44 @@ Files go in and out through MRML storage nodes (never ``slicer.util.loadVolume``
 application), and the scene is an argument, so the same code runs inside Slicer and in tests against the real
 MRML of the ``slicer-core`` wheel.
 
-Geometry is the point of this file: the backend accepts a label map only in its case's geometry, so a label
-map is always made in the reference volume's own IJK-to-RAS matrix and extent, voxel for voxel.
+This file holds volumes, the tags that make nodes a case's, and the Segment Editor and views; turning
+predictions into segmentations and segmentations into label maps is the ``SegmentationFiles`` mixin, the
+labels of segments are ``SegmentLabels``.
 """
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 
 import numpy as np
 import slicer
-import vtk
 
 from .i18n import _
-from .LabelTerminology import terminologyEntry
+from .SegmentationFiles import SEGMENTATION_SUFFIX, SegmentationFiles, ijkToRas
+from .SegmentLabels import LABELS_ATTRIBUTE, Labels, SegmentNameError, segmentationLabels
+
+# Re-exported: callers and tests take the scene's names from here.
+__all__ = [
+    "CASE_ID_ATTRIBUTE",
+    "LABELS_ATTRIBUTE",
+    "MODEL_VERSION_ATTRIBUTE",
+    "SEGMENTATION_SUFFIX",
+    "VOLUME_SUFFIX",
+    "Labels",
+    "SceneLogic",
+    "SegmentNameError",
+    "ijkToRas",
+    "segmentationLabels",
+]
 
 CASE_ID_ATTRIBUTE = "ASFDA.CaseId"
 MODEL_VERSION_ATTRIBUTE = "ASFDA.ModelVersion"
-LABELS_ATTRIBUTE = "ASFDA.Labels"
 SEGMENT_EDITOR_SINGLETON_TAG = "SegmentEditor"  # the tag Slicer's Segment Editor module looks for
 VOLUME_SUFFIX = ".nii.gz"
-SEGMENTATION_SUFFIX = ".seg.nrrd"
-
-# Distinct, colour-blind-friendly colours (Okabe-Ito) for segments, by label value.
-_PALETTE = [
-    (0.90, 0.62, 0.00),
-    (0.34, 0.71, 0.91),
-    (0.00, 0.62, 0.45),
-    (0.94, 0.89, 0.26),
-    (0.00, 0.45, 0.70),
-    (0.84, 0.37, 0.00),
-    (0.80, 0.47, 0.65),
-    (0.60, 0.60, 0.60),
-]
 
 
-class SegmentNameError(ValueError):
-    """A segment's name is not one of the model's labels, so its voxels would have no label value."""
-
-
-Labels = dict[int, str]
-
-
-class SceneLogic:
+class SceneLogic(SegmentationFiles):
     """Volumes and segmentations of ASFDA cases in one MRML scene."""
 
     def __init__(self, scene, volumesLogic=None):
@@ -181,77 +174,6 @@ class SceneLogic:
         finally:
             self._removeWithDisplayNodes(node)
 
-    # -- prediction to segmentation ----------------------------------------------------------------
-
-    def segmentationFromFile(self, path: str | Path, referenceVolume, labels: Labels, name: str):
-        """A segmentation node from the model's prediction: a label map file or a ``.seg.nrrd``.
-
-        Every foreground label gets a segment, named after the label and with its terminology where known,
-        even when the model found none of it: the radiologist must be able to paint what the model missed.
-        """
-        path = Path(path)
-        if path.name.endswith(SEGMENTATION_SUFFIX):
-            segmentationNode = self.loadSegmentationFile(path, name)
-        else:
-            segmentationNode = self._segmentationFromLabelmapFile(path, referenceVolume, labels, name)
-        segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(referenceVolume)
-        self._nameSegmentsFromLabels(segmentationNode, labels)
-        segmentationNode.SetAttribute(LABELS_ATTRIBUTE, json.dumps({str(k): v for k, v in labels.items()}))
-        return segmentationNode
-
-    def loadSegmentationFile(self, path: str | Path, name: str):
-        node = self.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
-        storage = slicer.vtkMRMLSegmentationStorageNode()
-        storage.SetFileName(str(path))
-        if not storage.ReadData(node):
-            self.scene.RemoveNode(node)
-            raise OSError(_("{path}: could not read a segmentation").format(path=path))
-        node.CreateDefaultDisplayNodes()
-        return node
-
-    def saveSegmentationFile(self, segmentationNode, path: str | Path) -> Path:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        storage = slicer.vtkMRMLSegmentationStorageNode()
-        storage.SetFileName(str(path))
-        storage.SetUseCompression(True)
-        if not storage.WriteData(segmentationNode):
-            raise OSError(
-                _("{path}: could not write segmentation '{name}'").format(
-                    path=path, name=segmentationNode.GetName()
-                )
-            )
-        return path
-
-    # -- segmentation to label map -----------------------------------------------------------------
-
-    def labelmapArray(self, segmentationNode, referenceVolume, labels: Labels | None = None) -> np.ndarray:
-        """The segments as one label array (k, j, i) in the reference volume's geometry.
-
-        A voxel in several segments takes the value of the later segment, as in Slicer's own merge.
-        """
-        labels = labels if labels is not None else segmentationLabels(segmentationNode)
-        values = self._segmentLabelValues(segmentationNode, labels)
-        dims = referenceVolume.GetImageData().GetDimensions()
-        dtype = np.uint8 if max(labels, default=0) < 256 else np.uint16
-        labelArray = np.zeros((dims[2], dims[1], dims[0]), dtype=dtype)
-        for segmentId, value in values:
-            labelArray[self._segmentMask(segmentationNode, segmentId, referenceVolume)] = value
-        return labelArray
-
-    def writeLabelmapFile(
-        self, segmentationNode, referenceVolume, path: str | Path, labels: Labels | None = None
-    ) -> Path:
-        """Write the segments as a label map in the reference volume's geometry, with the model's values."""
-        labelArray = self.labelmapArray(segmentationNode, referenceVolume, labels)
-        labelmapNode = self._temporaryNode("vtkMRMLLabelMapVolumeNode")
-        try:
-            labelmapNode.CopyOrientation(referenceVolume)
-            slicer.util.updateVolumeFromArray(labelmapNode, labelArray)
-            return self.writeVolume(labelmapNode, path)
-        finally:
-            self._removeWithDisplayNodes(labelmapNode)
-
     # -- Segment Editor and views ------------------------------------------------------------------
 
     def segmentEditorNode(self):
@@ -303,105 +225,6 @@ class SceneLogic:
         if not storage.ReadData(node):
             raise OSError(_("{path}: could not read a volume").format(path=path))
 
-    def _segmentationFromLabelmapFile(self, path: Path, referenceVolume, labels: Labels, name: str):
-        """One segment per label value, all sharing the label map as one layer (as a ``.seg.nrrd`` does).
-
-        Sharing costs no pass over the voxels: 0.001 s on the GUI thread where importing the label map
-        segment by segment took 0.1 s (160x192x192). Values the model does not know get a segment too,
-        with a telling name, so that they are seen rather than lost.
-        """
-        labelmapNode = self._temporaryNode("vtkMRMLLabelMapVolumeNode")
-        segmentationNode = self.scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
-        try:
-            self._readVolumeInto(labelmapNode, path)
-            _checkSameGeometry(labelmapNode, referenceVolume, path)
-            layer = slicer.vtkOrientedImageData()
-            layer.ShallowCopy(labelmapNode.GetImageData())
-            matrix = vtk.vtkMatrix4x4()
-            labelmapNode.GetIJKToRASMatrix(matrix)
-            layer.SetImageToWorldMatrix(matrix)
-            segmentationNode.CreateDefaultDisplayNodes()
-            segmentationNode.SetReferenceImageGeometryParameterFromVolumeNode(referenceVolume)
-            segmentation = segmentationNode.GetSegmentation()
-            representation = slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName()
-            for value in _segmentValues(slicer.util.arrayFromVolume(labelmapNode), labels):
-                segment = slicer.vtkSegment()
-                segment.SetName(labels.get(value, f"unknown label {value}"))
-                segment.SetColor(*_paletteColor(value))
-                segment.SetLabelValue(value)
-                segment.AddRepresentation(representation, layer)
-                segmentation.AddSegment(segment)
-        except Exception:
-            self.scene.RemoveNode(segmentationNode)
-            raise
-        finally:
-            self._removeWithDisplayNodes(labelmapNode)
-        return segmentationNode
-
-    def _nameSegmentsFromLabels(self, segmentationNode, labels: Labels) -> None:
-        """Name each segment after its label value, add empty segments for absent labels, order by value."""
-        segmentation = segmentationNode.GetSegmentation()
-        byValue: dict[int, str] = {}
-        for index in range(segmentation.GetNumberOfSegments()):
-            segmentId = segmentation.GetNthSegmentID(index)
-            segment = segmentation.GetSegment(segmentId)
-            value = _segmentLabelValue(segment, labels)
-            if value in labels and value != 0 and value not in byValue:
-                segment.SetName(labels[value])
-                byValue[value] = segmentId
-        for value in sorted(v for v in labels if v != 0 and v not in byValue):
-            byValue[value] = segmentation.AddEmptySegment("", labels[value], _paletteColor(value))
-        for position, value in enumerate(sorted(byValue)):
-            segment = segmentation.GetSegment(byValue[value])
-            segment.SetLabelValue(value)
-            entry = terminologyEntry(labels[value])
-            if entry:  # the tag (not SetTerminology) works on every Slicer 5
-                segment.SetTag(slicer.vtkSegment.GetTerminologyEntryTagName(), entry)
-            segmentation.SetSegmentIndex(byValue[value], position)
-
-    def _segmentLabelValues(self, segmentationNode, labels: Labels) -> list[tuple[str, int]]:
-        """(segment id, label value) in segment order; every segment must be named after a label."""
-        valueByName = {_normalizedName(name): value for value, name in labels.items() if value != 0}
-        segmentation = segmentationNode.GetSegmentation()
-        values, unknown = [], []
-        for index in range(segmentation.GetNumberOfSegments()):
-            segmentId = segmentation.GetNthSegmentID(index)
-            name = segmentation.GetSegment(segmentId).GetName()
-            if _normalizedName(name) in valueByName:
-                values.append((segmentId, valueByName[_normalizedName(name)]))
-            else:
-                unknown.append(name)
-        if unknown:
-            known = ", ".join(repr(labels[v]) for v in sorted(labels) if v != 0)
-            raise SegmentNameError(
-                _(
-                    "segmentation '{name}': segment(s) {segments} match no label of the model ({known}); "
-                    "rename them to one of these labels or delete them"
-                ).format(name=segmentationNode.GetName(), segments=", ".join(map(repr, unknown)), known=known)
-            )
-        return values
-
-    def _segmentMask(self, segmentationNode, segmentId: str, referenceVolume) -> np.ndarray:
-        labelmapNode = self._temporaryNode("vtkMRMLLabelMapVolumeNode")
-        try:
-            segmentIds = vtk.vtkStringArray()
-            segmentIds.InsertNextValue(segmentId)
-            if not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
-                segmentationNode,
-                segmentIds,
-                labelmapNode,
-                referenceVolume,
-                slicer.vtkSegmentation.EXTENT_REFERENCE_GEOMETRY,
-            ):
-                raise RuntimeError(
-                    _("could not export segment {segment!r} of '{name}'").format(
-                        segment=segmentId, name=segmentationNode.GetName()
-                    )
-                )
-            return slicer.util.arrayFromVolume(labelmapNode) > 0
-        finally:
-            self._removeWithDisplayNodes(labelmapNode)
-
     def _temporaryNode(self, className: str):
         node = self.scene.AddNewNodeByClass(className, "__ASFDA_temporary__")
         node.SetHideFromEditors(True)
@@ -416,66 +239,6 @@ class SceneLogic:
         if storageNode is not None:
             self.scene.RemoveNode(storageNode)
         self.scene.RemoveNode(node)
-
-
-def segmentationLabels(segmentationNode) -> Labels:
-    """The model's labels that a segmentation was made with (kept as a node attribute)."""
-    text = segmentationNode.GetAttribute(LABELS_ATTRIBUTE)
-    if not text:
-        raise SegmentNameError(
-            _(
-                "segmentation '{name}' was not made by ASFDA: "
-                "it does not say which label value each segment has"
-            ).format(name=segmentationNode.GetName())
-        )
-    return {int(value): name for value, name in json.loads(text).items()}
-
-
-def ijkToRas(volumeNode) -> np.ndarray:
-    matrix = vtk.vtkMatrix4x4()
-    volumeNode.GetIJKToRASMatrix(matrix)
-    return np.array([[matrix.GetElement(row, column) for column in range(4)] for row in range(4)])
-
-
-def _checkSameGeometry(labelmapNode, referenceVolume, path: Path, tolerance: float = 1e-4) -> None:
-    """A prediction in another geometry would put the model's voxels in the wrong place: refuse it."""
-    sameSize = labelmapNode.GetImageData().GetDimensions() == referenceVolume.GetImageData().GetDimensions()
-    if not sameSize or not np.allclose(ijkToRas(labelmapNode), ijkToRas(referenceVolume), atol=tolerance):
-        raise ValueError(
-            _(
-                "{path}: the prediction is not in the geometry of volume '{volume}' (size or voxel-to-RAS "
-                "matrix differ)"
-            ).format(path=path, volume=referenceVolume.GetName())
-        )
-
-
-def _segmentValues(labelArray: np.ndarray, labels: Labels) -> list[int]:
-    """The model's foreground values, and any other value the label map holds (rare: then a full pass)."""
-    known = sorted(value for value in labels if value != 0)
-    largest = int(labelArray.max(initial=0))  # a tenth of np.unique's time on the GUI thread
-    gaps = set(range(1, largest + 1)) - set(known)
-    if not gaps:
-        return known
-    present = {int(v) for v in np.unique(labelArray)}
-    return sorted(set(known) | (present & gaps))
-
-
-def _segmentLabelValue(segment, labels: Labels) -> int | None:
-    """A segment's label value: from its name when it is a label's, else the value it was imported with."""
-    valueByName = {_normalizedName(name): value for value, name in labels.items()}
-    name = _normalizedName(segment.GetName())
-    if name in valueByName:
-        return valueByName[name]
-    value = segment.GetLabelValue()
-    return value if value in labels else None
-
-
-def _normalizedName(name: str) -> str:
-    return " ".join(re.split(r"[\s_]+", name.strip().lower()))
-
-
-def _paletteColor(value: int) -> tuple[float, float, float]:
-    return _PALETTE[(value - 1) % len(_PALETTE)] if value > 0 else (0.0, 0.0, 0.0)
 
 
 def _safeFileName(text: str) -> str:

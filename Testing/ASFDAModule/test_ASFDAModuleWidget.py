@@ -129,11 +129,12 @@ def hasWords(node) -> bool:
 
 def test_every_message_box_and_status_text_of_the_widget_is_translated():
     """Static: string literals passed to Slicer's message boxes and to the status line are wrapped in _()."""
-    tree = ast.parse((MODULE_DIR / "ASFDAModule.py").read_text())
+    widgetFiles = [MODULE_DIR / "ASFDAModule.py", *sorted((MODULE_DIR / "ASFDAModuleLib").glob("*.py"))]
+    calls = [node for path in widgetFiles for node in ast.walk(ast.parse(path.read_text()))]
     shown = ("warningDisplay", "errorDisplay", "confirmOkCancelDisplay", "tryWithErrorDisplay", "_setStatus")
     bare = [
         ast.unparse(call)
-        for call in ast.walk(tree)
+        for call in calls
         if isinstance(call, ast.Call)
         and getattr(call.func, "attr", getattr(call.func, "id", None)) in shown
         and call.args
