@@ -8,6 +8,7 @@
 - ``BackendTypes``: the records of the backend's HTTP contract (cases, jobs, model versions).
 - ``BackendClient``: the HTTP client (standard library only).
 - ``BackendProcess``: ``asfda serve`` as a background process (start, readiness, log, stop with children).
+- ``ProcessTree``: stopping a process with all its descendants (psutil, else its process group).
 - ``BackgroundTasks``: blocking calls on worker threads, results handed back on the GUI thread.
 - ``SceneLogic``: volumes, case tags, the Segment Editor and views in the MRML scene (Qt-free); its mixin
   ``SegmentationFiles`` turns predictions into segmentations and segmentations into label maps, in the
