@@ -146,6 +146,16 @@ def t2_from_t1(t1: np.ndarray, labels: np.ndarray, reference: References) -> np.
     return np.clip(t2, 0.0, None).astype(np.float32)
 
 
+def brain_outline(structures: np.ndarray, closing_voxels: int = 5) -> np.ndarray:
+    """The labelled structures with the gaps between them closed (sulci, the midline, cortex the average's
+    aseg leaves out): like ICBM152's brain mask, which makes them "other in-brain". fsaverage's
+    brainmask.mgz alone is a skull strip with a wide margin, which would wrap the cortex in a band of
+    "other in-brain" that ICBM152 does not have."""
+    from scipy.ndimage import binary_closing, binary_fill_holes
+
+    return binary_fill_holes(binary_closing(structures, iterations=closing_voxels)) | structures
+
+
 def load_fsaverage(config, icbm: References, folder: Path | None = None) -> References:
     """fsaverage on its own coarse grid (``config.spacing_mm``, ``config.margin_mm``), oriented like ICBM152,
     with the same three appearances as the ICBM152 references (its T2 made by :func:`t2_from_t1`)."""
@@ -154,7 +164,7 @@ def load_fsaverage(config, icbm: References, folder: Path | None = None) -> Refe
     t1_fine = read_mgz(folder / "T1.mgz", direction)
     aseg = sitk.GetArrayFromImage(read_mgz(folder / "aseg.mgz", direction))
     mask = sitk.GetArrayFromImage(read_mgz(folder / "brainmask.mgz", direction)) > 0
-    labels_fine = merge_labels(aseg, mask, aseg_lookup(aseg))
+    labels_fine = merge_labels(aseg, brain_outline(aseg > 0) & mask, aseg_lookup(aseg))
     margin = round(config.margin_mm / min(t1_fine.GetSpacing()))
     grid = coarse_grid(t1_fine, brain_box(labels_fine > 0, margin), config.spacing_mm)
     labels = resample_labels(labels_fine, t1_fine, grid)
