@@ -23,7 +23,7 @@ def make_heterogeneous(args: argparse.Namespace) -> int:
 
     config = HeterogeneousConfig(
         n_pool=args.n_pool if args.n_pool is not None else 60,
-        n_val=args.n_val,
+        n_val=args.n_val if args.n_val is not None else 10,
         n_test=args.n_test if args.n_test is not None else 30,
         spacing_mm=args.spacing if args.spacing is not None else 2.0,
         seed=args.seed,
@@ -39,12 +39,35 @@ def make_heterogeneous(args: argparse.Namespace) -> int:
     return 0
 
 
+def make_site(args: argparse.Namespace) -> int:
+    from .site import SiteConfig, build_site
+
+    config = SiteConfig(
+        n_pool=args.n_pool if args.n_pool is not None else 60,
+        n_val=args.n_val if args.n_val is not None else 5,
+        n_test=args.n_test if args.n_test is not None else 5,
+        spacing_mm=args.spacing if args.spacing is not None else 2.0,
+        seed=args.seed,
+    )
+    start = time.perf_counter()
+    build_site(args.out, config, progress=not args.no_progress)
+    layout = dataset_layout(args.out)
+    print(
+        f"{args.out}: site target pool, {len(layout.pool)} pool (by prevalence) / {len(layout.val)} "
+        f"validation / {len(layout.test)} test ({config.n_val} and {config.n_test} per sub-population), "
+        f"base grid {layout.spacing_mm:g} mm, {time.perf_counter() - start:.1f} s"
+    )
+    return 0
+
+
 def make_dataset(args: argparse.Namespace) -> int:
     """Build (or find already built) a benchmark dataset and say how long it took: ``--config small`` is
     the seeded T1 -> T2 pair (fast), ``--config heterogeneous`` (the default for reported results) a target
-    site that mixes protocols."""
+    site that mixes protocols i.i.d., ``--config site`` a pool with a hospital archive's sub-populations."""
     if args.config == "heterogeneous":
         return make_heterogeneous(args)
+    if args.config == "site":
+        return make_site(args)
     for name in ("n_pool", "n_test", "spacing"):
         if getattr(args, name) is None:
             setattr(args, name, _DEFAULTS["spacing_mm" if name == "spacing" else name])
@@ -78,16 +101,21 @@ def _add_make_dataset(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--config",
-        choices=("heterogeneous", "small"),
+        choices=("heterogeneous", "site", "small"),
         default="heterogeneous",
-        help="heterogeneous: mixed protocols (60 pool / 10 val / 30 test at 2 mm by default); small: 16 "
-        "source T1 / 16 pool T2 / 6 test T2 at 3 mm",
+        help="heterogeneous: mixed protocols (60 pool / 10 val / 30 test at 2 mm by default); site: a "
+        "hospital archive's sub-populations (60 pool by prevalence / 5 val and 5 test per sub-population); "
+        "small: 16 source T1 / 16 pool T2 / 6 test T2 at 3 mm",
     )
     parser.add_argument("--out", required=True, metavar="DIR", help="folder of the dataset (created)")
     parser.add_argument("--n-source", type=int, default=_DEFAULTS["n_source"], help="T1 training cases")
     parser.add_argument("--n-pool", type=int, help="target cases to query (default 60 / 16)")
-    parser.add_argument("--n-val", type=int, default=10, help="validation cases (heterogeneous only)")
-    parser.add_argument("--n-test", type=int, help="held-out target test cases (default 30 / 6)")
+    parser.add_argument(
+        "--n-val", type=int, help="validation cases (heterogeneous: 10; site: 5 per sub-population)"
+    )
+    parser.add_argument(
+        "--n-test", type=int, help="held-out target test cases (default 30 / 6; site: 5 per sub-population)"
+    )
     parser.add_argument("--spacing", type=float, metavar="MM", help="isotropic base voxel size (2 / 3 mm)")
     parser.add_argument("--seed", type=int, default=_DEFAULTS["seed"])
     parser.add_argument(

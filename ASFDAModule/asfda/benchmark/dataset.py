@@ -297,7 +297,8 @@ class DatasetLayout:
     spacing_mm: float = 0.0
     size: tuple[int, ...] = field(default=())
     val: tuple[tuple[Path, Path], ...] = ()
-    metadata: dict[str, dict] = field(default_factory=dict)  # case name -> protocol and source, if recorded
+    # case name -> protocol, source and (site builder) sub-population, where recorded
+    metadata: dict[str, dict] = field(default_factory=dict)
 
     def split(self, split: Split | str) -> tuple[tuple[Path, Path], ...]:
         return getattr(self, Split(split).value)
@@ -333,7 +334,7 @@ def dataset_layout(out_dir: str | Path) -> DatasetLayout:
         for split in Split
     }
     metadata = {
-        case["name"]: {k: case[k] for k in ("protocol", "source") if k in case}
+        case["name"]: {k: case[k] for k in ("protocol", "source", "subpopulation") if k in case}
         for split in Split
         for case in cases.get(split.value, [])
         if "name" in case

@@ -19,7 +19,7 @@ from ..models.loading import LoadedModel
 from ..scoring.asd import AsdResult, top_fraction_mean
 from ..scoring.dkd import PrototypeAccumulator
 from ..scoring.region import adaptive_foreground, entropy_threshold
-from .features import batchnorm_layers, final_layer
+from .features import ScriptedFeatures, batchnorm_layers, feature_channels, final_layer, is_scripted
 from .predictor import Prediction, feature_hook, pad_to_window, window_weights
 
 
@@ -58,14 +58,17 @@ def baseline_predict(
     padded, region = pad_to_window(image.float(), roi)
     weights, _ = window_weights(padded.shape[1:], roi, overlap, region)
     layer = final_layer(network, spec.num_classes)
-    accumulator = PrototypeAccumulator(
-        spec.num_classes, layer.in_channels if layer is not None else spec.num_classes
-    )
+    accumulator = PrototypeAccumulator(spec.num_classes, feature_channels(layer, spec.num_classes))
+    # TorchScript: the features the scoring path takes now (the old path took the outputs), so scores match
+    scripted = ScriptedFeatures(network, spec.num_classes) if is_scripted(layer) else None
     store: dict = {}
 
     def run_windows(windows, coordinates):
         with torch.autocast(device_type=device.type, enabled=device.type == "cuda"):
-            logits = network(windows)
+            if scripted is None:
+                logits = network(windows)
+            else:
+                logits, store["features"] = scripted(windows)
         probabilities = torch.softmax(logits.float(), dim=1)
         features = store.get("features", logits).float()
         for index, coordinate in enumerate(coordinates):

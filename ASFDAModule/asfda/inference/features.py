@@ -1,6 +1,15 @@
-"""Where the pretrained model keeps its knowledge: the final layer's weights and the BatchNorm statistics."""
+"""Where the pretrained model keeps its knowledge: the final layer's weights and the BatchNorm statistics.
+
+A TorchScript network takes no Python hooks, so its final layer's input is reached through its graph instead:
+:class:`ScriptedFeatures` compiles a copy of the network's inlined ``forward`` that also returns the input of
+the last convolution with one output channel per class (the same penultimate feature map g that a hook gives
+for an ``nn.Module``). With logits as features and unit vectors as prototypes, a confident network's cosine
+gap is near 0 on every domain (measured on deepbet: 4e-5 to 8e-5 on T1, T2 and another head).
+"""
 
 from __future__ import annotations
+
+import weakref
 
 import torch
 from torch import nn
@@ -12,10 +21,12 @@ BATCHNORM_LAYERS = (nn.BatchNorm3d, nn.BatchNorm2d, nn.BatchNorm1d)
 def final_layer(network: nn.Module, num_classes: int) -> nn.Module | None:
     """The last convolution that outputs one channel per class: its input is the penultimate feature map g.
 
-    None for TorchScript modules, which take no Python hooks.
+    For a TorchScript network, the scripted submodule of the last such convolution in its graph; None where
+    there is none (a network whose classes come from something other than a convolution).
     """
     if isinstance(network, torch.jit.ScriptModule):
-        return None
+        found = scripted_final_convolution(network, num_classes)
+        return None if found is None else found[0]
     last = None
     for module in network.modules():
         if isinstance(module, CONV_LAYERS) and module.out_channels == num_classes:
@@ -23,18 +34,33 @@ def final_layer(network: nn.Module, num_classes: int) -> nn.Module | None:
     return last
 
 
+def is_scripted(layer: nn.Module | None) -> bool:
+    return isinstance(layer, torch.jit.ScriptModule)
+
+
+def _is_transposed(layer: nn.Module) -> bool:
+    if is_scripted(layer):
+        return layer.original_name.startswith("ConvTranspose")
+    return isinstance(layer, (nn.ConvTranspose3d, nn.ConvTranspose2d))
+
+
 def class_weights(layer: nn.Module | None, num_classes: int) -> torch.Tensor:
     """Source class prototypes W_c, one row per class.
 
-    A kernel wider than 1x1x1 is averaged over its taps; without a hookable layer the features are the
+    A kernel wider than 1x1x1 is averaged over its taps; without a final convolution the features are the
     logits themselves and the prototypes are the unit vectors of the classes.
     """
     if layer is None:
         return torch.eye(num_classes)
     weight = layer.weight.detach().float()
-    if isinstance(layer, (nn.ConvTranspose3d, nn.ConvTranspose2d)):
+    if _is_transposed(layer):
         weight = weight.transpose(0, 1)  # stored as (in, out, ...)
     return weight.reshape(weight.shape[0], weight.shape[1], -1).mean(-1).cpu()
+
+
+def feature_channels(layer: nn.Module | None, num_classes: int) -> int:
+    """K, the channels of the features g: the final layer's input channels (the classes without one)."""
+    return num_classes if layer is None else class_weights(layer, num_classes).shape[1]
 
 
 def batchnorm_layers(network: nn.Module) -> list[nn.Module]:
@@ -92,3 +118,79 @@ class ChannelStatistics:
 
     def remove(self):
         self.handle.remove()
+
+
+# ------------------------------------------------------------------------------------------- TorchScript
+
+_CONVOLUTIONS = {"aten::_convolution", "aten::conv1d", "aten::conv2d", "aten::conv3d"}
+_TRANSPOSED = {"aten::conv_transpose1d", "aten::conv_transpose2d", "aten::conv_transpose3d"}
+
+
+def _attribute_path(value: torch._C.Value) -> list[str]:
+    """``['decoder', 'head', 'weight']`` for a value read by a chain of ``prim::GetAttr`` from ``self``."""
+    names, node = [], value.node()
+    while node.kind() == "prim::GetAttr":
+        names.append(node.s("name"))
+        node = node.inputsAt(0).node()
+    return names[::-1]
+
+
+def _submodule(network: torch.jit.ScriptModule, path: list[str]):
+    module = network
+    for name in path:
+        module = getattr(module, name, None)
+        if module is None:
+            return None
+    return module
+
+
+def scripted_final_convolution(network: torch.jit.ScriptModule, num_classes: int, graph=None):
+    """(submodule, graph node) of the last convolution in the inlined ``forward`` whose weights belong to a
+    submodule with one output channel per class, or None. ``graph``: the inlined graph to search."""
+    graph = graph if graph is not None else network.inlined_graph
+    last = None
+    for node in graph.nodes():
+        if node.kind() not in _CONVOLUTIONS | _TRANSPOSED:
+            continue
+        path = _attribute_path(node.inputsAt(1))
+        layer = _submodule(network, path[:-1]) if path and path[-1] == "weight" else None
+        if layer is None or not hasattr(layer, "weight"):
+            continue
+        if class_weights(layer, num_classes).shape[0] == num_classes:
+            last = (layer, node)
+    return last
+
+
+class ScriptedFeatures:
+    """Calls a TorchScript network and returns (output, features g): a compiled copy of its inlined
+    ``forward`` with the final convolution's input as a second output. The copy reads the network's own
+    parameters, so fine-tuning and ``.to(device)`` act on it too."""
+
+    def __init__(self, network: torch.jit.ScriptModule, num_classes: int):
+        self.network = network
+        compiled = _compiled.setdefault(network, {})
+        if num_classes not in compiled:
+            compiled[num_classes] = _compile(network, num_classes)
+        self.function = compiled[num_classes]
+
+    def __call__(self, windows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.function(self.network._c, windows)
+
+
+# network -> {classes: compiled copy}; weak, so a model version that is let go takes its copy with it.
+_compiled: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _compile(network: torch.jit.ScriptModule, num_classes: int):
+    graph = network.inlined_graph  # a copy: the network's own forward is untouched
+    found = scripted_final_convolution(network, num_classes, graph)
+    if found is None:
+        raise ValueError("the TorchScript network has no final convolution with one channel per class")
+    features = found[1].inputsAt(0)
+    output = next(graph.outputs())
+    pair = graph.create("prim::TupleConstruct", [output, features])
+    pair.insertAfter(output.node())
+    pair.output().setType(torch._C.TupleType([output.type(), features.type()]))
+    graph.eraseOutput(0)
+    graph.registerOutput(pair.output())
+    return torch._C._create_function_from_graph("forward_with_features", graph)

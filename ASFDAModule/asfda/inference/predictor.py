@@ -23,7 +23,15 @@ from ..models.loading import LoadedModel
 from ..scoring.dkd import PrototypeAccumulator
 from ..scoring.entropy import normalized_entropy
 from .activation import to_probabilities
-from .features import ChannelStatistics, batchnorm_layers, dropout_layers, final_layer
+from .features import (
+    ChannelStatistics,
+    ScriptedFeatures,
+    batchnorm_layers,
+    dropout_layers,
+    feature_channels,
+    final_layer,
+    is_scripted,
+)
 
 ProgressCallback = Callable[[int, int], None]  # (windows done, windows in all)
 CancelCheck = Callable[[], bool]
@@ -103,8 +111,10 @@ def _window_weights(shape, roi_size, overlap, bounds) -> tuple[torch.Tensor, int
 
 @contextmanager
 def feature_hook(layer, store: dict, dropout_rate: float):
-    """Keep the final layer's input of the current window; optionally drop features (MC dropout)."""
-    if layer is None:
+    """Keep the final layer's input of the current window; optionally drop features (MC dropout).
+
+    A TorchScript layer takes no hooks: its features come from :func:`scripted_features` instead."""
+    if layer is None or is_scripted(layer):
         yield
         return
 
@@ -222,9 +232,8 @@ def _predict_once(
     weights, window_count = window_weights(padded.shape[1:], roi, overlap, region)
     weights = weights.to(device)
     layer = final_layer(network, spec.num_classes)
-    accumulator = PrototypeAccumulator(
-        spec.num_classes, layer.in_channels if layer is not None else spec.num_classes, device
-    )
+    accumulator = PrototypeAccumulator(spec.num_classes, feature_channels(layer, spec.num_classes), device)
+    scripted = ScriptedFeatures(network, spec.num_classes) if is_scripted(layer) else None
     store: dict = {}
     use_amp = amp and device.type == "cuda"
     windows_done = [0]
@@ -233,7 +242,10 @@ def _predict_once(
         if cancelled is not None and cancelled():
             raise CancelledError("prediction cancelled")
         with torch.autocast(device_type=device.type, enabled=use_amp):
-            logits = network(windows)
+            if scripted is None:
+                logits = network(windows)
+            else:
+                logits, store["features"] = scripted(windows)
         probabilities = to_probabilities(logits, spec.output_activation)
         features = store.get("features", logits).float()
         shares = torch.stack([weights[tuple(coordinate[2:])] for coordinate in coordinates])
