@@ -362,7 +362,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="S",
         help=f"steps of a round (default {FinetuneConfig().steps}, the shipped fine-tuning default)",
     )
-    parser.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto")
+    parser.add_argument("--device", choices=("cpu", "cuda", "mps", "auto"), default="auto")
     parser.add_argument(
         "--data",
         default=str(REPOSITORY / "data" / "speed"),

@@ -50,7 +50,9 @@ class ProgressBar:
 
 def add_session_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--session", required=True, type=Path, help="session folder")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    parser.add_argument(
+        "--device", default="auto", help="auto (CUDA, else Apple MPS, else CPU), cpu, cuda[:N] or mps"
+    )
 
 
 def open_session(args) -> AdaptationSession:

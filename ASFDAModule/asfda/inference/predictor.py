@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from monai.inferers import sliding_window_inference
 
 from ..errors import CancelledError
+from ..models.devices import on_device_or_cpu
 from ..models.loading import LoadedModel
 from ..scoring.dkd import PrototypeAccumulator
 from ..scoring.entropy import normalized_entropy
@@ -187,6 +188,16 @@ def is_out_of_memory(error: BaseException) -> bool:
 
 
 def predict(
+    model: LoadedModel, image: torch.Tensor, device: torch.device | str = "cpu", **options
+) -> Prediction:
+    """:func:`predict_on` the device, or on the CPU for an operator Apple's MPS lacks (with a warning).
+
+    Options as :func:`predict_on`: ``batchnorm_stats``, ``mc_dropout_rate``, ``amp``, ``progress``,
+    ``cancelled``, ``sw_batch_size``, ``keep_on_device``, ``whole_volume``."""
+    return on_device_or_cpu(lambda on: predict_on(model, image, on, **options), device, "prediction")
+
+
+def predict_on(
     model: LoadedModel,
     image: torch.Tensor,
     device: torch.device | str = "cpu",
