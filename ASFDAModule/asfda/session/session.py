@@ -44,6 +44,17 @@ Cancelled = Callable[[], bool]
 SERVE_LEASE_SECONDS = 30 * 60  # a case handed to one annotator is not handed to another for this long
 
 
+def scoring_order(records: list[CaseRecord], now: float) -> list[CaseRecord]:
+    """The cases handed to an annotator in the last half hour first, the latest first (after a round, the open
+    case's new prediction is the one awaited), then the others in the pool's order."""
+    served = sorted(
+        (r for r in records if r.last_served is not None and now - r.last_served <= SERVE_LEASE_SECONDS),
+        key=lambda r: -r.last_served,
+    )
+    first = {r.id for r in served}
+    return served + [r for r in records if r.id not in first]
+
+
 class AdaptationSession:
     """One session folder plus the models it needs, loaded lazily and kept in memory."""
 
@@ -290,7 +301,8 @@ class AdaptationSession:
     ) -> dict[str, CaseScores]:
         """Scores of every case that can be scored; a case that fails (its file gone or changed, a volume
         the model cannot take) is skipped, listed in ``self.skipped`` and the journal, not fatal."""
-        records = self.store.cases()
+        pool = self.store.cases()
+        records = scoring_order(pool, time.time())
         scores = {}
         self.skipped = {}
         for index, record in enumerate(records):
@@ -313,7 +325,9 @@ class AdaptationSession:
                 skipped_marker.unlink(missing_ok=True)
         if progress is not None:
             progress(1.0, "scored" + (f" ({len(self.skipped)} skipped)" if self.skipped else ""))
-        return scores
+        return {
+            r.id: scores[r.id] for r in pool if r.id in scores
+        }  # the pool's order, whatever the scoring's
 
     # -- query -------------------------------------------------------------------------------------------
     def rank(
