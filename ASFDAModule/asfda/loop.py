@@ -13,7 +13,8 @@ from .config import FinetuneConfig, QueryConfig, QueryStrategy
 from .evaluation import Evaluation, evaluate_model, paired_files
 from .io.volumes import case_name
 from .reporting import ranking_table
-from .scoring.query import RankedCase
+from .scoring.case_scores import CaseScores
+from .scoring.query import RankedCase, rank_pool
 from .session.session import AdaptationSession
 
 
@@ -34,6 +35,10 @@ class LoopSettings:
         True  # evaluate the starting model (round 0); the benchmark does it once for all runs
     )
     steps_per_labelled: int = 0  # fine-tuning steps added per labelled case: training grows with the set
+    # Pick from the ranking in hand when the previous round started, as the Slicer module serves the next case
+    # at once after Save and next while the round trains (the version before it, labelled cases out, their
+    # embeddings counted for diversity); False waits for the new version's ranking (the benchmark's arms).
+    pick_while_training: bool = False
 
 
 @dataclass
@@ -122,6 +127,7 @@ def run_loop(
         else []
     )
     rng = np.random.default_rng(settings.seed)
+    scores_in_hand = None  # (version, scores) of the ranking the previous round's pick came from
     known: dict = {}  # evaluations by model version, reused while a version stays active
 
     dice, hd95, per_class = evaluate_round(session, test_pairs if settings.evaluate_start else [], known)
@@ -147,6 +153,13 @@ def run_loop(
         report(f"round {number}: ranking the pool by {settings.strategy.value}")
         ranking = query(session, settings.strategy, budget, rng)
         scoring_seconds = time.perf_counter() - started
+        if settings.pick_while_training and settings.strategy is not QueryStrategy.RANDOM:
+            in_hand, scores_in_hand = scores_in_hand, (session.store.active_version, session.score_all())
+            if in_hand is not None:
+                report(f"round {number}: picking from model {in_hand[0]}'s ranking, as after Save and next")
+                ranking = rank_scores(
+                    session, in_hand[1], QueryConfig(strategy=settings.strategy, budget=budget), rng
+                )
         if number == 1:
             report(ranking_table(ranking, {r.id: r.name for r in session.store.cases()}))
         picked = [row.case_id for row in ranking if row.picked]
@@ -202,6 +215,18 @@ def query(
         RankedCase(pool[i], nan, nan, nan, float(draws[i]), rank + 1, rank < budget)
         for rank, i in enumerate(order)
     ]
+
+
+def rank_scores(
+    session: AdaptationSession, scores: dict[str, CaseScores], config: QueryConfig, rng: np.random.Generator
+) -> list[RankedCase]:
+    """The unlabelled cases ranked from ``scores`` (of an earlier version) as ``AdaptationSession.rank``
+    ranks the active version's: labelled cases out, their embeddings counted for diversity."""
+    labelled = set(session.store.labelled_ids())
+    records = {r.id: r for r in session.store.cases()}
+    pool = [s for case_id, s in scores.items() if case_id not in labelled]
+    labelled_embeddings = [scores[case_id].embedding for case_id in labelled if case_id in scores]
+    return rank_pool(pool, labelled_embeddings, config, [records[s.case_id].last_served for s in pool], rng)
 
 
 def round_budgets(settings: LoopSettings, already_labelled: int) -> list[int]:

@@ -200,6 +200,7 @@ def answer_file(response: httpx.Response, path: Path) -> None:
 def run_round(client: httpx.Client, case: dict, labels: dict[str, Path], settings: LoopSettings, folder):
     """Save and next: the served case's mask uploaded, the round started, the next case fetched while it
     runs; then the wait for the refreshed ranking. Its timings and the next case."""
+    active = answer(client.get("/info"))["model_version"]  # the version the round starts from
     start = time.perf_counter()
     upload_mask(client, case["id"], labels[case["name"]])
     uploaded = time.perf_counter()
@@ -216,7 +217,8 @@ def run_round(client: httpx.Client, case: dict, labels: dict[str, Path], setting
         "next_case": following["name"],
         "next_case_model_version": following["model_version"],
         "next_case_prediction_model_version": following["prediction_model_version"],
-        "model_version_before": case["model_version"],
+        "case_model_version": case["model_version"],  # the ranking that served the saved case
+        "model_version_before": active,
         "model_version_after": refreshed["model_version"],
         "upload_s": round(uploaded - start, 3),
         "save_to_next_case_s": round(in_hand - start, 3),
