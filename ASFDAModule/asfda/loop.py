@@ -14,7 +14,8 @@ from .evaluation import Evaluation, evaluate_model, paired_files
 from .io.volumes import case_name
 from .loop_records import GuardOutcome, PoolScores, guard_outcome, pool_scores
 from .reporting import ranking_table
-from .scoring.query import RankedCase
+from .scoring.case_scores import CaseScores
+from .scoring.query import RankedCase, rank_pool
 from .session.session import AdaptationSession
 
 
@@ -38,6 +39,10 @@ class LoopSettings:
     # Cases the first round labels instead of querying (the benchmark's training-noise runs: one fixed
     # labelled set, trained with several seeds).
     fixed_labelled: tuple[str, ...] = ()
+    # Pick from the ranking in hand when the previous round started, as the Slicer module serves the next case
+    # at once after Save and next while the round trains (the version before it, labelled cases out, their
+    # embeddings counted for diversity); False waits for the new version's ranking (the benchmark's arms).
+    pick_while_training: bool = False
 
 
 @dataclass
@@ -136,6 +141,7 @@ def run_loop(
         else []
     )
     rng = np.random.default_rng(settings.seed)
+    scores_in_hand = None  # (version, scores) of the ranking the previous round's pick came from
     known: dict = {}  # evaluations by model version, reused while a version stays active
 
     dice, hd95, per_class = evaluate_round(session, test_pairs if settings.evaluate_start else [], known)
@@ -163,12 +169,20 @@ def run_loop(
         else:
             report(f"round {number}: ranking the pool by {settings.strategy.value}")
             ranking = query(session, settings.strategy, budget, rng)
+            seen = ranked_scores(session, settings.strategy, ranking)
+            if settings.pick_while_training and settings.strategy is not QueryStrategy.RANDOM:
+                in_hand, scores_in_hand = scores_in_hand, (session.store.active_version, session.score_all())
+                if in_hand is not None:
+                    used = in_hand[0]
+                    report(f"round {number}: picking from model {used}'s ranking, as after Save and next")
+                    config = QueryConfig(strategy=settings.strategy, budget=budget)
+                    ranking, seen = rank_scores(session, in_hand[1], config, rng), in_hand[1]
             picked = [row.case_id for row in ranking if row.picked]
         scoring_seconds = time.perf_counter() - started
         scores = None
         if ranking is not None:
             by_id = case_names(session)
-            scores = pool_scores(ranking, ranked_scores(session, settings.strategy, ranking), by_id)
+            scores = pool_scores(ranking, seen, by_id)
             if number == 1:
                 report(ranking_table(ranking, by_id))
         for case_id in picked:  # the annotator: the reference mask stands in for the corrected prediction
@@ -259,6 +273,18 @@ def version_test_dice(session: AdaptationSession, version: str, test_pairs) -> f
 
 def round_json(session: AdaptationSession, version: str) -> dict | None:
     return next((r for r in session.store.rounds() if r.get("model_version") == version), None)
+
+
+def rank_scores(
+    session: AdaptationSession, scores: dict[str, CaseScores], config: QueryConfig, rng: np.random.Generator
+) -> list[RankedCase]:
+    """The unlabelled cases ranked from ``scores`` (of an earlier version) as ``AdaptationSession.rank``
+    ranks the active version's: labelled cases out, their embeddings counted for diversity."""
+    labelled = set(session.store.labelled_ids())
+    records = {r.id: r for r in session.store.cases()}
+    pool = [s for case_id, s in scores.items() if case_id not in labelled]
+    labelled_embeddings = [scores[case_id].embedding for case_id in labelled if case_id in scores]
+    return rank_pool(pool, labelled_embeddings, config, [records[s.case_id].last_served for s in pool], rng)
 
 
 def round_budgets(settings: LoopSettings, already_labelled: int) -> list[int]:

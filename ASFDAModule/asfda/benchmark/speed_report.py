@@ -158,6 +158,17 @@ def machine_text(machine: dict) -> str:
     )
 
 
+PREVIOUS_FIELDS = (
+    "commit",
+    "created",
+    "first_suggestion_s",
+    "first_ranking_s",
+    "median_save_to_next_case_s",
+    "median_save_to_ranking_s",
+    "median_mask_to_ranking_s",
+)
+
+
 def backend_loop_key(record: dict) -> tuple:
     return (record["device"], record["model"], record["pool_size"], record["steps"])
 
@@ -165,6 +176,11 @@ def backend_loop_key(record: dict) -> tuple:
 def merge_backend_loop(records: list[dict], record: dict) -> list[dict]:
     """``records`` with ``record`` added, replacing the one of the same device, model, pool size and steps."""
     kept = {backend_loop_key(r): r for r in records}
+    old = kept.get(backend_loop_key(record))
+    if old is not None and old.get("commit") != record.get(
+        "commit"
+    ):  # the figures it replaces, for comparison
+        record = {**record, "previous": {k: old[k] for k in PREVIOUS_FIELDS if old.get(k) is not None}}
     kept[backend_loop_key(record)] = record
     return sorted(kept.values(), key=backend_loop_key)
 
@@ -181,34 +197,66 @@ def add_backend_loop_record(out: Path, record: dict) -> dict:
 
 
 def render_backend_loop(records: list[dict]) -> list[str]:
-    """Per record, each round's wait from the saved mask to the refreshed ranking, and what it went on."""
+    """Per record, each round's waits after Save: to the next case in hand and to the refreshed ranking."""
     if not records:
         return []
     lines = [
-        "# Backend loop: mask saved to refreshed ranking",
+        "# Backend loop: Save to the next case, Save to the refreshed ranking",
         "",
         "`asfda speed-loop`: the real backend (`asfda serve`) in its own process, driven over HTTP as the "
-        "Slicer module drives it. Per round the top-ranked case's reference label is uploaded as the saved "
-        "mask, a fine-tune round runs, and the clock stops when the ranking of the new model version is in "
-        "hand. Wall seconds, timed by the client.",
+        "Slicer module drives it. Per round the served case's reference label is uploaded as the saved mask, "
+        "a fine-tune round starts, the next case is fetched (`/next`, image, prediction) while the round "
+        "runs, and the clock stops when the ranking of the new model version is in hand. Wall seconds, "
+        "timed by the client. Records from before issue 21 have no next-case column (the module then "
+        "waited for the ranking).",
         "",
     ]
     for r in records:
+        lines += [f"## {r['device']}, {r['model']}, pool of {r['pool_size']}, {r['steps']} steps", ""]
+        lines += [backend_loop_summary(r), ""]
         lines += [
-            f"## {r['device']}, {r['model']}, pool of {r['pool_size']}, {r['steps']} steps",
-            "",
-            f"`{r['command'] or 'asfda speed-loop'}` on {machine_text(r['machine'])}; "
-            f"commit `{r['commit']}`, {r['created']}. Backend start {r['startup_s']:.1f} s, "
-            f"first ranking {r['first_ranking_s']:.1f} s; median mask to ranking "
-            f"**{r['median_mask_to_ranking_s']:.1f} s** (target {r['target_s']:.0f} s).",
-            "",
-            "| round | mask upload s | fine-tune s | rescoring s | mask to ranking s |",
-            "|---|---|---|---|---|",
+            "| round | mask upload s | save to next case s | fine-tune s | rescoring s | save to ranking s |",
+            "|---|---|---|---|---|---|",
         ]
         for n, t in enumerate(r["rounds"], 1):
+            next_case = t.get("save_to_next_case_s")
             lines.append(
-                f"| {n} | {t['upload_s']:.2f} | {t['finetune_s']:.2f} | {t['rescoring_s']:.2f} | "
-                f"{t['mask_to_ranking_s']:.2f} |"
+                f"| {n} | {t['upload_s']:.2f} | {'-' if next_case is None else f'{next_case:.2f}'} | "
+                f"{t['finetune_s']:.2f} | {t['rescoring_s']:.2f} | "
+                f"{t.get('save_to_ranking_s', t.get('mask_to_ranking_s')):.2f} |"
             )
         lines.append("")
     return lines
+
+
+def backend_loop_summary(r: dict) -> str:
+    targets = r.get("targets_s") or {"save_to_ranking_s": r.get("target_s")}
+    to_ranking = r.get("median_save_to_ranking_s", r.get("median_mask_to_ranking_s"))
+    text = (
+        f"`{r['command'] or 'asfda speed-loop'}` on {machine_text(r['machine'])}; "
+        f"commit `{r['commit']}`, {r['created']}. Backend start {r['startup_s']:.1f} s"
+    )
+    if r.get("first_suggestion_s") is not None:
+        text += (
+            f", first case in hand {r['first_suggestion_s']:.1f} s after adding the pool "
+            f"(target {targets['first_suggestion_s']:.0f} s)"
+        )
+    text += f", first ranking {r['first_ranking_s']:.1f} s"
+    if r.get("median_save_to_next_case_s") is not None:
+        text += (
+            f"; median save to next case **{r['median_save_to_next_case_s']:.2f} s** "
+            f"(target {targets['save_to_next_case_s']:.0f} s)"
+        )
+    text += f"; median save to ranking **{to_ranking:.1f} s**"
+    if targets.get("save_to_ranking_s") is not None:
+        text += f" (target {targets['save_to_ranking_s']:.0f} s)"
+    previous = r.get("previous")
+    if previous:
+        before = previous.get("median_save_to_ranking_s", previous.get("median_mask_to_ranking_s"))
+        text += (
+            f". The record it replaced (commit `{previous['commit'][:10]}`, {previous.get('created')}): "
+            f"first ranking {previous['first_ranking_s']:.1f} s, save to ranking {before:.1f} s"
+        )
+    if r.get("load"):
+        text += f". Machine load (1-minute average) before and after: {r['load']}"
+    return text + "."

@@ -50,7 +50,9 @@ class ProgressBar:
 
 def add_session_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--session", required=True, type=Path, help="session folder")
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    parser.add_argument(
+        "--device", default="auto", help="auto (CUDA, else Apple MPS, else CPU), cpu, cuda[:N] or mps"
+    )
 
 
 def open_session(args) -> AdaptationSession:
@@ -208,6 +210,7 @@ def run_loop(args) -> int:
         budget=args.budget,
         steps=args.steps,
         strategy=QueryStrategy(args.strategy),
+        pick_while_training=args.pick_while_training,
         finetune=apply_finetune_flags(
             FinetuneConfig(steps=args.steps, semi_supervised=args.semi_supervised is not False), args
         ),
@@ -320,6 +323,13 @@ def register(subparsers) -> None:
         default=QueryConfig().strategy.value,
         choices=[s.value for s in QueryStrategy],
         help="query strategy (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--pick-while-training",
+        action="store_true",
+        help="pick each round's case from the ranking in hand when the previous round started, as the "
+        "Slicer module serves the next case at once after Save and next (default: wait for the new "
+        "model's ranking, as the benchmark does)",
     )
     add_finetune_flags(parser)  # --no-semi-supervised: labelled cases only
     parser.set_defaults(func=run_loop)

@@ -15,6 +15,7 @@ from torch import nn
 
 from ..errors import CheckpointError
 from .bundle import spec_from_bundle
+from .devices import resolve_device  # noqa: F401 - where callers have always found it
 from .spec import SPEC_FILE, ModelSpec, NetworkSpec
 
 WEIGHTS_FILE = "model.pt"
@@ -176,12 +177,3 @@ def load_model(source: str | Path) -> LoadedModel:
             source,
         )
     raise CheckpointError("unknown model format", source)
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    """``auto`` takes the GPU when there is one."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise CheckpointError(f"device {name!r} asked for, but no CUDA GPU is available")
-    return torch.device(name)

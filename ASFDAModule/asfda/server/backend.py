@@ -245,18 +245,20 @@ class Backend:
             write_volume(read_volume(source), converted)
         return converted, f"{record.name}.nii.gz"
 
-    def prediction_file(self, case_id: str, file_format: PredictionFormat) -> tuple[Path, str]:
-        """The active model's label map of a case on the case's grid, computed once per model version."""
+    def prediction_file(self, case_id: str, file_format: PredictionFormat) -> tuple[Path, str, str]:
+        """A label map of a case on the case's grid and the model version that made it: the one the scoring
+        of the pool kept (at once, also while a round or a rescoring runs), else the active model's,
+        computed once per version."""
         record = self.store.case(case_id)
-        with self.model_lock:
-            version = self.store.active_version
-            if file_format is PredictionFormat.NIFTI:
-                path = self.session.write_prediction(case_id)
-            else:
-                path = self.store.predicted_label_path(case_id, version).with_name(f"{case_id}.seg.nrrd")
-                if not path.is_file():
-                    self.session.write_prediction(case_id, path)
-        return path, f"{record.name}_prediction_{version}.{file_format.value}"
+        saved = self.session.saved_prediction(case_id)
+        if saved is None:
+            with self.model_lock:
+                version = self.store.active_version
+                saved = version, self.session.write_prediction(case_id)
+        version, path = saved
+        if file_format is PredictionFormat.SEG_NRRD:
+            path = self.session.segmentation_file(path)
+        return path, f"{record.name}_prediction_{version}.{file_format.value}", version
 
     # -- ranking and serving -----------------------------------------------------------------------------
     def ranking(self, wait: bool = True) -> schemas.Ranking:
@@ -277,23 +279,40 @@ class Backend:
         )
 
     def next_case(self, client: str) -> schemas.Case:
-        self._complete_ranking(wait=True)
+        """The case to annotate next, at once from the last complete ranking (the active version's, else,
+        while it is being scored, the previous version's with the cases labelled since taken out and their
+        embeddings counted for diversity); only the very first scoring of a pool is waited for."""
+        if self._serving_pool() is None:
+            self._complete_ranking(wait=True)
         with self.serve_lock:
             records = self.store.cases()
             labelled = set(self.store.labelled_ids())
-            pool = ranking_views.cached_scores(
-                self.store, self.store.active_version, records, self.session.query_config.strategy
-            )
-            if not pool.complete:
+            pool = self._serving_pool(records)
+            if pool is None:
                 raise HTTPException(409, "the pool changed while it was scored: ask again")
-            record = self.session.next_case(self._rank(pool, records, labelled))
+            ranked = self._rank(pool, records, labelled)
+            record = self.session.next_case(ranked)
             if record is None:
                 raise HTTPException(
                     404,
                     "no unlabelled case left to annotate" if records else "no cases yet: add volumes first",
                 )
-            self.store.log("case_served", case=record.id, client=client)
-        return self.case(record.id)
+            self.store.log("case_served", case=record.id, client=client, model_version=pool.version)
+            views = ranking_views.case_views(self.store, self.store.cases(), pool, labelled, ranked)
+        return next(view for view in views if view.id == record.id)
+
+    def _serving_pool(self, records: list[CaseRecord] | None = None) -> ranking_views.PoolScores | None:
+        """The cached scores ``next`` serves from: the active version's when complete; else (their scoring
+        is started or joined) the newest earlier version's that cover the pool; None before any."""
+        records = self.store.cases() if records is None else records
+        strategy = self.session.query_config.strategy
+        active = self.store.active_version
+        pool = ranking_views.cached_scores(self.store, active, records, strategy)
+        if pool.complete:
+            return pool
+        self.jobs.ensure_scoring(active)
+        earlier = [v.id for v in reversed(self.store.versions()) if v.id != active]
+        return ranking_views.last_complete_pool(self.store, records, strategy, earlier)
 
     def _complete_ranking(self, wait: bool):
         """Cached scores of the active version, scoring them first (as a job) when some are missing."""

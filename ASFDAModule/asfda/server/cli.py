@@ -19,7 +19,9 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--model", type=Path, help="model folder or file: creates the session when DIR has none"
     )
-    parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
+    parser.add_argument(
+        "--device", default="auto", help="auto (CUDA, else Apple MPS, else CPU), cpu, cuda[:N] or mps"
+    )
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: any free port)")
     parser.add_argument(
         "--allow-dir",

@@ -241,6 +241,10 @@ class JobManager:
             self._thread.join(timeout)
 
     def _dispatch(self) -> None:
+        try:  # warm before the first job: its imports (torch, MONAI) overlap the client adding the pool
+            self._warm_worker()
+        except Exception:
+            log.exception("could not start the worker ahead of the first job")
         while True:
             with self._changed:
                 job = self._next_queued()

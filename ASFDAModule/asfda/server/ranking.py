@@ -58,6 +58,18 @@ def cached_scores(
     return PoolScores(version, scores, missing, skipped)
 
 
+def last_complete_pool(
+    store: SessionStore, records: list[CaseRecord], strategy: QueryStrategy, versions: list[str]
+) -> PoolScores | None:
+    """The first of ``versions`` whose cached scores cover every case: the ranking to serve from while the
+    active version's are still being computed (after a round, the parent's, with its embeddings)."""
+    for version in versions:
+        pool = cached_scores(store, version, records, strategy)
+        if pool.complete and pool.scores:
+            return pool
+    return None
+
+
 def rank_cached(
     pool: PoolScores, records: list[CaseRecord], labelled: set[str], config: QueryConfig
 ) -> list[RankedCase]:

@@ -72,6 +72,8 @@ def serve_jobs(connection, parent_pid: int) -> None:
     and answer its job id when it is done; ``None`` or a closed pipe ends the process."""
     lead_own_process_group()
     exit_when_parent_dies(parent_pid)
+    from ..session import session  # noqa: F401 - torch and MONAI imported before the first job, not in it
+
     try:
         while (task := connection.recv()) is not None:
             outcome = run_job(task)

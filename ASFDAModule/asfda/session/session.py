@@ -16,7 +16,7 @@ from ..config import AsdConfig, FinetuneConfig, QueryConfig, QueryStrategy, conf
 from ..errors import ASFDAError, CancelledError, CaseInUseError, StoreError, UnknownCaseError
 from ..inference.case_cache import DEFAULT_MEMORY_LIMIT_MIB, CaseTensorCache
 from ..inference.features import class_weights, final_layer
-from ..inference.labelmap import predict_labelmap
+from ..inference.labelmap import predict_labelmap, source_grid_labelmap
 from ..inference.predictor import Prediction, predict
 from ..io.masks import validated_mask
 from ..io.preprocessing import ModelSpaceCase, preprocess_case
@@ -30,6 +30,7 @@ from ..io.volumes import (
     write_volume,
 )
 from ..models.loading import LoadedModel, apply_weights, load_model, load_state_dict, resolve_device
+from ..models.spec import IntensityNorm
 from ..scoring.case_scores import CaseScores, KnowledgeGap, knowledge_gap, score_case
 from ..scoring.entropy import normalized_entropy
 from ..scoring.query import RankedCase, rank_pool
@@ -41,6 +42,17 @@ from .store import PRETRAINED_VERSION, SessionStore
 Progress = Callable[[float, str], None]  # (fraction done, message)
 Cancelled = Callable[[], bool]
 SERVE_LEASE_SECONDS = 30 * 60  # a case handed to one annotator is not handed to another for this long
+
+
+def scoring_order(records: list[CaseRecord], now: float) -> list[CaseRecord]:
+    """The cases handed to an annotator in the last half hour first, the latest first (after a round, the open
+    case's new prediction is the one awaited), then the others in the pool's order."""
+    served = sorted(
+        (r for r in records if r.last_served is not None and now - r.last_served <= SERVE_LEASE_SECONDS),
+        key=lambda r: -r.last_served,
+    )
+    first = {r.id for r in served}
+    return served + [r for r in records if r.id not in first]
 
 
 class AdaptationSession:
@@ -210,6 +222,39 @@ class AdaptationSession:
             add_segment_metadata(labelmap, self.labels)
         return write_volume(labelmap, output)
 
+    def save_labelmap(self, case_id: str, version: str, prediction: Prediction) -> Path:
+        """Keep the label map of a scoring pass on the case's grid, so that the annotator's prediction is
+        there at once (0.03 s a 59x72x59 volume on top of the pass, against a pass of its own)."""
+        path = self.store.predicted_label_path(case_id, version)
+        if not path.is_file():
+            image = self.image(case_id)
+            # the inverse needs only the spatial steps' record: skip the intensity normalisation
+            spec = replace(self.pretrained().spec, intensity=IntensityNorm.NONE)
+            write_volume(source_grid_labelmap(prediction.probabilities, image, spec), path)
+        return path
+
+    def segmentation_file(self, labelmap_path: Path) -> Path:
+        """A ``.seg.nrrd`` (with segment names) beside a label map, written once."""
+        output = labelmap_path.with_name(labelmap_path.name.replace(".nii.gz", ".seg.nrrd"))
+        if not output.is_file():
+            labelmap = read_volume(labelmap_path)
+            add_segment_metadata(labelmap, self.labels)
+            write_volume(labelmap, output)
+        return output
+
+    def saved_prediction(self, case_id: str) -> tuple[str, Path] | None:
+        """The freshest label map a scoring pass kept for the case: the active version's, else, while the
+        active version has not scored the case yet, the newest earlier version's (with its version)."""
+        active = self.store.active_version
+        versions = [active] + [v.id for v in reversed(self.store.versions()) if v.id != active]
+        if self.store.scores_path(active, case_id).is_file():
+            versions = versions[:1]
+        for version in versions:
+            path = self.store.predicted_label_path(case_id, version)
+            if path.is_file():
+                return version, path
+        return None
+
     def knowledge_gap(self, case_id: str, prediction: Prediction | None = None) -> KnowledgeGap:
         """KG of a case to the frozen pretrained model, computed once and kept in ``gaps/``."""
         path = self.store.gap_path(case_id)
@@ -237,6 +282,7 @@ class AdaptationSession:
         prediction = self.predict_case(case_id, batchnorm_stats=on_pretrained, keep_on_device=True)
         gap = self.knowledge_gap(case_id, prediction if on_pretrained else None)
         scores = score_case(case_id, version, prediction, gap, self.asd_config)
+        self.save_labelmap(case_id, version, prediction)
         if epistemic:
             scores.epistemic = self.epistemic_score(case_id)
         write_json_atomic(path, scores.to_json())
@@ -255,7 +301,8 @@ class AdaptationSession:
     ) -> dict[str, CaseScores]:
         """Scores of every case that can be scored; a case that fails (its file gone or changed, a volume
         the model cannot take) is skipped, listed in ``self.skipped`` and the journal, not fatal."""
-        records = self.store.cases()
+        pool = self.store.cases()
+        records = scoring_order(pool, time.time())
         scores = {}
         self.skipped = {}
         for index, record in enumerate(records):
@@ -278,7 +325,9 @@ class AdaptationSession:
                 skipped_marker.unlink(missing_ok=True)
         if progress is not None:
             progress(1.0, "scored" + (f" ({len(self.skipped)} skipped)" if self.skipped else ""))
-        return scores
+        return {
+            r.id: scores[r.id] for r in pool if r.id in scores
+        }  # the pool's order, whatever the scoring's
 
     # -- query -------------------------------------------------------------------------------------------
     def rank(

@@ -39,13 +39,23 @@ def test_a_round_through_the_backend_is_timed(record):
         3,
         2,
     )
-    assert record["startup_s"] > 0 and record["first_ranking_s"] > 0
+    assert record["startup_s"] > 0 and 0 < record["first_suggestion_s"] <= record["first_ranking_s"] + 5
     (timings,) = record["rounds"]
-    for field in ("upload_s", "finetune_s", "rescoring_s", "mask_to_ranking_s"):
+    for field in ("upload_s", "save_to_next_case_s", "finetune_s", "rescoring_s", "save_to_ranking_s"):
         assert timings[field] > 0
-    assert timings["mask_to_ranking_s"] >= timings["finetune_s"] + timings["rescoring_s"]
-    assert timings["model_version_after"] != timings["model_version_before"]
-    assert record["median_mask_to_ranking_s"] == timings["mask_to_ranking_s"]
+    assert timings["save_to_ranking_s"] >= timings["finetune_s"] + timings["rescoring_s"]
+    assert timings["save_to_next_case_s"] >= timings["upload_s"]
+    assert (timings["model_version_before"], timings["model_version_after"]) == ("v0000", "v0001")
+    # the next case came while the round ran: from the ranking of the version before it, prediction too
+    assert timings["next_case_model_version"] == timings["next_case_prediction_model_version"] == "v0000"
+    assert timings["next_case"] != timings["case"]
+    assert record["median_save_to_ranking_s"] == timings["save_to_ranking_s"]
+    assert record["median_save_to_next_case_s"] == timings["save_to_next_case_s"]
+    assert record["targets_s"] == {
+        "save_to_next_case_s": 2.0,
+        "first_suggestion_s": 10.0,
+        "save_to_ranking_s": 20.0,
+    }
     assert record["machine"]["cpu_count"] > 0 and record["commit"]
 
 
@@ -55,7 +65,8 @@ def test_the_record_goes_to_speed_json_and_the_report(record, tmp_path):
     result = json.loads((tmp_path / "speed.json").read_text())
     assert [r["commit"] for r in result["backend_loop"]] == ["newer"]  # the same key: replaced
     report = (tmp_path / "report.md").read_text()
-    assert "# Backend loop: mask saved to refreshed ranking" in report
+    assert "# Backend loop: Save to the next case, Save to the refreshed ranking" in report
+    assert "median save to next case" in report
     assert "## cpu, segresnet, pool of 3, 2 steps" in report and "| 1 |" in report
 
 
@@ -66,3 +77,7 @@ def test_backend_loop_records_merge_by_device_model_pool_size_and_steps():
     assert len(merged) == 4
     assert [r["commit"] for r in merged if r["commit"] != "a"] == ["b"]
     assert merge_backend_loop([], old) == [old]
+    # the record a new one replaces leaves its figures beside it, for the comparison
+    timed = {**old, "first_ranking_s": 20.2, "median_mask_to_ranking_s": 42.2}
+    (newer,) = merge_backend_loop([timed], {**old, "commit": "b", "first_ranking_s": 9.0})
+    assert newer["previous"] == {"commit": "a", "first_ranking_s": 20.2, "median_mask_to_ranking_s": 42.2}

@@ -1,7 +1,7 @@
 import pytest
 import torch
 from asfda.inference.features import batchnorm_layers, class_weights, final_layer
-from asfda.inference.predictor import predict, window_weights
+from asfda.inference.predictor import predict, whole_volume_window, window_weights
 from asfda.models.loading import LoadedModel, ModelKind
 from asfda.models.spec import ModelSpec
 from asfda.scoring.dkd import prototypes
@@ -30,10 +30,11 @@ def test_window_weights_count_each_voxel_once():
     assert float(total) == pytest.approx(20**3)
 
 
-def test_sliding_window_prototypes_equal_whole_volume_prototypes():
+@pytest.mark.parametrize("whole_volume", [False, True])
+def test_sliding_window_prototypes_equal_whole_volume_prototypes(whole_volume):
     network = pointwise_network()
     image = torch.randn(1, 23, 19, 30)  # not a multiple of the window, one side padded
-    prediction = predict(model_of(network), image)
+    prediction = predict(model_of(network), image, whole_volume=whole_volume)
     with torch.no_grad():
         features = torch.relu(network[0](image[None]))[0]
         probabilities = torch.softmax(network[2](features[None]), 1)[0]
@@ -91,3 +92,35 @@ def test_progress_reports_every_batch_of_windows():
     seen.clear()
     predict(model, image, progress=lambda d, n: seen.append((d, n)), sw_batch_size=3)
     assert seen == [(3, 8), (6, 8), (8, 8)]
+
+
+def test_whole_volume_window_within_the_budget_only():
+    model = model_of(pointwise_network(), roi=(48, 48, 48))
+    cpu = torch.device("cpu")
+    assert whole_volume_window((59, 72, 59), model, cpu) == (64, 80, 64)  # multiples of 16, 48's power of two
+    assert whole_volume_window((40, 30, 48), model, cpu) is None  # one window already
+    assert whole_volume_window((200, 200, 200), model, cpu) is None  # over the CPU's voxel budget
+
+
+class SizeBoundNetwork(nn.Module):
+    """A network that takes only its window's size (like a ViT with fixed position embeddings)."""
+
+    def __init__(self, roi):
+        super().__init__()
+        self.roi = tuple(roi)
+        self.head = nn.Conv3d(1, 4, 1)
+
+    def forward(self, x):
+        if tuple(x.shape[2:]) != self.roi:
+            raise RuntimeError(f"input size {tuple(x.shape[2:])} is not {self.roi}")
+        return self.head(x)
+
+
+def test_whole_volume_falls_back_to_windows_when_the_network_refuses_it():
+    torch.manual_seed(0)
+    model = model_of(SizeBoundNetwork((16, 16, 16)))
+    image = torch.randn(1, 23, 19, 30)
+    windows = predict(model, image, whole_volume=False)
+    whole = predict(model, image, whole_volume=True)
+    assert torch.allclose(whole.probabilities, windows.probabilities, atol=1e-6)
+    assert whole_volume_window((23, 19, 30), model, torch.device("cpu")) is None  # windows from then on

@@ -91,3 +91,17 @@ def test_cancelled_round_changes_nothing(session, tiny_dataset):
     assert session.store.active_version == "v0000"
     assert [v.id for v in session.store.versions()] == ["v0000"]
     assert session.store.journal()[-1]["event"] == "round_cancelled"
+
+
+def test_served_cases_are_scored_first_the_latest_first():
+    from asfda.session.records import CaseRecord
+    from asfda.session.session import SERVE_LEASE_SECONDS, scoring_order
+
+    now = 10_000.0
+    pool = [
+        CaseRecord("a", "a", "a"),
+        CaseRecord("b", "b", "b", last_served=now - 60),
+        CaseRecord("c", "c", "c", last_served=now - SERVE_LEASE_SECONDS - 1),  # its lease is over
+        CaseRecord("d", "d", "d", last_served=now - 5),
+    ]
+    assert [r.id for r in scoring_order(pool, now)] == ["d", "b", "a", "c"]

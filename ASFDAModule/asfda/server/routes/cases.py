@@ -11,6 +11,7 @@ from .. import schemas
 from ..backend import PredictionFormat
 from . import FILE_RESPONSE, BackendDep, errors
 
+MODEL_VERSION_HEADER = "X-ASFDA-Model-Version"  # the model version that made a prediction
 router = APIRouter(tags=["cases"], responses=errors())
 
 
@@ -75,15 +76,17 @@ def image(case_id: str, backend: BackendDep) -> FileResponse:
     "/cases/{case_id}/prediction",
     response_class=FileResponse,
     responses={200: FILE_RESPONSE, **errors(404)},
-    summary="the active model's label map of the case, on the case's grid",
+    summary="the label map of the case on the case's grid; header X-ASFDA-Model-Version names its model",
 )
 def prediction(
     case_id: str,
     backend: BackendDep,
     format: Annotated[PredictionFormat, Query(description="file format")] = PredictionFormat.NIFTI,
 ) -> FileResponse:
-    path, name = backend.prediction_file(case_id, format)
-    return FileResponse(path, media_type=media_type(name), filename=name)
+    path, name, version = backend.prediction_file(case_id, format)
+    return FileResponse(
+        path, media_type=media_type(name), filename=name, headers={MODEL_VERSION_HEADER: version}
+    )
 
 
 @router.put(
@@ -120,7 +123,8 @@ def ranking(
     "/next",
     response_model=schemas.Case,
     responses=errors(404, 409),
-    summary="the case to annotate next; two clients never get the same one",
+    summary="the case to annotate next, at once from the last complete ranking (also while a round or a "
+    "rescoring runs); two clients never get the same one",
 )
 def next_case(backend: BackendDep, request: schemas.NextRequest | None = None) -> schemas.Case:
     return backend.next_case(request.client if request is not None else "")
