@@ -20,6 +20,7 @@ from ..errors import StoreError
 from ..evaluation import evaluate_model, paired_files
 from ..finetune.settings import add_finetune_flags, apply_finetune_flags
 from ..io.volumes import VOLUME_SUFFIXES, case_name, volume_suffix
+from ..models.cli import add_trust_flag
 from ..reporting import ranking_table
 from ..session.lock import session_lock
 from ..session.session import AdaptationSession
@@ -92,6 +93,7 @@ def run_create(args) -> int:
         args.device,
         query=QueryConfig(budget=args.budget),
         finetune=apply_finetune_flags(FinetuneConfig(), args),
+        trust_bundle_code=args.trust_bundle_code,
     )
     added = session.add_folder(args.images) if args.images else []
     if args.images:
@@ -249,6 +251,7 @@ def register(subparsers) -> None:
         help="training steps a round (default: %(default)s)",
     )
     add_finetune_flags(parser)
+    add_trust_flag(parser)
     parser.set_defaults(func=run_create)
 
     parser = subparsers.add_parser("add", help="add volumes or folders of volumes to a session")

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ..errors import CheckpointError
+from .bundle_config import TRUST_FLAG, is_bundle
 from .describe import describe_model
 from .spec import IntensityNorm, ModelSpec, OutputActivation
 
@@ -40,12 +42,31 @@ def given_fields(args) -> dict:
     return given
 
 
+CODE_NOTE = (
+    "note: a MONAI bundle's config is code (its $expressions are Python, its _target_s any importable "
+    "callable); asfda evaluates only plain-data expressions and MONAI's own components unless "
+    f"{TRUST_FLAG} is given"
+)
+
+
+def add_trust_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        TRUST_FLAG,
+        dest="trust_bundle_code",
+        action="store_true",
+        help="run the bundle's own code: its config's Python expressions and its scripts/ folder (off by "
+        "default: a bundle's config is code; give this only for a bundle you trust)",
+    )
+
+
 def run_describe_model(args) -> int:
     try:
         given = given_fields(args)
     except ValueError as error:
         raise CheckpointError(str(error), args.model) from error
-    path = describe_model(args.model, given, force=args.force)
+    if is_bundle(Path(args.model)):
+        print(CODE_NOTE + (" (given: the bundle's code may run)" if args.trust_bundle_code else ""))
+    path = describe_model(args.model, given, force=args.force, trust_code=args.trust_bundle_code)
     spec = ModelSpec.load(path)
     print(
         f"wrote {path}: {len(spec.labels)} labels, spacing {spec.spacing}, orientation {spec.orientation}, "
@@ -60,7 +81,8 @@ def register(subparsers) -> None:
         help="inspect a MONAI bundle or a TorchScript file and write its asfda_model.json",
         description="Reads what the model states (a bundle's configs; a TorchScript network's input and "
         "output channels and output activation, from one forward pass) and takes the rest from the flags; "
-        "names the flags still needed when something is unknown.",
+        "names the flags still needed when something is unknown. A bundle's config is code: without "
+        f"{TRUST_FLAG} only its plain-data expressions and MONAI's own components are evaluated.",
     )
     parser.add_argument(
         "model", help="bundle folder, TorchScript file, or folder holding a TorchScript model.pt"
@@ -79,4 +101,5 @@ def register(subparsers) -> None:
         help="override what the forward pass suggests",
     )
     parser.add_argument("--force", action="store_true", help="replace an existing asfda_model.json")
+    add_trust_flag(parser)
     parser.set_defaults(func=run_describe_model)

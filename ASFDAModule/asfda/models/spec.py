@@ -25,6 +25,7 @@ class IntensityNorm(str, Enum):
     PERCENTILE = "percentile"  # robust 0.5-99.5 percentile scaling to [0, 1]
     RANGE = "range"  # CT windows: intensity_range = (a_min, a_max, b_min, b_max), as ScaleIntensityRanged
     NONE = "none"
+    TRANSFORMS = "transforms"  # a bundle's own chain of MONAI intensity transforms, in intensity_transforms
 
 
 class OutputActivation(str, Enum):
@@ -59,6 +60,7 @@ class ModelSpec:
     intensity: IntensityNorm = IntensityNorm.ZSCORE_NONZERO
     intensity_range: tuple[float, float, float, float] | None = None
     intensity_clip: bool = True
+    intensity_transforms: list[dict] | None = None  # [{"name": "ScaleIntensity", "kwargs": {...}}, ...]
     roi_size: tuple[int, int, int] = (64, 64, 64)
     sw_batch_size: int = 1
     overlap: float = 0.25
@@ -71,6 +73,8 @@ class ModelSpec:
             self.intensity_range is None or len(self.intensity_range) != 4
         ):
             raise ValueError("intensity 'range' needs intensity_range = [a_min, a_max, b_min, b_max]")
+        if self.intensity is IntensityNorm.TRANSFORMS and not self.intensity_transforms:
+            raise ValueError("intensity 'transforms' needs intensity_transforms = [{name, kwargs}, ...]")
 
     @property
     def num_classes(self) -> int:
@@ -105,6 +109,7 @@ class ModelSpec:
                     tuple(float(v) for v in data["intensity_range"]) if data.get("intensity_range") else None
                 ),
                 intensity_clip=bool(data.get("intensity_clip", True)),
+                intensity_transforms=data.get("intensity_transforms"),
                 roi_size=tuple(int(s) for s in data.get("roi_size", (64, 64, 64))),
                 sw_batch_size=int(data.get("sw_batch_size", 1)),
                 overlap=float(data.get("overlap", 0.25)),

@@ -40,6 +40,7 @@ class PredictionFormat(str, Enum):
 @dataclass
 class ServerSettings:
     max_upload_bytes: int = 2 * 2**30
+    trust_bundle_code: bool = False  # a session created here may run its bundle's code (--trust-bundle-code)
     cancel_grace_seconds: float = 3.0
     ranking_wait_seconds: float = 3600.0
     poll_seconds: float = 0.2
@@ -57,12 +58,14 @@ def problem_of(error: ASFDAError) -> str:
     return text[len(prefix) :] if prefix and text.startswith(prefix) else text
 
 
-def open_session(root: Path, model: str | Path | None, device: str) -> AdaptationSession:
+def open_session(
+    root: Path, model: str | Path | None, device: str, trust_bundle_code: bool = False
+) -> AdaptationSession:
     if (root / "session.json").is_file():
         return AdaptationSession.open(root, device)
     if model is None:
         raise StoreError("no ASFDA session here: start the backend with --model MODEL to create one", root)
-    return AdaptationSession.create(root, model, device)
+    return AdaptationSession.create(root, model, device, trust_bundle_code=trust_bundle_code)
 
 
 class Backend:
@@ -93,7 +96,7 @@ class Backend:
             stopped = stop_leftover_workers(root)  # before the store recovers what they left
             if stopped:
                 log.warning("stopped worker processes %s left by an earlier backend on %s", stopped, root)
-        session = open_session(root, model, device)
+        session = open_session(root, model, device, settings.trust_bundle_code)
         jobs = JobManager(
             session.store,
             str(session.device),

@@ -71,11 +71,16 @@ class AdaptationSession:
         query: QueryConfig | None = None,
         finetune: FinetuneConfig | None = None,
         asd: AsdConfig | None = None,
+        trust_bundle_code: bool = False,
     ) -> AdaptationSession:
-        """Create a session folder for a model; the model is loaded once here so a bad one fails early."""
-        model = load_model(model_source)
+        """Create a session folder for a model; the model is loaded once here so a bad one fails early.
+
+        ``trust_bundle_code`` (the user's consent to run a bundle's expressions and ``scripts/``) is kept in
+        the session, so that every later load of the model, by any process, is made the same way."""
+        model = load_model(model_source, trust_bundle_code)
         settings = {
             "model_source": str(Path(model_source).resolve()),
+            "trust_bundle_code": bool(trust_bundle_code),
             "model_kind": model.kind.value,
             "labels": {str(k): v for k, v in model.spec.labels.items()},
             "device": device,
@@ -96,14 +101,18 @@ class AdaptationSession:
         return {int(k): v for k, v in self.store.settings["labels"].items()}
 
     # -- models ------------------------------------------------------------------------------------------
+    @property
+    def trusts_bundle_code(self) -> bool:
+        return bool(self.store.settings.get("trust_bundle_code", False))
+
     def pretrained(self) -> LoadedModel:
         if self._pretrained is None:
-            self._pretrained = load_model(self.store.settings["model_source"])
+            self._pretrained = load_model(self.store.settings["model_source"], self.trusts_bundle_code)
         return self._pretrained
 
     def load_version(self, version: str) -> LoadedModel:
         """A fresh copy of a version's model from disk (fine-tuning trains it in place)."""
-        model = load_model(self.store.settings["model_source"])
+        model = load_model(self.store.settings["model_source"], self.trusts_bundle_code)
         if version != PRETRAINED_VERSION:
             weights_path = self.store.weights_path(version)
             apply_weights(model.network, load_state_dict(weights_path), weights_path)
