@@ -104,6 +104,8 @@ def run_create(args) -> int:
 
 
 def run_add(args) -> int:
+    if not args.paths and not args.channels:
+        raise StoreError("nothing to add: give volumes, folders or --channels VOLUME ...")
     with writing(args, "add") as session:
         for path in args.paths:
             if Path(path).is_dir():
@@ -113,6 +115,9 @@ def run_add(args) -> int:
                 added = [session.add_volume(path)]
             for record in added:
                 print(f"{record.id}  {record.name}")
+        if args.channels:
+            record = session.add_channels(args.channels)
+            print(f"{record.id}  {record.name}  ({len(args.channels)} channels)")
     return 0
 
 
@@ -256,7 +261,19 @@ def register(subparsers) -> None:
 
     parser = subparsers.add_parser("add", help="add volumes or folders of volumes to a session")
     add_session_argument(parser)
-    parser.add_argument("paths", nargs="+", help=f"volume files ({', '.join(VOLUME_SUFFIXES)}) or folders")
+    parser.add_argument(
+        "paths",
+        nargs="*",
+        help=f"volume files ({', '.join(VOLUME_SUFFIXES)}, 4-D or vector for models of "
+        "several channels) or folders",
+    )
+    parser.add_argument(
+        "--channels",
+        nargs="+",
+        metavar="VOLUME",
+        help="one case as its co-registered channel volumes, in the model's channel order (BraTS: T1 T1c T2 "
+        "FLAIR)",
+    )
     parser.set_defaults(func=run_add)
 
     parser = subparsers.add_parser(

@@ -221,7 +221,7 @@ def _predict_once(
     roi, overlap = tuple(spec.roi_size), spec.overlap
     weights, window_count = window_weights(padded.shape[1:], roi, overlap, region)
     weights = weights.to(device)
-    layer = final_layer(network, spec.num_classes)
+    layer = final_layer(network, spec.output_channels)
     accumulator = PrototypeAccumulator(
         spec.num_classes, layer.in_channels if layer is not None else spec.num_classes, device
     )
@@ -234,8 +234,9 @@ def _predict_once(
             raise CancelledError("prediction cancelled")
         with torch.autocast(device_type=device.type, enabled=use_amp):
             logits = network(windows)
-        probabilities = to_probabilities(logits, spec.output_activation)
-        features = store.get("features", logits).float()
+        probabilities = to_probabilities(logits, spec.activation)
+        features = store.get("features", logits if logits.shape[1] == spec.num_classes else probabilities)
+        features = features.float()
         shares = torch.stack([weights[tuple(coordinate[2:])] for coordinate in coordinates])
         accumulator.add_batch(probabilities, features, shares)
         windows_done[0] += len(coordinates)

@@ -182,10 +182,20 @@ def read_inferer(parser, folder: Path) -> tuple[dict, list[str]]:
     return fields, []
 
 
-def read_output_activation(parser) -> OutputActivation:
-    """A bundle's ``network_def`` is a MONAI network, which returns logits (its ``postprocessing`` applies
-    ``Activationsd``); a bundle whose network ends otherwise says so in ``asfda_model.json``."""
-    return OutputActivation.LOGITS
+def read_output(parser) -> dict:
+    """A bundle's ``network_def`` is a MONAI network, which returns logits; its ``postprocessing`` says how to
+    read them: ``Activationsd(sigmoid=True)`` makes each channel a region of its own (multi-label),
+    thresholded by ``AsDiscreted(threshold=...)``; softmax or a plain arg-max is one class a channel. A bundle
+    whose network ends otherwise says so in ``asfda_model.json``."""
+    fields: dict = {"output_activation": OutputActivation.LOGITS}
+    for item_id, name in transform_items(parser, "postprocessing"):
+        if name == "Activations" and str(argument(parser, item_id, "sigmoid", False)).lower() == "true":
+            fields["multi_label"] = True
+        elif name == "AsDiscrete" and argument(parser, item_id, "threshold") is not None:
+            fields["threshold"] = float(argument(parser, item_id, "threshold"))
+    if not fields.get("multi_label"):
+        fields.pop("threshold", None)
+    return fields
 
 
 def read_metadata(folder: Path) -> dict:
@@ -235,7 +245,9 @@ def read_labels(folder: Path, parser) -> tuple[dict[int, str], int]:
 def bundle_description(folder: Path, parser) -> tuple[dict, list[str]]:
     """Every spec field the bundle states, and the names of those it does not."""
     labels, in_channels = read_labels(folder, parser)
-    fields: dict = {"in_channels": in_channels, "output_activation": read_output_activation(parser)}
+    fields: dict = {"in_channels": in_channels, **read_output(parser)}
+    if fields.get("multi_label") and labels:  # channel c is the region of label value c + 1
+        labels = {0: "background", **{c + 1: name for c, name in sorted(labels.items())}}
     missing = [] if labels else ["labels"]
     for part in (read_preprocessing(parser, folder), read_inferer(parser, folder)):
         fields.update(part[0])

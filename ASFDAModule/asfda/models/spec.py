@@ -36,6 +36,17 @@ class OutputActivation(str, Enum):
     LOG_PROBABILITIES = "log_probabilities"  # log-softmax already applied
 
 
+@dataclass(frozen=True)
+class MultiLabel:
+    """Sigmoid outputs, one channel a region (BraTS: tumour core, whole tumour, enhancing tumour), which may
+    overlap. ``regions`` maps each label value of the label map to the channels that are on there (BraTS's
+    labels: 1 -> core and whole, 2 -> whole, 4 -> all three); ``threshold`` is the bundle's own."""
+
+    regions: tuple[tuple[int, tuple[int, ...]], ...]
+    threshold: float = 0.5
+    num_classes: int = 2
+
+
 @dataclass
 class NetworkSpec:
     """A MONAI network by class name and constructor arguments (``monai.networks.nets``)."""
@@ -65,6 +76,11 @@ class ModelSpec:
     sw_batch_size: int = 1
     overlap: float = 0.25
     output_activation: OutputActivation = OutputActivation.LOGITS
+    multi_label: bool = False  # sigmoid outputs, one channel a region (see MultiLabel)
+    threshold: float = 0.5  # a region is on where its sigmoid exceeds this (the bundle's AsDiscreted)
+    regions: dict[int, list[int]] | None = (
+        None  # label value -> channels on there; None: label c+1 = channel c
+    )
 
     def __post_init__(self):
         self.intensity = IntensityNorm(self.intensity)
@@ -75,6 +91,25 @@ class ModelSpec:
             raise ValueError("intensity 'range' needs intensity_range = [a_min, a_max, b_min, b_max]")
         if self.intensity is IntensityNorm.TRANSFORMS and not self.intensity_transforms:
             raise ValueError("intensity 'transforms' needs intensity_transforms = [{name, kwargs}, ...]")
+
+    @property
+    def activation(self) -> OutputActivation | MultiLabel:
+        """What ``inference/activation.py`` needs to turn the network's output into class probabilities."""
+        if not self.multi_label:
+            return self.output_activation
+        regions = self.regions or {value: [value - 1] for value in self.foreground_labels}
+        return MultiLabel(
+            tuple((int(v), tuple(int(c) for c in channels)) for v, channels in sorted(regions.items())),
+            float(self.threshold),
+            self.num_classes,
+        )
+
+    @property
+    def output_channels(self) -> int:
+        """Channels the network outputs: one a class, or one a region for multi-label outputs."""
+        if not self.multi_label:
+            return self.num_classes
+        return max((c for _, channels in self.activation.regions for c in channels), default=0) + 1
 
     @property
     def num_classes(self) -> int:
@@ -89,6 +124,8 @@ class ModelSpec:
         data["labels"] = {str(k): v for k, v in self.labels.items()}
         data["intensity"] = self.intensity.value
         data["output_activation"] = self.output_activation.value
+        if self.regions is not None:
+            data["regions"] = {str(k): list(v) for k, v in self.regions.items()}
         return data
 
     @classmethod
@@ -115,6 +152,13 @@ class ModelSpec:
                 overlap=float(data.get("overlap", 0.25)),
                 output_activation=OutputActivation(
                     data.get("output_activation", OutputActivation.LOGITS.value)
+                ),
+                multi_label=bool(data.get("multi_label", False)),
+                threshold=float(data.get("threshold", 0.5)),
+                regions=(
+                    {int(k): [int(c) for c in v] for k, v in data["regions"].items()}
+                    if data.get("regions")
+                    else None
                 ),
             )
         except (KeyError, TypeError, ValueError) as error:

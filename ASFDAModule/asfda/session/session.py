@@ -13,7 +13,14 @@ import SimpleITK as sitk
 import torch
 
 from ..config import AsdConfig, FinetuneConfig, QueryConfig, QueryStrategy, config_from_dict, config_to_dict
-from ..errors import ASFDAError, CancelledError, CaseInUseError, StoreError, UnknownCaseError
+from ..errors import (
+    ASFDAError,
+    CancelledError,
+    CaseInUseError,
+    StoreError,
+    UnknownCaseError,
+    VolumeReadError,
+)
 from ..inference.case_cache import DEFAULT_MEMORY_LIMIT_MIB, CaseTensorCache
 from ..inference.features import class_weights, final_layer
 from ..inference.labelmap import predict_labelmap
@@ -24,6 +31,7 @@ from ..io.volumes import (
     VOLUME_SUFFIXES,
     add_segment_metadata,
     case_name,
+    compose_channels,
     content_hash,
     read_volume,
     volume_suffix,
@@ -81,6 +89,7 @@ class AdaptationSession:
         settings = {
             "model_source": str(Path(model_source).resolve()),
             "trust_bundle_code": bool(trust_bundle_code),
+            "in_channels": model.spec.in_channels,
             "model_kind": model.kind.value,
             "labels": {str(k): v for k, v in model.spec.labels.items()},
             "device": device,
@@ -131,9 +140,27 @@ class AdaptationSession:
     def add_volume(self, path: str | Path) -> CaseRecord:
         """Add one volume (it is read and checked first); the same content twice gives the same case."""
         path = Path(path).resolve()
-        image = read_volume(path)
+        image = read_volume(path, components=self.in_channels)
         record = CaseRecord(content_hash(image), case_name(path), str(path))
         return self.store.add_case(record)
+
+    def add_channels(self, paths: list[str | Path]) -> CaseRecord:
+        """Add one case given as its co-registered channel volumes, in the model's channel order; they are
+        joined into one vector volume under ``imports/``, named after the first."""
+        if len(paths) != self.in_channels:
+            raise VolumeReadError(
+                f"{len(paths)} channel volumes given; the model takes {self.in_channels}", Path(paths[0])
+            )
+        image = compose_channels(paths)
+        path = self.store.root / "imports" / f"{case_name(Path(paths[0]))}.nii.gz"
+        write_volume(image, path)
+        record = CaseRecord(content_hash(image), case_name(Path(paths[0])), str(path))
+        return self.store.add_case(record)
+
+    @property
+    def in_channels(self) -> int:
+        """Channels of a case: the model's (sessions made before this was kept have one)."""
+        return int(self.store.settings.get("in_channels", 1))
 
     @staticmethod
     def volume_files(folder: str | Path) -> list[Path]:
@@ -171,7 +198,7 @@ class AdaptationSession:
         return self.store.remove_case(case_id)
 
     def image(self, case_id: str) -> sitk.Image:
-        return read_volume(self.store.case(case_id).source_path)
+        return read_volume(self.store.case(case_id).source_path, components=self.in_channels)
 
     def model_space_case(self, case_id: str) -> ModelSpaceCase:
         """The case in the model's space (with its final label when it has one), cached in memory."""
@@ -228,8 +255,10 @@ class AdaptationSession:
             prediction = predict(
                 self.pretrained(), self.model_space_image(case_id), self.device, batchnorm_stats=True
             )
-        layer = final_layer(self.pretrained().network, self.pretrained().spec.num_classes)
-        gap = knowledge_gap(prediction, class_weights(layer, self.pretrained().spec.num_classes))
+        spec = self.pretrained().spec
+        layer = final_layer(self.pretrained().network, spec.output_channels)
+        multi_label = spec.activation if spec.multi_label else None
+        gap = knowledge_gap(prediction, class_weights(layer, spec.num_classes, multi_label))
         write_json_atomic(path, asdict(gap))
         return gap
 

@@ -9,12 +9,14 @@ import json
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from asfda.errors import CheckpointError
+import torch
+from asfda.config import FinetuneConfig
+from asfda.errors import CheckpointError, VolumeReadError
 from asfda.models.bundle_config import BundleCodeRefused
 from asfda.models.loading import load_model
 from asfda.models.spec import IntensityNorm
 from asfda.session.session import AdaptationSession
-from zoo_bundles import sphere_volume, zoo_bundle
+from zoo_bundles import sphere_mask, sphere_volume, zoo_bundle
 
 pytestmark = pytest.mark.slow
 
@@ -123,3 +125,60 @@ def test_dints_torch_load_is_refused_untrusted_and_mapped_to_the_engine_device(t
     # the config loads its architecture code with map_location=torch.device('cuda'): on this CPU machine
     # it works only because torch.load's map_location is the engine's device
     assert load_model(bundle, trust_code=True).spec.intensity is IntensityNorm.RANGE
+
+
+def test_brats_takes_four_channels_and_reads_sigmoid_regions(tmp_path):
+    """BraTS SegResNet: 4 MR sequences in, 3 overlapping sigmoid regions out (Activationsd sigmoid=True,
+    AsDiscreted threshold 0.5): one channel a label, a case as a 4-D file or as its channel volumes; a
+    single-channel volume is refused when it is added, naming the file and what to give instead."""
+    bundle = zoo_bundle(tmp_path, "brats_mri_segmentation")
+    spec = load_model(bundle).spec
+    assert spec.in_channels == 4 and spec.multi_label and spec.threshold == 0.5
+    assert spec.labels == {0: "background", 1: "Tumor core", 2: "Whole tumor", 3: "Enhancing tumor"}
+    session = AdaptationSession.create(tmp_path / "session", bundle, "cpu")
+    single = sphere_volume(tmp_path / "t1.nii.gz")
+    with pytest.raises(
+        VolumeReadError, match=r"t1.nii.gz: the volume has 1 channel per voxel; the model takes 4"
+    ):
+        session.add_volume(single)
+    stacked = sphere_volume(tmp_path / "case4d.nii.gz", channels=4)
+    case = session.add_volume(stacked)
+    channels = [sphere_volume(tmp_path / f"{name}.nii.gz") for name in ("t1", "t1c", "t2", "flair")]
+    joined = session.add_channels(channels)
+    assert joined.id != case.id and session.image(joined.id).GetNumberOfComponentsPerPixel() == 4
+    written = sitk.ReadImage(str(session.write_prediction(case.id, tmp_path / "prediction.nii.gz")))
+    assert written.GetSize() == sitk.ReadImage(str(single)).GetSize()
+    ranking = session.rank()
+    assert len(ranking) == 2 and all(np.isfinite([row.knowledge_gap, row.asd]).all() for row in ranking)
+
+
+def finetune_round(session: AdaptationSession, case_id: str, mask, batch_size: int) -> None:
+    """Label the case with its sphere and train one round; the round must change the weights."""
+    session.submit_label(case_id, mask)
+    config = FinetuneConfig(
+        steps=1, batch_size=batch_size, semi_supervised=False, accept_worse=True, hold_out_validation=False
+    )
+    version = session.finetune(config)
+    before = session.pretrained().network.state_dict()
+    after = session.load_version(version.id).network.state_dict()
+    assert any(not torch.equal(before[key], after[key]) for key in before)
+
+
+@pytest.mark.parametrize(
+    "name, edit, spacing",
+    [
+        ("swin_unetr_btcv_segmentation", drop_img_size, (4.5, 4.5, 6.0)),
+        ("wholeBody_ct_segmentation", None, (4.5, 4.5, 4.5)),
+        ("brats_mri_segmentation", None, (6.0, 6.0, 6.0)),
+    ],
+)
+def test_bundle_finetunes_one_round(tmp_path, name, edit, spacing):
+    bundle = zoo_bundle(tmp_path, name, edit)
+    session = AdaptationSession.create(tmp_path / "session", bundle, "cpu")
+    channels = 4 if name.startswith("brats") else 1
+    volume = sphere_volume(tmp_path / "case.nii.gz", (20, 20, 16), spacing, channels)
+    case = session.add_volume(volume)
+    # instance norm (SwinUNETR) and group norm (SegResNet) train on one patch; BraTS's batch of 2 checks
+    # that 4-channel patches are batched
+    batch_size = 2 if name.startswith("brats") else 1
+    finetune_round(session, case.id, sphere_mask(tmp_path / "mask.nii.gz", volume), batch_size)
