@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import re
 import sys
 import types
 from collections.abc import Iterator
@@ -28,6 +29,7 @@ from monai.bundle import ConfigComponent, ConfigExpression, ConfigItem, ConfigPa
 
 from ..errors import CheckpointError
 
+REFERENCE_IN_EXPRESSION = re.compile(r"__local_refs\['([^']+)'\]")
 CONFIG_NAMES = ("inference.json", "inference.yaml", "inference.yml")
 TRUST_FLAG = "--trust-bundle-code"
 LOCAL_REFS = "__local_refs"  # the name MONAI's resolver gives referenced values inside an expression
@@ -108,7 +110,8 @@ class DataExpression(ConfigExpression):
                 None  # MONAI runs every import up front; untrusted, none is made (`$import scripts` is code)
             )
         if not is_data_expression(text):
-            raise refusal(self.id, f"`${text.strip()[:120]}`", self.folder)
+            written = REFERENCE_IN_EXPRESSION.sub(r"@\1", text.strip())  # as the bundle wrote it
+            raise refusal(self.id, f"`${written[:120]}`", self.folder)
         scope = {"__builtins__": SAFE_FUNCTIONS, LOCAL_REFS: (globals or {}).get(LOCAL_REFS, {})}
         return eval(compile(ast.parse(text.strip(), mode="eval"), self.id, "eval"), scope, locals)
 

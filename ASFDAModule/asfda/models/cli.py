@@ -22,6 +22,15 @@ def parse_labels(text: str) -> dict[int, str]:
     return labels
 
 
+def parse_regions(text: str) -> dict[int, list[int]]:
+    """``1=0+1,2=1,4=0+1+2`` -> {1: [0, 1], 2: [1], 4: [0, 1, 2]}."""
+    try:
+        pairs = [item.split("=", 1) for item in text.split(",") if item.strip()]
+        return {int(value): [int(c) for c in channels.split("+")] for value, channels in pairs}
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"expected VALUE=CHANNEL+CHANNEL,... got {text!r}") from error
+
+
 def given_fields(args) -> dict:
     """The spec fields the user stated on the command line (absent flags are not stated)."""
     given: dict = {}
@@ -37,6 +46,8 @@ def given_fields(args) -> dict:
         given["intensity_range"] = tuple(args.intensity_range)
     if args.roi_size:
         given["roi_size"] = tuple(args.roi_size)
+    if args.regions:
+        given["regions"] = args.regions
     if args.output_activation:
         given["output_activation"] = OutputActivation(args.output_activation)
     return given
@@ -96,6 +107,12 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--roi-size", type=int, nargs=3, help="sliding-window size in voxels")
     parser.add_argument(
+        "--regions",
+        type=parse_regions,
+        help="sigmoid multi-label models: label value -> output channels on there, e.g. BraTS "
+        "1=0+1,2=1,4=0+1+2 (default: label c+1 is channel c alone)",
+    )
+    parser.add_argument(
         "--output-activation",
         choices=[a.value for a in OutputActivation],
         help="override what the forward pass suggests",
@@ -103,3 +120,15 @@ def register(subparsers) -> None:
     parser.add_argument("--force", action="store_true", help="replace an existing asfda_model.json")
     add_trust_flag(parser)
     parser.set_defaults(func=run_describe_model)
+
+    from .check import run_check_bundle
+
+    parser = subparsers.add_parser(
+        "check-bundle",
+        help="say what the engine does with MONAI bundles: works, or refused and why",
+        description="Reads each bundle as `asfda create` would, builds its network, loads models/model.pt "
+        "when present (else random weights) and runs one window through it on the CPU. " + CODE_NOTE + ".",
+    )
+    parser.add_argument("bundles", nargs="+", type=Path, help="bundle folders")
+    add_trust_flag(parser)
+    parser.set_defaults(func=run_check_bundle)

@@ -89,6 +89,8 @@ class ModelSpec:
             self.intensity_range is None or len(self.intensity_range) != 4
         ):
             raise ValueError("intensity 'range' needs intensity_range = [a_min, a_max, b_min, b_max]")
+        if self.regions is not None and set(self.regions) != set(self.foreground_labels):
+            raise ValueError("regions must name the channels of every foreground label, and only those")
         if self.intensity is IntensityNorm.TRANSFORMS and not self.intensity_transforms:
             raise ValueError("intensity 'transforms' needs intensity_transforms = [{name, kwargs}, ...]")
 
