@@ -79,9 +79,12 @@ def run_describe_model(args) -> int:
         print(CODE_NOTE + (" (given: the bundle's code may run)" if args.trust_bundle_code else ""))
     path = describe_model(args.model, given, force=args.force, trust_code=args.trust_bundle_code)
     spec = ModelSpec.load(path)
+    output = spec.output_activation.value
+    if spec.multi_label:
+        output = f"sigmoid regions (threshold {spec.threshold}, {spec.in_channels} input channels)"
     print(
         f"wrote {path}: {len(spec.labels)} labels, spacing {spec.spacing}, orientation {spec.orientation}, "
-        f"intensity {spec.intensity.value}, window {spec.roi_size}, output {spec.output_activation.value}"
+        f"intensity {spec.intensity.value}, window {spec.roi_size}, output {output}"
     )
     return 0
 
@@ -130,5 +133,10 @@ def register(subparsers) -> None:
         "when present (else random weights) and runs one window through it on the CPU. " + CODE_NOTE + ".",
     )
     parser.add_argument("bundles", nargs="+", type=Path, help="bundle folders")
+    parser.add_argument(
+        "--max-window",
+        type=int,
+        help="run the check on windows of at most this side (the session is unchanged)",
+    )
     add_trust_flag(parser)
     parser.set_defaults(func=run_check_bundle)

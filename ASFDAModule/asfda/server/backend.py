@@ -157,7 +157,12 @@ class Backend:
 
     def read_added(self, path: Path):
         """A volume named by a request: its detached data file (if any) confined like the path itself."""
-        return read_volume(path, data_roots=self.guard.roots, max_voxels=self.settings.max_voxels)
+        return read_volume(
+            path,
+            data_roots=self.guard.roots,
+            max_voxels=self.settings.max_voxels,
+            components=self.session.in_channels,  # a 4-D or vector file for a model of several channels
+        )
 
     def add_folder(self, folder: str) -> list[schemas.Case]:
         resolved = self.guard.check(folder)
@@ -183,7 +188,9 @@ class Backend:
         saved = save_upload(stream, self.store.root / "uploads", name, prefix="case-")
         try:
             # An upload is one file: a header naming a data file elsewhere is refused (data_roots=()).
-            image = read_volume(saved, data_roots=(), max_voxels=self.settings.max_voxels)
+            image = read_volume(
+                saved, data_roots=(), max_voxels=self.settings.max_voxels, components=self.session.in_channels
+            )
         except VolumeReadError as error:
             saved.unlink(missing_ok=True)
             raise HTTPException(422, f"uploaded file {file_name!r}: {problem_of(error)}") from error
@@ -245,7 +252,7 @@ class Backend:
         if not converted.is_file():
             from ..io.volumes import write_volume
 
-            write_volume(read_volume(source), converted)
+            write_volume(read_volume(source, components=self.session.in_channels), converted)
         return converted, f"{record.name}.nii.gz"
 
     def prediction_file(self, case_id: str, file_format: PredictionFormat) -> tuple[Path, str]:
