@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 
 from ..errors import CheckpointError
+from .bundle_config import config_path
 from .spec import IntensityNorm, ModelSpec, OutputActivation
 
 log = logging.getLogger(__name__)
@@ -62,10 +63,15 @@ def transform_name(target) -> str:
     return name[:-1] if name.endswith("d") and name[:-1] else name
 
 
-def reference(raw) -> str | None:
-    """The id a ``"@x"`` or ``"$@x"`` value points at, None for anything else."""
-    match = REFERENCE.fullmatch(raw.strip()) if isinstance(raw, str) else None
-    return match.group(1) if match else None
+def references(raw) -> list[str]:
+    """The ids a ``"@x"``, ``"$@x"`` or ``"$@x + @y"`` value joins, [] for anything else."""
+    if not isinstance(raw, str):
+        return []
+    parts = [part.strip() for part in raw.strip().split("+")]
+    matches = [
+        REFERENCE.fullmatch(part if i == 0 else "@" + part.lstrip("@")) for i, part in enumerate(parts)
+    ]
+    return [match.group(1) for match in matches] if all(matches) else []
 
 
 def transform_items(parser, section: str) -> list[tuple[str, str]]:
@@ -76,8 +82,8 @@ def transform_items(parser, section: str) -> list[tuple[str, str]]:
     prefix = section
     if isinstance(raw, dict) and "transforms" in raw:
         raw, prefix = raw["transforms"], f"{section}#transforms"
-    if reference(raw):
-        return transform_items(parser, reference(raw))
+    if references(raw):
+        return [item for name in references(raw) for item in transform_items(parser, name)]
     if not isinstance(raw, list):
         return []
     return [
@@ -153,7 +159,7 @@ def read_preprocessing(parser, source: Path) -> tuple[dict, list[str]]:
                 f"preprocessing transform {name} (random: a prediction must not depend on chance)"
             )
         else:
-            problems.append(f"preprocessing transform {name} (cannot be inverted onto the case's grid)")
+            problems.append(f"preprocessing transform {name}")
     fields.update(intensity_fields(steps))
     return fields, problems
 
@@ -260,10 +266,19 @@ def bundle_description(folder: Path, parser) -> tuple[dict, list[str]]:
 def spec_from_bundle(folder: Path, parser) -> ModelSpec:
     """The bundle's spec, or a refusal that names what it does not say."""
     fields, missing = bundle_description(folder, parser)
+    transforms = [
+        m.removeprefix("preprocessing transform ") for m in missing if m.startswith("preprocessing")
+    ]
+    if transforms:
+        raise CheckpointError(
+            "the bundle's preprocessing transform " + ", ".join(transforms) + " cannot be reproduced on the "
+            "case's grid: preprocess the volumes yourself and describe what remains in asfda_model.json",
+            config_path(folder),
+        )
     if missing:
         raise CheckpointError(
             "the bundle does not state " + ", ".join(missing) + ": write them into asfda_model.json "
             f"(`asfda describe-model {folder}` with the matching flags does it)",
-            folder / "configs" / "inference.json",
+            config_path(folder),
         )
     return ModelSpec(**fields)

@@ -7,8 +7,8 @@ with MONAI's ``ConfigParser`` (JSON or YAML, ``@x``, ``$@x``, ``%file#key``) in 
 - by default, expressions that are plain data (literals, references, arithmetic, comparisons,
   conditionals, ``len``/``min``/``max`` and the like: ``$[96, 96, 96]``, ``$@bundle_root + '/models'``,
   ``$[1.5] * 3 if @highres else [3.0] * 3``) are evaluated by a closed evaluator, and components may only
-  be MONAI's own. Anything else (a call, an attribute, a lambda, a ``_target_`` outside MONAI) is refused
-  by name when the engine needs its value, and no import is made;
+  be classes of MONAI's networks, transforms and inferers. Anything else (a call, an attribute, a lambda,
+  another ``_target_``) is refused by name when the engine needs its value, and no import is made;
 - with ``trust_code`` (``--trust-bundle-code``), MONAI evaluates everything itself, with the bundle's
   folder on the import path for its ``scripts/``; ``torch.load`` and ``torch.device('cuda')`` in its
   expressions are pointed at the device the engine builds the network on.
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import pydoc
 import re
 import sys
 import types
@@ -30,6 +31,7 @@ from monai.bundle import ConfigComponent, ConfigExpression, ConfigItem, ConfigPa
 from ..errors import CheckpointError
 
 REFERENCE_IN_EXPRESSION = re.compile(r"__local_refs\['([^']+)'\]")
+MONAI_COMPONENTS = ("monai.networks.", "monai.transforms.", "monai.inferers.")
 CONFIG_NAMES = ("inference.json", "inference.yaml", "inference.yml")
 TRUST_FLAG = "--trust-bundle-code"
 LOCAL_REFS = "__local_refs"  # the name MONAI's resolver gives referenced values inside an expression
@@ -106,9 +108,8 @@ class DataExpression(ConfigExpression):
     def evaluate(self, globals=None, locals=None):
         text = str(self.get_config())[len(self.prefix) :]
         if self.is_import_statement(self.get_config()):
-            return (
-                None  # MONAI runs every import up front; untrusted, none is made (`$import scripts` is code)
-            )
+            # MONAI runs every import up front; untrusted, none is made (`$import scripts` is code)
+            return None
         if not is_data_expression(text):
             written = REFERENCE_IN_EXPRESSION.sub(r"@\1", text.strip())  # as the bundle wrote it
             raise refusal(self.id, f"`${written[:120]}`", self.folder)
@@ -117,7 +118,8 @@ class DataExpression(ConfigExpression):
 
 
 class MonaiComponent(ConfigComponent):
-    """A ``_target_`` that must be one of MONAI's own classes or functions."""
+    """A ``_target_`` that must be a class of MONAI's networks, transforms or inferers: MONAI also has
+    functions that run commands (``monai.utils.run_cmd``), so "anything from MONAI" would not do."""
 
     folder: Path | None = None
 
@@ -125,8 +127,10 @@ class MonaiComponent(ConfigComponent):
         target = self.get_config().get("_target_")
         name = super().resolve_module_name()
         mode = self.get_config().get("_mode_", "default")
-        if not isinstance(name, str) or not name.startswith("monai.") or mode == "debug":
+        if not (isinstance(name, str) and name.startswith(MONAI_COMPONENTS) and mode == "default"):
             raise refusal(self.id, f"_target_ {target!r}, not one of MONAI's own components", self.folder)
+        if not isinstance(pydoc.locate(name), type):
+            raise refusal(self.id, f"_target_ {target!r}, not a class of MONAI's", self.folder)
         return name
 
 

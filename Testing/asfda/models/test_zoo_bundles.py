@@ -106,14 +106,18 @@ def test_expression_that_runs_code_never_runs_without_trust(tmp_path):
     assert not marker.exists()
 
 
-def test_component_outside_monai_is_refused_by_name(tmp_path):
+@pytest.mark.parametrize("target", ["os.system", "monai.utils.run_cmd"])
+def test_component_outside_monais_classes_is_refused_by_name(tmp_path, target):
     marker = tmp_path / "PWNED"
     bundle = zoo_bundle(tmp_path, "spleen_ct_segmentation")
     config = bundle / "configs" / "inference.json"
     data = json.loads(config.read_text())
-    data["network_def"]["act"] = {"_target_": "os.system", "command": f"touch {marker}"}
+    command = (
+        {"command": f"touch {marker}"} if target == "os.system" else {"cmd_list": ["touch", str(marker)]}
+    )
+    data["network_def"]["act"] = {"_target_": target, **command}
     config.write_text(json.dumps(data))
-    with pytest.raises(BundleCodeRefused, match="_target_ 'os.system', not one of MONAI's own"):
+    with pytest.raises(BundleCodeRefused, match=f"_target_ '{target}', not one of MONAI's own"):
         load_model(bundle)
     assert not marker.exists()
 
