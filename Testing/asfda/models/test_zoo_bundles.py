@@ -1,6 +1,6 @@
 """The model zoo's 3D segmentation bundles, with their own configs (``bundles/``, reduced network sizes and
-random weights): each family is created into a session and predicts on the case's own grid; a bundle that
-needs its code run is refused, by name, unless the user trusts it."""
+random weights): each family is created into a session, predicts on the case's own grid and ranks (UNesT:
+predicts only); a bundle that needs its code run is refused, by name, unless the user trusts it."""
 
 from __future__ import annotations
 
@@ -52,7 +52,11 @@ def test_bundle_creates_and_predicts_on_the_case_grid(tmp_path, name):
     image = sitk.ReadImage(str(tmp_path / "case.nii.gz"))
     assert written.GetSize() == image.GetSize() and written.GetSpacing() == image.GetSpacing()
     assert set(np.unique(sitk.GetArrayFromImage(written))) <= set(session.labels)
-    if needs_code and "UNEST" not in name:  # the consent is the session's (UNesT: 87 M weights, skipped)
+    if "UNEST" not in name:  # UNesT's 96^3 windows and 47-87 M weights: predicted once, not ranked again
+        ranking = session.rank()
+        assert [row.case_id for row in ranking] == [case.id]
+        assert np.isfinite([ranking[0].knowledge_gap, ranking[0].asd]).all()
+    if needs_code and "UNEST" not in name:  # the consent is the session's
         assert AdaptationSession.open(tmp_path / "session", "cpu").pretrained().spec.labels == session.labels
 
 
