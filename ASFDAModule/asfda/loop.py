@@ -34,6 +34,7 @@ class LoopSettings:
         True  # evaluate the starting model (round 0); the benchmark does it once for all runs
     )
     steps_per_labelled: int = 0  # fine-tuning steps added per labelled case: training grows with the set
+    trust_bundle_code: bool = False  # a new session may run its bundle's own code (--trust-bundle-code)
 
 
 @dataclass
@@ -59,11 +60,13 @@ class RoundRecord:
 
 
 def open_or_create(
-    session_dir: Path, model: Path, device: str, finetune: FinetuneConfig
+    session_dir: Path, model: Path, device: str, finetune: FinetuneConfig, trust_bundle_code: bool = False
 ) -> AdaptationSession:
     if (Path(session_dir) / "session.json").is_file():
         return AdaptationSession.open(session_dir, device)
-    return AdaptationSession.create(session_dir, model, device, finetune=finetune)
+    return AdaptationSession.create(
+        session_dir, model, device, finetune=finetune, trust_bundle_code=trust_bundle_code
+    )
 
 
 def evaluate_round(
@@ -112,7 +115,7 @@ def run_loop(
     finetune = settings.finetune or FinetuneConfig(
         steps=settings.steps, semi_supervised=settings.semi_supervised, seed=settings.seed
     )
-    session = open_or_create(session_dir, model, device, finetune)
+    session = open_or_create(session_dir, model, device, finetune, settings.trust_bundle_code)
     session.add_folder(images)
     reference_by_name = {case_name(p): p for p in Path(references).iterdir()}
     test_pairs = paired_files(test_images, test_references) if test_images and test_references else []

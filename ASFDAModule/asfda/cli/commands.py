@@ -218,6 +218,7 @@ def run_loop(args) -> int:
         finetune=apply_finetune_flags(
             FinetuneConfig(steps=args.steps, semi_supervised=args.semi_supervised is not False), args
         ),
+        trust_bundle_code=args.trust_bundle_code,
     )
     root = Path(args.session)
     root.mkdir(parents=True, exist_ok=True)  # the lock lives in the session folder, made or reused here
@@ -342,4 +343,5 @@ def register(subparsers) -> None:
         help="query strategy (default: %(default)s)",
     )
     add_finetune_flags(parser)  # --no-semi-supervised: labelled cases only
+    add_trust_flag(parser)
     parser.set_defaults(func=run_loop)
