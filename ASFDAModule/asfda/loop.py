@@ -43,6 +43,7 @@ class LoopSettings:
     # at once after Save and next while the round trains (the version before it, labelled cases out, their
     # embeddings counted for diversity); False waits for the new version's ranking (the benchmark's arms).
     pick_while_training: bool = False
+    trust_bundle_code: bool = False  # a new session may run its bundle's own code (--trust-bundle-code)
 
 
 @dataclass
@@ -78,11 +79,13 @@ class RoundRecord:
 
 
 def open_or_create(
-    session_dir: Path, model: Path, device: str, finetune: FinetuneConfig
+    session_dir: Path, model: Path, device: str, finetune: FinetuneConfig, trust_bundle_code: bool = False
 ) -> AdaptationSession:
     if (Path(session_dir) / "session.json").is_file():
         return AdaptationSession.open(session_dir, device)
-    return AdaptationSession.create(session_dir, model, device, finetune=finetune)
+    return AdaptationSession.create(
+        session_dir, model, device, finetune=finetune, trust_bundle_code=trust_bundle_code
+    )
 
 
 def evaluate_round(
@@ -131,7 +134,7 @@ def run_loop(
     finetune = settings.finetune or FinetuneConfig(
         steps=settings.steps, semi_supervised=settings.semi_supervised, seed=settings.seed
     )
-    session = open_or_create(session_dir, model, device, finetune)
+    session = open_or_create(session_dir, model, device, finetune, settings.trust_bundle_code)
     session.add_folder(images)
     reference_by_name = {case_name(p): p for p in Path(references).iterdir()}
     test_pairs = paired_files(test_images, test_references) if test_images and test_references else []

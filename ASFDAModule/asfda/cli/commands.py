@@ -20,6 +20,7 @@ from ..errors import StoreError
 from ..evaluation import evaluate_model, paired_files
 from ..finetune.settings import add_finetune_flags, apply_finetune_flags
 from ..io.volumes import VOLUME_SUFFIXES, case_name, volume_suffix
+from ..models.cli import add_trust_flag
 from ..reporting import ranking_table
 from ..session.lock import session_lock
 from ..session.session import AdaptationSession
@@ -94,6 +95,7 @@ def run_create(args) -> int:
         args.device,
         query=QueryConfig(budget=args.budget),
         finetune=apply_finetune_flags(FinetuneConfig(), args),
+        trust_bundle_code=args.trust_bundle_code,
     )
     added = session.add_folder(args.images) if args.images else []
     if args.images:
@@ -104,6 +106,8 @@ def run_create(args) -> int:
 
 
 def run_add(args) -> int:
+    if not args.paths and not args.channels:
+        raise StoreError("nothing to add: give volumes, folders or --channels VOLUME ...")
     with writing(args, "add") as session:
         for path in args.paths:
             if Path(path).is_dir():
@@ -113,6 +117,9 @@ def run_add(args) -> int:
                 added = [session.add_volume(path)]
             for record in added:
                 print(f"{record.id}  {record.name}")
+        if args.channels:
+            record = session.add_channels(args.channels)
+            print(f"{record.id}  {record.name}  ({len(args.channels)} channels)")
     return 0
 
 
@@ -214,6 +221,7 @@ def run_loop(args) -> int:
         finetune=apply_finetune_flags(
             FinetuneConfig(steps=args.steps, semi_supervised=args.semi_supervised is not False), args
         ),
+        trust_bundle_code=args.trust_bundle_code,
     )
     root = Path(args.session)
     root.mkdir(parents=True, exist_ok=True)  # the lock lives in the session folder, made or reused here
@@ -252,11 +260,24 @@ def register(subparsers) -> None:
         help="training steps a round (default: %(default)s)",
     )
     add_finetune_flags(parser)
+    add_trust_flag(parser)
     parser.set_defaults(func=run_create)
 
     parser = subparsers.add_parser("add", help="add volumes or folders of volumes to a session")
     add_session_argument(parser)
-    parser.add_argument("paths", nargs="+", help=f"volume files ({', '.join(VOLUME_SUFFIXES)}) or folders")
+    parser.add_argument(
+        "paths",
+        nargs="*",
+        help=f"volume files ({', '.join(VOLUME_SUFFIXES)}, 4-D or vector for models of "
+        "several channels) or folders",
+    )
+    parser.add_argument(
+        "--channels",
+        nargs="+",
+        metavar="VOLUME",
+        help="one case as its co-registered channel volumes, in the model's channel order (BraTS: T1 T1c T2 "
+        "FLAIR)",
+    )
     parser.set_defaults(func=run_add)
 
     parser = subparsers.add_parser(
@@ -332,4 +353,5 @@ def register(subparsers) -> None:
         "model's ranking, as the benchmark does)",
     )
     add_finetune_flags(parser)  # --no-semi-supervised: labelled cases only
+    add_trust_flag(parser)
     parser.set_defaults(func=run_loop)

@@ -140,7 +140,7 @@ def finetune_round(
     set_determinism(config.seed)
     rng = np.random.default_rng(config.seed)
     patch = tuple(config.patch_size or model.spec.roi_size)
-    activation = model.spec.output_activation
+    activation = model.spec.activation
     student: nn.Module = model.network.to(device)
     validation_cases = validation or labelled
     parent_dice = validation_dice(model, validation_cases, device)

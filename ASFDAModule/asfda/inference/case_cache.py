@@ -36,6 +36,9 @@ def preprocessing_digest(spec: ModelSpec) -> str:
         "spacing": list(spec.spacing) if spec.spacing else None,
         "orientation": spec.orientation,
         "intensity": spec.intensity.value,
+        "intensity_range": list(spec.intensity_range) if spec.intensity_range else None,
+        "intensity_clip": spec.intensity_clip,
+        "intensity_transforms": spec.intensity_transforms,
     }
     return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()[:12]
 

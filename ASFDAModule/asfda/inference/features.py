@@ -44,18 +44,29 @@ def _is_transposed(layer: nn.Module) -> bool:
     return isinstance(layer, (nn.ConvTranspose3d, nn.ConvTranspose2d))
 
 
-def class_weights(layer: nn.Module | None, num_classes: int) -> torch.Tensor:
+def class_weights(layer: nn.Module | None, num_classes: int, multi_label=None) -> torch.Tensor:
     """Source class prototypes W_c, one row per class.
 
     A kernel wider than 1x1x1 is averaged over its taps; without a final convolution the features are the
-    logits themselves and the prototypes are the unit vectors of the classes.
+    class probabilities themselves and the prototypes are the unit vectors of the classes. For sigmoid
+    multi-label outputs (``MultiLabel``) a label's row is the direction its log-probability grows along
+    at g = 0, half the sum of the weights of the channels on there minus those off (log sigmoid(x) is
+    -log 2 + x / 2 to first order).
     """
     if layer is None:
         return torch.eye(num_classes)
     weight = layer.weight.detach().float()
     if _is_transposed(layer):
         weight = weight.transpose(0, 1)  # stored as (in, out, ...)
-    return weight.reshape(weight.shape[0], weight.shape[1], -1).mean(-1).cpu()
+    weight = weight.reshape(weight.shape[0], weight.shape[1], -1).mean(-1).cpu()
+    if multi_label is None:
+        return weight
+    rows = torch.zeros(num_classes, weight.shape[1])
+    for value, channels in (*multi_label.regions, (0, ())):
+        signs = -torch.ones(weight.shape[0])
+        signs[list(channels)] = 1.0
+        rows[value] = 0.5 * (signs[:, None] * weight).sum(0)
+    return rows
 
 
 def feature_channels(layer: nn.Module | None, num_classes: int) -> int:

@@ -284,9 +284,9 @@ def _predict_once(
     padded, region = pad_to_window(image.float(), roi)
     weights, window_count = window_weights(padded.shape[1:], roi, overlap, region)
     weights = weights.to(device)
-    layer = final_layer(network, spec.num_classes)
+    layer = final_layer(network, spec.output_channels)
     accumulator = PrototypeAccumulator(spec.num_classes, feature_channels(layer, spec.num_classes), device)
-    scripted = ScriptedFeatures(network, spec.num_classes) if is_scripted(layer) else None
+    scripted = ScriptedFeatures(network, spec.output_channels) if is_scripted(layer) else None
     store: dict = {}
     use_amp = amp and device.type == "cuda"
     windows_done = [0]
@@ -299,8 +299,9 @@ def _predict_once(
                 logits = network(windows)
             else:
                 logits, store["features"] = scripted(windows)
-        probabilities = to_probabilities(logits, spec.output_activation)
-        features = store.get("features", logits).float()
+        probabilities = to_probabilities(logits, spec.activation)
+        features = store.get("features", logits if logits.shape[1] == spec.num_classes else probabilities)
+        features = features.float()
         shares = torch.stack([weights[tuple(coordinate[2:])] for coordinate in coordinates])
         accumulator.add_batch(probabilities, features, shares)
         windows_done[0] += len(coordinates)

@@ -73,7 +73,20 @@ def preprocessing(spec: ModelSpec) -> Compose:
                 keys=IMAGE, lower=0.5, upper=99.5, b_min=0.0, b_max=1.0, clip=True
             )
         )
+    elif spec.intensity is IntensityNorm.TRANSFORMS:
+        transforms.extend(intensity_transform(step) for step in spec.intensity_transforms or [])
     return Compose(transforms)
+
+
+def intensity_transform(step: dict):
+    """One of a bundle's intensity transforms (``{"name": "ScaleIntensity", "kwargs": {...}}``), rebuilt as
+    its MONAI dictionary transform on the image."""
+    import monai.transforms
+
+    factory = getattr(monai.transforms, f"{step['name']}d", None)
+    if factory is None:
+        raise ValueError(f"no MONAI intensity transform {step['name']}d")
+    return factory(keys=IMAGE, **step.get("kwargs", {}))
 
 
 @dataclass

@@ -94,12 +94,21 @@ def read_volume(
     except RuntimeError as error:
         raise VolumeReadError(f"not a readable volume ({_last_line(error)})", path) from error
     size, channels = reader.GetSize(), reader.GetNumberOfComponents()
-    if reader.GetDimension() != 3:
+    stacked = reader.GetDimension() == 4 and channels == 1 and components not in (None, 1)
+    if stacked:  # a 4-D file, the channels along its 4th axis (BraTS's T1, T1c, T2, FLAIR)
+        size, channels = size[:3], size[3]
+    elif reader.GetDimension() != 3:
         raise VolumeReadError(f"expected a 3D volume, found {reader.GetDimension()}D", path)
     if components is not None and channels != components:
         raise VolumeReadError(
-            f"the volume has {channels} components per voxel (a vector or colour image); "
-            f"the model takes {components}",
+            f"the volume has {channels} channel{'s' if channels > 1 else ''} per voxel; the model takes "
+            f"{components}"
+            + (
+                " (give a case as one 4-D or vector file, or as its co-registered channel volumes: "
+                "asfda add --channels A B ...)"
+                if components > 1
+                else ""
+            ),
             path,
         )
     voxels = int(np.prod(size, dtype=np.int64)) * channels
@@ -116,6 +125,8 @@ def read_volume(
         image = reader.Execute()
     except RuntimeError as error:
         raise VolumeReadError(f"not a readable volume ({_last_line(error)})", path) from error
+    if stacked:
+        image = stacked_to_vector(image)
     if min(image.GetSize()) < 1 or image.GetNumberOfPixels() == 0:
         raise VolumeReadError("the volume has no voxels", path)
     if check_finite:
@@ -123,6 +134,33 @@ def read_volume(
         if not np.isfinite(array).all():
             raise VolumeReadError("the volume contains NaN or infinite values", path)
     return image
+
+
+def stacked_to_vector(image: sitk.Image) -> sitk.Image:
+    """A 4-D image, channels along its last axis, as a 3-D image with one component a channel."""
+    size = list(image.GetSize())
+    channels = [sitk.Extract(image, size[:3] + [0], [0, 0, 0, c]) for c in range(size[3])]
+    return sitk.Compose(channels)
+
+
+def compose_channels(paths: Sequence[str | Path], **read_options) -> sitk.Image:
+    """One case from its co-registered channel volumes (same grid each), as a vector image in that order."""
+    images = [read_volume(path, **read_options) for path in paths]
+    first = images[0]
+    for path, image in zip(paths[1:], images[1:]):
+        same = image.GetSize() == first.GetSize() and all(
+            np.allclose(a, b, atol=1e-4)
+            for a, b in (
+                (image.GetSpacing(), first.GetSpacing()),
+                (image.GetOrigin(), first.GetOrigin()),
+                (image.GetDirection(), first.GetDirection()),
+            )
+        )
+        if not same:
+            raise VolumeReadError(
+                f"not on the grid of {Path(paths[0]).name}: channels must be co-registered", path
+            )
+    return sitk.Compose([sitk.Cast(image, sitk.sitkFloat32) for image in images])
 
 
 def _last_line(error: Exception) -> str:

@@ -14,7 +14,8 @@ import torch
 
 from ..errors import CheckpointError
 from .bundle import bundle_description
-from .loading import WEIGHTS_FILE, is_torchscript
+from .bundle_config import config_path, is_bundle, read_bundle_config
+from .loading import WEIGHTS_FILE, bundle_error, is_torchscript
 from .spec import SPEC_FILE, ModelSpec, OutputActivation
 
 # What a user must say when the model does not: spec field -> the flag of ``asfda describe-model``.
@@ -70,7 +71,7 @@ def probe_torchscript(path: Path, roi_size) -> dict:
     }
 
 
-def describe_model(source: str | Path, given: dict, force: bool = False) -> Path:
+def describe_model(source: str | Path, given: dict, force: bool = False, trust_code: bool = False) -> Path:
     """Write ``asfda_model.json`` for ``source`` from what it states and ``given`` (spec fields from flags);
     refuse, naming the flags, when something is still unknown."""
     source = Path(source)
@@ -81,12 +82,14 @@ def describe_model(source: str | Path, given: dict, force: bool = False) -> Path
         raise CheckpointError(f"{SPEC_FILE} exists already (--force replaces it)", folder)
     fields: dict = {}
     missing: list[str] = []
-    if source.is_dir() and (source / "configs" / "inference.json").is_file():
-        from monai.bundle import ConfigParser
-
-        parser = ConfigParser()
-        parser.read_config(str(source / "configs" / "inference.json"))
-        fields, missing = bundle_description(source, parser)
+    if is_bundle(source):
+        parser = read_bundle_config(source, trust_code)
+        try:
+            fields, missing = bundle_description(source, parser)
+        except CheckpointError:
+            raise
+        except Exception as error:  # a reference or expression of the bundle that does not resolve
+            raise bundle_error("cannot read the bundle's configs", error, config_path(source)) from error
         missing = [m.split(" ")[0] if m.startswith("roi_size") else m for m in missing]
     else:
         archive = source / WEIGHTS_FILE if source.is_dir() else source

@@ -15,6 +15,14 @@ from torch import nn
 
 from ..errors import CheckpointError
 from .bundle import spec_from_bundle
+from .bundle_config import (
+    bundle_on_import_path,
+    code_refusal,
+    config_path,
+    is_bundle,
+    read_bundle_config,
+    root_message,
+)
 from .devices import resolve_device  # noqa: F401 - where callers have always found it
 from .spec import SPEC_FILE, ModelSpec, NetworkSpec
 
@@ -106,23 +114,34 @@ def bundle_spec(folder: Path, parser) -> ModelSpec:
     except CheckpointError:
         raise
     except Exception as error:  # a reference or expression of the bundle that does not resolve
-        raise CheckpointError(f"cannot read the bundle's configs ({error})", folder / "configs") from error
+        raise bundle_error("cannot read the bundle's configs", error, config_path(folder)) from error
 
 
-def load_bundle(folder: Path) -> LoadedModel:
-    """A MONAI bundle: ``configs/inference.json`` defines ``network_def``, ``models/model.pt`` the weights."""
-    from monai.bundle import ConfigParser
+def bundle_error(what: str, error: Exception, path: Path | None) -> CheckpointError:
+    """A refusal to run the bundle's code as it is, else MONAI's own innermost message."""
+    return code_refusal(error) or CheckpointError(f"{what} ({root_message(error)})", path)
 
-    config_path = folder / "configs" / "inference.json"
-    if not config_path.is_file():
-        raise CheckpointError("not a MONAI bundle (configs/inference.json missing)", folder)
-    parser = ConfigParser()
+
+def build_bundle_network(folder: Path, parser, trust_code: bool) -> nn.Module:
+    """The bundle's ``network_def``, built by MONAI (the bundle's ``scripts/`` importable when trusted)."""
+    path = config_path(folder)
+    if parser.get("network_def") is None:
+        raise CheckpointError("the bundle defines no network_def", path)
     try:
-        parser.read_config(str(config_path))
-        parser["bundle_root"] = str(folder)
-        network = parser.get_parsed_content("network_def", instantiate=True)
+        with bundle_on_import_path(folder, trust_code):
+            network = parser.get_parsed_content("network_def", instantiate=True)
     except Exception as error:  # the bundle's own config may raise anything while instantiating
-        raise CheckpointError(f"cannot build the bundle's network_def ({error})", config_path) from error
+        raise bundle_error("cannot build the bundle's network_def", error, path) from error
+    if not isinstance(network, nn.Module):
+        raise CheckpointError(f"network_def is a {type(network).__name__}, not a network", path)
+    return network
+
+
+def load_bundle(folder: Path, trust_code: bool = False) -> LoadedModel:
+    """A MONAI bundle: ``configs/inference.json`` (or ``.yaml``) defines ``network_def``, ``models/model.pt``
+    the weights. Without ``trust_code`` none of the bundle's code runs (``bundle_config.py``)."""
+    parser = read_bundle_config(folder, trust_code)
+    network = build_bundle_network(folder, parser, trust_code)
     weights_path = folder / "models" / WEIGHTS_FILE
     apply_weights(network, load_state_dict(weights_path), weights_path)
     return LoadedModel(network.eval(), bundle_spec(folder, parser), ModelKind.BUNDLE, folder)
@@ -150,14 +169,17 @@ def load_torchscript(path: Path) -> LoadedModel:
     return LoadedModel(network.eval(), spec, ModelKind.TORCHSCRIPT, path)
 
 
-def load_model(source: str | Path) -> LoadedModel:
-    """Load whatever ``source`` is: a bundle folder, a network folder, or a TorchScript file."""
+def load_model(source: str | Path, trust_code: bool = False) -> LoadedModel:
+    """Load whatever ``source`` is: a bundle folder, a network folder, or a TorchScript file.
+
+    ``trust_code`` lets a bundle's config run its expressions and its ``scripts/`` (``--trust-bundle-code``).
+    """
     source = Path(source)
     if not source.exists():
         raise CheckpointError("model not found", source)
     if source.is_dir():
-        if (source / "configs" / "inference.json").is_file():
-            return load_bundle(source)
+        if is_bundle(source):
+            return load_bundle(source, trust_code)
         weights = source / WEIGHTS_FILE
         if weights.is_file():
             return load_torchscript(weights) if is_torchscript(weights) else load_network_folder(source)
@@ -168,7 +190,7 @@ def load_model(source: str | Path) -> LoadedModel:
             return load_torchscript(scripted[0])
         raise CheckpointError("folder holds no bundle, no model.pt and no TorchScript file", source)
     if source.name == SPEC_FILE:
-        return load_model(source.parent)
+        return load_model(source.parent, trust_code)
     if is_torchscript(source):
         return load_torchscript(source)
     if source.suffix in TORCHSCRIPT_SUFFIXES:

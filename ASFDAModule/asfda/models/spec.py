@@ -25,6 +25,7 @@ class IntensityNorm(str, Enum):
     PERCENTILE = "percentile"  # robust 0.5-99.5 percentile scaling to [0, 1]
     RANGE = "range"  # CT windows: intensity_range = (a_min, a_max, b_min, b_max), as ScaleIntensityRanged
     NONE = "none"
+    TRANSFORMS = "transforms"  # a bundle's own chain of MONAI intensity transforms, in intensity_transforms
 
 
 class OutputActivation(str, Enum):
@@ -33,6 +34,17 @@ class OutputActivation(str, Enum):
     LOGITS = "logits"  # nothing: the engine applies softmax (sigmoid for one channel)
     PROBABILITIES = "probabilities"  # softmax (or sigmoid) already applied, e.g. deepbet
     LOG_PROBABILITIES = "log_probabilities"  # log-softmax already applied
+
+
+@dataclass(frozen=True)
+class MultiLabel:
+    """Sigmoid outputs, one channel a region (BraTS: tumour core, whole tumour, enhancing tumour), which may
+    overlap. ``regions`` maps each label value of the label map to the channels that are on there (BraTS's
+    labels: 1 -> core and whole, 2 -> whole, 4 -> all three); ``threshold`` is the bundle's own."""
+
+    regions: tuple[tuple[int, tuple[int, ...]], ...]
+    threshold: float = 0.5
+    num_classes: int = 2
 
 
 @dataclass
@@ -59,6 +71,7 @@ class ModelSpec:
     intensity: IntensityNorm = IntensityNorm.ZSCORE_NONZERO
     intensity_range: tuple[float, float, float, float] | None = None
     intensity_clip: bool = True
+    intensity_transforms: list[dict] | None = None  # [{"name": "ScaleIntensity", "kwargs": {...}}, ...]
     roi_size: tuple[int, int, int] = (64, 64, 64)
     sw_batch_size: int = 1
     overlap: float = 0.25
@@ -66,6 +79,11 @@ class ModelSpec:
     # Predict a volume that fits the voxel budget in one pass instead of overlapping windows. Off unless the
     # model says so: the committed SegResNet disagrees with its own 48^3 windows on 5 % of the voxels.
     whole_volume: bool = False
+    multi_label: bool = False  # sigmoid outputs, one channel a region (see MultiLabel)
+    threshold: float = 0.5  # a region is on where its sigmoid exceeds this (the bundle's AsDiscreted)
+    regions: dict[int, list[int]] | None = (
+        None  # label value -> channels on there; None: label c+1 = channel c
+    )
 
     def __post_init__(self):
         self.intensity = IntensityNorm(self.intensity)
@@ -74,6 +92,29 @@ class ModelSpec:
             self.intensity_range is None or len(self.intensity_range) != 4
         ):
             raise ValueError("intensity 'range' needs intensity_range = [a_min, a_max, b_min, b_max]")
+        if self.regions is not None and set(self.regions) != set(self.foreground_labels):
+            raise ValueError("regions must name the channels of every foreground label, and only those")
+        if self.intensity is IntensityNorm.TRANSFORMS and not self.intensity_transforms:
+            raise ValueError("intensity 'transforms' needs intensity_transforms = [{name, kwargs}, ...]")
+
+    @property
+    def activation(self) -> OutputActivation | MultiLabel:
+        """What ``inference/activation.py`` needs to turn the network's output into class probabilities."""
+        if not self.multi_label:
+            return self.output_activation
+        regions = self.regions or {value: [value - 1] for value in self.foreground_labels}
+        return MultiLabel(
+            tuple((int(v), tuple(int(c) for c in channels)) for v, channels in sorted(regions.items())),
+            float(self.threshold),
+            self.num_classes,
+        )
+
+    @property
+    def output_channels(self) -> int:
+        """Channels the network outputs: one a class, or one a region for multi-label outputs."""
+        if not self.multi_label:
+            return self.num_classes
+        return max((c for _, channels in self.activation.regions for c in channels), default=0) + 1
 
     @property
     def num_classes(self) -> int:
@@ -88,6 +129,8 @@ class ModelSpec:
         data["labels"] = {str(k): v for k, v in self.labels.items()}
         data["intensity"] = self.intensity.value
         data["output_activation"] = self.output_activation.value
+        if self.regions is not None:
+            data["regions"] = {str(k): list(v) for k, v in self.regions.items()}
         return data
 
     @classmethod
@@ -108,6 +151,7 @@ class ModelSpec:
                     tuple(float(v) for v in data["intensity_range"]) if data.get("intensity_range") else None
                 ),
                 intensity_clip=bool(data.get("intensity_clip", True)),
+                intensity_transforms=data.get("intensity_transforms"),
                 roi_size=tuple(int(s) for s in data.get("roi_size", (64, 64, 64))),
                 sw_batch_size=int(data.get("sw_batch_size", 1)),
                 overlap=float(data.get("overlap", 0.25)),
@@ -115,6 +159,13 @@ class ModelSpec:
                     data.get("output_activation", OutputActivation.LOGITS.value)
                 ),
                 whole_volume=bool(data.get("whole_volume", False)),
+                multi_label=bool(data.get("multi_label", False)),
+                threshold=float(data.get("threshold", 0.5)),
+                regions=(
+                    {int(k): [int(c) for c in v] for k, v in data["regions"].items()}
+                    if data.get("regions")
+                    else None
+                ),
             )
         except (KeyError, TypeError, ValueError) as error:
             raise CheckpointError(f"invalid model spec ({error!r})", source) from error

@@ -40,6 +40,7 @@ class PredictionFormat(str, Enum):
 @dataclass
 class ServerSettings:
     max_upload_bytes: int = 2 * 2**30
+    trust_bundle_code: bool = False  # a session created here may run its bundle's code (--trust-bundle-code)
     cancel_grace_seconds: float = 3.0
     ranking_wait_seconds: float = 3600.0
     poll_seconds: float = 0.2
@@ -57,12 +58,14 @@ def problem_of(error: ASFDAError) -> str:
     return text[len(prefix) :] if prefix and text.startswith(prefix) else text
 
 
-def open_session(root: Path, model: str | Path | None, device: str) -> AdaptationSession:
+def open_session(
+    root: Path, model: str | Path | None, device: str, trust_bundle_code: bool = False
+) -> AdaptationSession:
     if (root / "session.json").is_file():
         return AdaptationSession.open(root, device)
     if model is None:
         raise StoreError("no ASFDA session here: start the backend with --model MODEL to create one", root)
-    return AdaptationSession.create(root, model, device)
+    return AdaptationSession.create(root, model, device, trust_bundle_code=trust_bundle_code)
 
 
 class Backend:
@@ -93,7 +96,7 @@ class Backend:
             stopped = stop_leftover_workers(root)  # before the store recovers what they left
             if stopped:
                 log.warning("stopped worker processes %s left by an earlier backend on %s", stopped, root)
-        session = open_session(root, model, device)
+        session = open_session(root, model, device, settings.trust_bundle_code)
         jobs = JobManager(
             session.store,
             str(session.device),
@@ -154,7 +157,12 @@ class Backend:
 
     def read_added(self, path: Path):
         """A volume named by a request: its detached data file (if any) confined like the path itself."""
-        return read_volume(path, data_roots=self.guard.roots, max_voxels=self.settings.max_voxels)
+        return read_volume(
+            path,
+            data_roots=self.guard.roots,
+            max_voxels=self.settings.max_voxels,
+            components=self.session.in_channels,  # a 4-D or vector file for a model of several channels
+        )
 
     def add_folder(self, folder: str) -> list[schemas.Case]:
         resolved = self.guard.check(folder)
@@ -180,7 +188,9 @@ class Backend:
         saved = save_upload(stream, self.store.root / "uploads", name, prefix="case-")
         try:
             # An upload is one file: a header naming a data file elsewhere is refused (data_roots=()).
-            image = read_volume(saved, data_roots=(), max_voxels=self.settings.max_voxels)
+            image = read_volume(
+                saved, data_roots=(), max_voxels=self.settings.max_voxels, components=self.session.in_channels
+            )
         except VolumeReadError as error:
             saved.unlink(missing_ok=True)
             raise HTTPException(422, f"uploaded file {file_name!r}: {problem_of(error)}") from error
@@ -242,7 +252,7 @@ class Backend:
         if not converted.is_file():
             from ..io.volumes import write_volume
 
-            write_volume(read_volume(source), converted)
+            write_volume(read_volume(source, components=self.session.in_channels), converted)
         return converted, f"{record.name}.nii.gz"
 
     def prediction_file(self, case_id: str, file_format: PredictionFormat) -> tuple[Path, str, str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..models.cli import add_trust_flag
 from .backend import ServerSettings
 
 
@@ -51,6 +52,7 @@ def register(subparsers) -> None:
         default=ServerSettings.cancel_grace_seconds,
         help="seconds a cancelled job may take to stop before its worker is killed",
     )
+    add_trust_flag(parser)
     parser.set_defaults(func=run_serve)
 
 
@@ -63,6 +65,7 @@ def run_serve(args: argparse.Namespace) -> int:
         max_upload_bytes=int(args.max_upload_mb * 2**20),
         cancel_grace_seconds=args.cancel_grace,
         max_voxels=int(args.max_megavoxels * 2**20),
+        trust_bundle_code=args.trust_bundle_code,
     )
     return serve(
         ServeOptions(

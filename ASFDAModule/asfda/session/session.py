@@ -13,7 +13,14 @@ import SimpleITK as sitk
 import torch
 
 from ..config import AsdConfig, FinetuneConfig, QueryConfig, QueryStrategy, config_from_dict, config_to_dict
-from ..errors import ASFDAError, CancelledError, CaseInUseError, StoreError, UnknownCaseError
+from ..errors import (
+    ASFDAError,
+    CancelledError,
+    CaseInUseError,
+    StoreError,
+    UnknownCaseError,
+    VolumeReadError,
+)
 from ..inference.case_cache import DEFAULT_MEMORY_LIMIT_MIB, CaseTensorCache
 from ..inference.features import class_weights, final_layer
 from ..inference.labelmap import predict_labelmap, source_grid_labelmap
@@ -24,6 +31,7 @@ from ..io.volumes import (
     VOLUME_SUFFIXES,
     add_segment_metadata,
     case_name,
+    compose_channels,
     content_hash,
     read_volume,
     volume_suffix,
@@ -83,11 +91,17 @@ class AdaptationSession:
         query: QueryConfig | None = None,
         finetune: FinetuneConfig | None = None,
         asd: AsdConfig | None = None,
+        trust_bundle_code: bool = False,
     ) -> AdaptationSession:
-        """Create a session folder for a model; the model is loaded once here so a bad one fails early."""
-        model = load_model(model_source)
+        """Create a session folder for a model; the model is loaded once here so a bad one fails early.
+
+        ``trust_bundle_code`` (the user's consent to run a bundle's expressions and ``scripts/``) is kept in
+        the session, so that every later load of the model, by any process, is made the same way."""
+        model = load_model(model_source, trust_bundle_code)
         settings = {
             "model_source": str(Path(model_source).resolve()),
+            "trust_bundle_code": bool(trust_bundle_code),
+            "in_channels": model.spec.in_channels,
             "model_kind": model.kind.value,
             "labels": {str(k): v for k, v in model.spec.labels.items()},
             "device": device,
@@ -108,14 +122,18 @@ class AdaptationSession:
         return {int(k): v for k, v in self.store.settings["labels"].items()}
 
     # -- models ------------------------------------------------------------------------------------------
+    @property
+    def trusts_bundle_code(self) -> bool:
+        return bool(self.store.settings.get("trust_bundle_code", False))
+
     def pretrained(self) -> LoadedModel:
         if self._pretrained is None:
-            self._pretrained = load_model(self.store.settings["model_source"])
+            self._pretrained = load_model(self.store.settings["model_source"], self.trusts_bundle_code)
         return self._pretrained
 
     def load_version(self, version: str) -> LoadedModel:
         """A fresh copy of a version's model from disk (fine-tuning trains it in place)."""
-        model = load_model(self.store.settings["model_source"])
+        model = load_model(self.store.settings["model_source"], self.trusts_bundle_code)
         if version != PRETRAINED_VERSION:
             weights_path = self.store.weights_path(version)
             apply_weights(model.network, load_state_dict(weights_path), weights_path)
@@ -134,9 +152,27 @@ class AdaptationSession:
     def add_volume(self, path: str | Path) -> CaseRecord:
         """Add one volume (it is read and checked first); the same content twice gives the same case."""
         path = Path(path).resolve()
-        image = read_volume(path)
+        image = read_volume(path, components=self.in_channels)
         record = CaseRecord(content_hash(image), case_name(path), str(path))
         return self.store.add_case(record)
+
+    def add_channels(self, paths: list[str | Path]) -> CaseRecord:
+        """Add one case given as its co-registered channel volumes, in the model's channel order; they are
+        joined into one vector volume under ``imports/``, named after the first."""
+        if len(paths) != self.in_channels:
+            raise VolumeReadError(
+                f"{len(paths)} channel volumes given; the model takes {self.in_channels}", Path(paths[0])
+            )
+        image = compose_channels(paths)
+        path = self.store.root / "imports" / f"{case_name(Path(paths[0]))}.nii.gz"
+        write_volume(image, path)
+        record = CaseRecord(content_hash(image), case_name(Path(paths[0])), str(path))
+        return self.store.add_case(record)
+
+    @property
+    def in_channels(self) -> int:
+        """Channels of a case: the model's (sessions made before this was kept have one)."""
+        return int(self.store.settings.get("in_channels", 1))
 
     @staticmethod
     def volume_files(folder: str | Path) -> list[Path]:
@@ -174,7 +210,7 @@ class AdaptationSession:
         return self.store.remove_case(case_id)
 
     def image(self, case_id: str) -> sitk.Image:
-        return read_volume(self.store.case(case_id).source_path)
+        return read_volume(self.store.case(case_id).source_path, components=self.in_channels)
 
     def model_space_case(self, case_id: str) -> ModelSpaceCase:
         """The case in the model's space (with its final label when it has one), cached in memory."""
@@ -264,8 +300,10 @@ class AdaptationSession:
             prediction = predict(
                 self.pretrained(), self.model_space_image(case_id), self.device, batchnorm_stats=True
             )
-        layer = final_layer(self.pretrained().network, self.pretrained().spec.num_classes)
-        gap = knowledge_gap(prediction, class_weights(layer, self.pretrained().spec.num_classes))
+        spec = self.pretrained().spec
+        layer = final_layer(self.pretrained().network, spec.output_channels)
+        multi_label = spec.activation if spec.multi_label else None
+        gap = knowledge_gap(prediction, class_weights(layer, spec.num_classes, multi_label))
         write_json_atomic(path, asdict(gap))
         return gap
 

@@ -115,7 +115,9 @@ def test_the_decoded_size_is_bounded_from_the_header(tmp_path):
 def test_vector_and_2d_volumes_are_refused_at_the_door(tmp_path):
     vector = sitk.Compose(volume(), volume(seed=1))
     sitk.WriteImage(vector, str(tmp_path / "vector.nii.gz"))
-    with pytest.raises(VolumeReadError, match="vector.nii.gz: the volume has 2 components per voxel"):
+    with pytest.raises(
+        VolumeReadError, match="vector.nii.gz: the volume has 2 channels per voxel; the model takes 1"
+    ):
         read_volume(tmp_path / "vector.nii.gz")
     sitk.WriteImage(sitk.Image(20, 20, sitk.sitkFloat32), str(tmp_path / "slice.nii.gz"))
     with pytest.raises(VolumeReadError, match="slice.nii.gz: expected a 3D volume, found 2D"):
