@@ -26,7 +26,7 @@ from . import schemas
 from .job_records import JobState
 from .jobs import JobManager, stop_leftover_workers
 from .paths import PathGuard
-from .uploads import safe_file_name, save_upload
+from .uploads import safe_file_name, save_upload, upload_case_name
 from .worker import serve_jobs
 
 log = logging.getLogger(__name__)
@@ -177,7 +177,7 @@ class Backend:
 
     def upload_case(self, file_name: str | None, stream: BinaryIO) -> schemas.Case:
         name = self._upload_name(file_name)
-        saved = save_upload(stream, self.store.root / "uploads", name, prefix="case-")
+        saved = save_upload(stream, self._uploads(), name, prefix="case-")
         try:
             # An upload is one file: a header naming a data file elsewhere is refused (data_roots=()).
             image = read_volume(saved, data_roots=(), max_voxels=self.settings.max_voxels)
@@ -188,16 +188,17 @@ class Backend:
         if any(r.id == case_id for r in self.store.cases()):
             saved.unlink(missing_ok=True)
             return self.case(case_id)
-        target = self.store.root / "images" / case_id / name
+        target = self.guard.in_session(self.store.root / "images" / case_id / name)
         target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.replace(saved, target)
-        self.store.add_case(CaseRecord(case_id, case_name(name), str(target)))
+        self.store.add_case(CaseRecord(case_id, upload_case_name(file_name), str(target)))
         return self.case(case_id)
 
     def submit_label(self, case_id: str, file_name: str | None, stream: BinaryIO) -> schemas.Case:
         record = self.store.case(case_id)
         name = self._upload_name(file_name)
-        saved = save_upload(stream, self.store.root / "uploads", name, prefix=f"label-{case_id}-")
+        self.guard.in_session(self.store.final_label_path(case_id))
+        saved = save_upload(stream, self._uploads(), name, prefix=f"label-{case_id}-")
         try:
             self.session.submit_label(case_id, saved, data_roots=(), max_voxels=self.settings.max_voxels)
         except MaskError as error:
@@ -223,6 +224,9 @@ class Backend:
             self.session.remove_case(case_id)
         return view
 
+    def _uploads(self) -> Path:
+        return self.guard.in_session(self.store.root / "uploads")
+
     @staticmethod
     def _upload_name(file_name: str | None) -> str:
         try:
@@ -236,9 +240,15 @@ class Backend:
         source = Path(record.source_path)
         if not source.is_file():
             raise HTTPException(404, f"{source}: the volume file of case {record.name} ({case_id}) is gone")
+        # A link replacing it (or a folder above it) is followed before the check.
+        source = (
+            self.guard.in_session(source)
+            if source.is_relative_to(self.store.root)
+            else self.guard.check(source)
+        )
         if volume_suffix(source) == ".nii.gz":
             return source, f"{record.name}.nii.gz"
-        converted = self.store.root / "images" / "nifti" / f"{case_id}.nii.gz"
+        converted = self.guard.in_session(self.store.root / "images" / "nifti" / f"{case_id}.nii.gz")
         if not converted.is_file():
             from ..io.volumes import write_volume
 
@@ -250,13 +260,14 @@ class Backend:
         record = self.store.case(case_id)
         with self.model_lock:
             version = self.store.active_version
+            cached = self.guard.in_session(self.store.predicted_label_path(case_id, version))
             if file_format is PredictionFormat.NIFTI:
                 path = self.session.write_prediction(case_id)
             else:
-                path = self.store.predicted_label_path(case_id, version).with_name(f"{case_id}.seg.nrrd")
+                path = self.guard.in_session(cached.with_name(f"{case_id}.seg.nrrd"))
                 if not path.is_file():
                     self.session.write_prediction(case_id, path)
-        return path, f"{record.name}_prediction_{version}.{file_format.value}"
+        return self.guard.in_session(path), f"{record.name}_prediction_{version}.{file_format.value}"
 
     # -- ranking and serving -----------------------------------------------------------------------------
     def ranking(self, wait: bool = True) -> schemas.Ranking:
