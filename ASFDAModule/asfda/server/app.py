@@ -119,7 +119,8 @@ def create_app(
     app.openapi = lambda: openapi_with_bearer(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=backend.settings.max_upload_bytes)
     app.add_middleware(TokenMiddleware, token=token)  # nothing runs before the token is checked...
-    app.add_middleware(HostMiddleware)  # ...but the Host is checked first (outermost): see auth.py
+    # ...but the Host is checked first (outermost): see auth.py
+    app.add_middleware(HostMiddleware, extra_names=backend.settings.allowed_hosts)
     return app
 
 

@@ -53,25 +53,29 @@ class TokenMiddleware:
         await self.app(scope, receive, send)
 
 
-def loopback_host(host: str) -> bool:
-    """Whether a ``Host`` header value names this machine's loopback interface (with or without a port)."""
+def host_allowed(host: str, extra_names: tuple[str, ...] = ()) -> bool:
+    """Whether a ``Host`` header value names this machine's loopback interface, or one of ``extra_names``
+    (``asfda serve --allow-host``: the name a reverse proxy forwards), with or without a port."""
     match = HOST_PORT.match(host.strip().lower())
-    return match is not None and match.group(1) in LOOPBACK_HOSTS
+    return match is not None and match.group(1) in (*LOOPBACK_HOSTS, *(n.lower() for n in extra_names))
 
 
 class HostMiddleware:
-    """Refuses (400) every HTTP request whose ``Host`` is not a loopback name, before anything else runs."""
+    """Refuses (400) every HTTP request whose ``Host`` is not an allowed name, before anything else runs."""
 
-    def __init__(self, app):
+    def __init__(self, app, extra_names: tuple[str, ...] = ()):
         self.app = app
+        self.extra_names = tuple(extra_names)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http":
             host = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1")
-            if not loopback_host(host):
+            if not host_allowed(host, self.extra_names):
+                names = ", ".join((*LOOPBACK_HOSTS, *self.extra_names))
                 detail = (
                     f"Host {host[:100]!r} is not this backend's: it answers only requests addressed to "
-                    f"{', '.join(LOOPBACK_HOSTS)} (with any port), as a defence against DNS rebinding"
+                    f"{names} (with any port), as a defence against DNS rebinding; start it with "
+                    "--allow-host NAME to accept another name"
                 )
                 await send_json(send, 400, {"detail": detail})
                 return

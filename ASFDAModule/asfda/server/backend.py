@@ -25,7 +25,7 @@ from . import ranking as ranking_views
 from . import schemas
 from .job_records import JobState
 from .jobs import JobManager, stop_leftover_workers
-from .paths import PathGuard
+from .paths import PathForbiddenError, PathGuard
 from .uploads import safe_file_name, save_upload, upload_case_name
 from .worker import serve_jobs
 
@@ -45,6 +45,7 @@ class ServerSettings:
     poll_seconds: float = 0.2
     worker_idle_seconds: float = 300.0  # a warm worker without work for this long is retired
     max_voxels: int = DEFAULT_MAX_VOXELS  # decoded size bound, checked from the header before reading
+    allowed_hosts: tuple[str, ...] = ()  # Host names answered besides the loopback ones (a reverse proxy's)
 
 
 MAX_SCORING_PASSES = 5
@@ -188,7 +189,11 @@ class Backend:
         if any(r.id == case_id for r in self.store.cases()):
             saved.unlink(missing_ok=True)
             return self.case(case_id)
-        target = self.guard.in_session(self.store.root / "images" / case_id / name)
+        try:
+            target = self.guard.in_session(self.store.root / "images" / case_id / name)
+        except PathForbiddenError:
+            saved.unlink(missing_ok=True)
+            raise
         target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.replace(saved, target)
         self.store.add_case(CaseRecord(case_id, upload_case_name(file_name), str(target)))

@@ -49,6 +49,15 @@ def register(subparsers) -> None:
         default=ServerSettings.cancel_grace_seconds,
         help="seconds a cancelled job may take to stop before its worker is killed",
     )
+    parser.add_argument(
+        "--allow-host",
+        dest="allow_hosts",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a Host name to answer besides 127.0.0.1, localhost and [::1] (repeatable): the name a reverse "
+        "proxy forwards; an SSH tunnel needs none",
+    )
     parser.set_defaults(func=run_serve)
 
 
@@ -61,6 +70,7 @@ def run_serve(args: argparse.Namespace) -> int:
         max_upload_bytes=int(args.max_upload_mb * 2**20),
         cancel_grace_seconds=args.cancel_grace,
         max_voxels=int(args.max_megavoxels * 2**20),
+        allowed_hosts=tuple(args.allow_hosts),
     )
     return serve(
         ServeOptions(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from asfda.server.auth import loopback_host, new_token, token_matches
+from asfda.server.auth import host_allowed, new_token, token_matches
 from asfda.server.job_records import Job, JobKind, JobState
 from asfda.server.jobs import JobManager, close_open_rounds
 from asfda.server.paths import InvalidPathError, PathForbiddenError, PathGuard
@@ -69,11 +69,12 @@ def test_an_uploaded_case_keeps_its_name_in_any_script(name, expected):
     assert upload_case_name(name) == expected
 
 
-def test_only_loopback_hosts():
+def test_only_loopback_hosts_and_the_allowed_names():
     for host in ("127.0.0.1", "127.0.0.1:8000", "localhost", "LocalHost:1", "[::1]", "[::1]:443"):
-        assert loopback_host(host), host
+        assert host_allowed(host), host
     for host in ("", "evil.example", "localhost.evil.example", "127.0.0.1.nip.io", "[::2]:80", "localhost:x"):
-        assert not loopback_host(host), host
+        assert not host_allowed(host), host
+    assert host_allowed("GPU-box:8443", ("gpu-box",)) and not host_allowed("gpu-box.evil", ("gpu-box",))
 
 
 def test_unknown_request_fields_are_one_short_error():
