@@ -142,7 +142,11 @@ class SessionStore:
             number = _version_round(folder)
             if number is not None and number not in committed and number not in live_rounds:
                 shutil.rmtree(folder, ignore_errors=True)
-        sweep_temporaries(self.root, self.final_label_path)
+        try:
+            cases = {record.id for record in self.cases()}
+        except StoreError:  # an unreadable pool: keep every mask upload, the next open decides
+            cases = None
+        sweep_temporaries(self.root, self.final_label_path, cases)
         self._settle_active_version()
 
     def _settle_active_version(self) -> None:

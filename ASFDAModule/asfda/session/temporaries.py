@@ -5,7 +5,7 @@ A temporary file is named ``.<name>.tmp<pid>-<random>[<suffix>]``: hidden, with 
 writer's files are removed: a live backend may be writing one now) and, for volumes, the extension last (the
 image readers and writers go by it). Raw copies of uploaded masks are temporaries too, but one whose mask was
 never stored (the backend died while checking it) is the annotator's work and stays until a newer mask of
-its case is stored.
+its case is stored (or the case leaves the pool).
 """
 
 from __future__ import annotations
@@ -56,12 +56,13 @@ def temporary_owner(name: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def sweep_temporaries(root: Path, stored_mask: Callable[[str], Path]) -> list[Path]:
+def sweep_temporaries(root: Path, stored_mask: Callable[[str], Path], cases: set[str] | None) -> list[Path]:
     """Remove the temporary files of dead processes under ``root``; returns what was removed.
 
     A complete raw mask upload (``uploads/.label-<case>-...``) goes only when ``stored_mask(case)`` holds a
-    mask at least as new (the upload's own, or a later one); otherwise it is what the annotator sent and the
-    backend never finished checking, and it stays.
+    mask at least as new (the upload's own, or a later one) or the case left the pool (``cases``; None when
+    the pool cannot be read); otherwise it is what the annotator sent and the backend never finished checking,
+    and it stays.
     """
     removed = []
     for path in root.rglob(".*.tmp*-*"):
@@ -69,7 +70,12 @@ def sweep_temporaries(root: Path, stored_mask: Callable[[str], Path]) -> list[Pa
         if owner is None or not path.is_file() or path.is_symlink() or process_alive(owner):
             continue
         pending = PENDING_MASK.match(path.name)
-        if pending and not path.name.endswith(PARTIAL) and not _superseded(path, stored_mask(pending[1])):
+        if (
+            pending
+            and not path.name.endswith(PARTIAL)
+            and (cases is None or pending[1] in cases)
+            and not _superseded(path, stored_mask(pending[1]))
+        ):
             continue
         path.unlink(missing_ok=True)
         removed.append(path)

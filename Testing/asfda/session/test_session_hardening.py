@@ -15,7 +15,7 @@ import psutil
 import pytest
 import torch
 from asfda.errors import CheckpointError
-from asfda.session.records import ModelVersion, now_iso
+from asfda.session.records import CaseRecord, ModelVersion, now_iso
 from asfda.session.session import AdaptationSession
 from asfda.session.store import SessionStore
 from asfda.session.temporaries import temporary_path, temporary_prefix
@@ -39,11 +39,12 @@ def touch(path: Path, data: bytes = b"x") -> Path:
 def test_opening_a_session_sweeps_dead_writers_temporaries_only(tmp_path, monkeypatch):
     store = SessionStore.create(tmp_path / "session", {"model_source": "m", "labels": {}})
     root = store.root
+    other, gone = "fedcba9876543210", "0000111122223333"
+    store.save_cases([CaseRecord(case, case, "/x") for case in (CASE, other)])
     live_upload = touch(temporary_path(root / "uploads" / f"label-{CASE}-live.nii.gz", ".nii.gz"))
     pid = dead_pid()
     monkeypatch.setattr(os, "getpid", lambda: pid)  # every name below is a dead process's
     stored = touch(root / "labels" / "final" / f"{CASE}.nii.gz")
-    other = "fedcba9876543210"
     swept = [
         touch(root / (temporary_prefix(root / "cases.json") + "abc")),  # write_bytes_atomic
         touch(root / "labels" / "final" / (temporary_prefix(stored) + "abc.nii.gz")),  # write_volume
@@ -51,6 +52,7 @@ def test_opening_a_session_sweeps_dead_writers_temporaries_only(tmp_path, monkey
         touch(Path(f"{temporary_path(root / 'uploads' / f'label-{CASE}-m.nii.gz', '.nii.gz')}.part")),
         touch(root / "cache" / "model_space" / (temporary_prefix(root / "cache" / "k.pt") + "abc")),
         touch(temporary_path(root / "server.json")),
+        touch(temporary_path(root / "uploads" / f"label-{gone}-m.nii.gz", ".nii.gz")),  # its case removed
         touch(temporary_path(root / "uploads" / f"label-{other}-m.nii.gz", ".nii.gz")),  # its mask stored
     ]
     later = swept[-1].stat().st_mtime_ns + 10**9
