@@ -1,7 +1,8 @@
 """Sub-commands over a session folder: create, add, remove, rank, predict, label, finetune, evaluate, loop.
 
-The commands that change a session (add, remove, label, finetune) take the session's lock, the one a
-running backend holds: beside a backend they refuse with a clear message instead of racing its jobs.
+The commands that write into a session (add, remove, rank, predict, label, finetune) take the session's lock,
+the one a running backend holds: beside a backend they refuse with a clear message instead of racing its
+jobs.
 """
 
 from __future__ import annotations
@@ -131,11 +132,11 @@ def run_remove(args) -> int:
 
 
 def run_rank(args) -> int:
-    session = open_session(args)
-    config = session.query_config
-    config.strategy = QueryStrategy(args.strategy) if args.strategy else config.strategy
-    with ProgressBar("scoring") as bar:
-        ranking = session.rank(config, progress=bar)
+    with writing(args, "rank") as session:  # it writes the scores and the ranking into the session
+        config = session.query_config
+        config.strategy = QueryStrategy(args.strategy) if args.strategy else config.strategy
+        with ProgressBar("scoring") as bar:
+            ranking = session.rank(config, progress=bar)
     for reason in session.skipped.values():
         print(f"skipped {reason}", file=sys.stderr)
     print(f"model version {session.store.active_version}, strategy {config.strategy.value}")
@@ -151,10 +152,10 @@ def run_predict(args) -> int:
         raise StoreError(
             f"cannot hold a 3D label map: write one of {', '.join(VOLUME_SUFFIXES)}", Path(args.output)
         )
-    session = open_session(args)
-    case_id = resolve_case(session, args.case)
-    print(f"predicting case {args.case} with model {session.store.active_version} ...", flush=True)
-    path = session.write_prediction(case_id, args.output)
+    with writing(args, "predict") as session:  # it caches the label map in the session
+        case_id = resolve_case(session, args.case)
+        print(f"predicting case {args.case} with model {session.store.active_version} ...", flush=True)
+        path = session.write_prediction(case_id, args.output)
     print(f"wrote {path} (model {session.store.active_version})")
     return 0
 

@@ -21,6 +21,7 @@ import monai
 import torch
 
 from ..models.spec import ModelSpec
+from ..session.temporaries import temporary_prefix
 
 CACHE_FORMAT = 1  # bump when the stored tensors change meaning
 DEFAULT_MEMORY_LIMIT_MIB = 256
@@ -116,13 +117,14 @@ class CaseTensorCache:
         temporary = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+            handle, temporary = tempfile.mkstemp(prefix=temporary_prefix(path), dir=path.parent)
             with os.fdopen(handle, "wb") as stream:
                 torch.save(tensor, stream)
             os.replace(temporary, path)  # readers see the old entry or the whole new one, never half
-        except OSError as error:  # a cache that cannot be written only costs time
-            log.warning("%s: could not write the cache entry (%s)", path, error)
-            if temporary is not None:
+        except (OSError, RuntimeError) as error:  # a full disk: torch.save says so with a RuntimeError
+            log.warning("%s: could not write the cache entry (%s)", path, error)  # it only costs time
+        finally:
+            if temporary is not None:  # whatever stopped the write (gone already after the rename)
                 Path(temporary).unlink(missing_ok=True)
 
 

@@ -195,13 +195,14 @@ def write_volume(image: sitk.Image, path: str | Path, *, compress: bool = True) 
     the temporary file is read back and compared voxel for voxel before it replaces anything.
     """
     from ..session.faults import fault_point
+    from ..session.files import fsync_directory
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     suffix = volume_suffix(path) or path.suffix
-    handle, temporary = tempfile.mkstemp(
-        prefix=f".{path.name}.{os.getpid()}.", suffix=suffix, dir=path.parent
-    )
+    from ..session.temporaries import temporary_prefix
+
+    handle, temporary = tempfile.mkstemp(prefix=temporary_prefix(path), suffix=suffix, dir=path.parent)
     os.close(handle)
     try:
         sitk.WriteImage(image, temporary, compress)
@@ -210,6 +211,7 @@ def write_volume(image: sitk.Image, path: str | Path, *, compress: bool = True) 
         fault_point(f"write:{path.name}")
         _verify_written(image, Path(temporary), path)
         os.replace(temporary, path)
+        fsync_directory(path.parent)
     except (RuntimeError, OSError, StoreError) as error:
         Path(temporary).unlink(missing_ok=True)
         if isinstance(error, StoreError):

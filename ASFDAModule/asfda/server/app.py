@@ -24,7 +24,7 @@ from ..errors import (
     UnknownCaseError,
     VolumeReadError,
 )
-from .auth import TokenMiddleware
+from .auth import HostMiddleware, TokenMiddleware
 from .backend import Backend, ServerSettings
 from .job_records import JobConflictError
 from .paths import InvalidPathError, PathForbiddenError
@@ -104,10 +104,12 @@ def create_app(
                 {"detail": f"the request body is not valid JSON ({first.get('ctx', {}).get('error', '')})"},
                 status_code=400,
             )
+        errors = error.errors()
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}" for e in error.errors()
+            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', '')}"[:300] for e in errors[:5]
         )
-        return JSONResponse({"detail": f"invalid request: {problems}"}, status_code=422)
+        more = f" (and {len(errors) - 5} more problems)" if len(errors) > 5 else ""
+        return JSONResponse({"detail": f"invalid request: {problems}{more}"}, status_code=422)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> JSONResponse:
@@ -116,7 +118,9 @@ def create_app(
 
     app.openapi = lambda: openapi_with_bearer(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=backend.settings.max_upload_bytes)
-    app.add_middleware(TokenMiddleware, token=token)  # outermost: nothing runs before the token is checked
+    app.add_middleware(TokenMiddleware, token=token)  # nothing runs before the token is checked...
+    # ...but the Host is checked first (outermost): see auth.py
+    app.add_middleware(HostMiddleware, extra_names=backend.settings.allowed_hosts)
     return app
 
 

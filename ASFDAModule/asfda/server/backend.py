@@ -25,8 +25,8 @@ from . import ranking as ranking_views
 from . import schemas
 from .job_records import JobState
 from .jobs import JobManager, stop_leftover_workers
-from .paths import PathGuard
-from .uploads import safe_file_name, save_upload
+from .paths import PathForbiddenError, PathGuard
+from .uploads import safe_file_name, save_upload, upload_case_name
 from .worker import serve_jobs
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,7 @@ class ServerSettings:
     poll_seconds: float = 0.2
     worker_idle_seconds: float = 300.0  # a warm worker without work for this long is retired
     max_voxels: int = DEFAULT_MAX_VOXELS  # decoded size bound, checked from the header before reading
+    allowed_hosts: tuple[str, ...] = ()  # Host names answered besides the loopback ones (a reverse proxy's)
 
 
 MAX_SCORING_PASSES = 5
@@ -185,7 +186,7 @@ class Backend:
 
     def upload_case(self, file_name: str | None, stream: BinaryIO) -> schemas.Case:
         name = self._upload_name(file_name)
-        saved = save_upload(stream, self.store.root / "uploads", name, prefix="case-")
+        saved = save_upload(stream, self._uploads(), name, prefix="case-")
         try:
             # An upload is one file: a header naming a data file elsewhere is refused (data_roots=()).
             image = read_volume(
@@ -198,16 +199,21 @@ class Backend:
         if any(r.id == case_id for r in self.store.cases()):
             saved.unlink(missing_ok=True)
             return self.case(case_id)
-        target = self.store.root / "images" / case_id / name
+        try:
+            target = self.guard.in_session(self.store.root / "images" / case_id / name)
+        except PathForbiddenError:
+            saved.unlink(missing_ok=True)
+            raise
         target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.replace(saved, target)
-        self.store.add_case(CaseRecord(case_id, case_name(name), str(target)))
+        self.store.add_case(CaseRecord(case_id, upload_case_name(file_name), str(target)))
         return self.case(case_id)
 
     def submit_label(self, case_id: str, file_name: str | None, stream: BinaryIO) -> schemas.Case:
         record = self.store.case(case_id)
         name = self._upload_name(file_name)
-        saved = save_upload(stream, self.store.root / "uploads", name, prefix=f"label-{case_id}-")
+        self.guard.in_session(self.store.final_label_path(case_id))
+        saved = save_upload(stream, self._uploads(), name, prefix=f"label-{case_id}-")
         try:
             self.session.submit_label(case_id, saved, data_roots=(), max_voxels=self.settings.max_voxels)
         except MaskError as error:
@@ -233,6 +239,9 @@ class Backend:
             self.session.remove_case(case_id)
         return view
 
+    def _uploads(self) -> Path:
+        return self.guard.in_session(self.store.root / "uploads")
+
     @staticmethod
     def _upload_name(file_name: str | None) -> str:
         try:
@@ -246,9 +255,15 @@ class Backend:
         source = Path(record.source_path)
         if not source.is_file():
             raise HTTPException(404, f"{source}: the volume file of case {record.name} ({case_id}) is gone")
+        # A link replacing it (or a folder above it) is followed before the check.
+        source = (
+            self.guard.in_session(source)
+            if source.is_relative_to(self.store.root)
+            else self.guard.check(source)
+        )
         if volume_suffix(source) == ".nii.gz":
             return source, f"{record.name}.nii.gz"
-        converted = self.store.root / "images" / "nifti" / f"{case_id}.nii.gz"
+        converted = self.guard.in_session(self.store.root / "images" / "nifti" / f"{case_id}.nii.gz")
         if not converted.is_file():
             from ..io.volumes import write_volume
 
@@ -264,10 +279,13 @@ class Backend:
         if saved is None:
             with self.model_lock:
                 version = self.store.active_version
+                self.guard.in_session(self.store.predicted_label_path(case_id, version))  # before writing
                 saved = version, self.session.write_prediction(case_id)
         version, path = saved
+        path = self.guard.in_session(path)
         if file_format is PredictionFormat.SEG_NRRD:
-            path = self.session.segmentation_file(path)
+            self.guard.in_session(path.with_name(path.name.replace(".nii.gz", ".seg.nrrd")))  # before writing
+            path = self.guard.in_session(self.session.segmentation_file(path))
         return path, f"{record.name}_prediction_{version}.{file_format.value}", version
 
     # -- ranking and serving -----------------------------------------------------------------------------

@@ -53,6 +53,15 @@ def register(subparsers) -> None:
         help="seconds a cancelled job may take to stop before its worker is killed",
     )
     add_trust_flag(parser)
+    parser.add_argument(
+        "--allow-host",
+        dest="allow_hosts",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a Host name to answer besides 127.0.0.1, localhost and [::1] (repeatable): the name a reverse "
+        "proxy forwards; an SSH tunnel needs none",
+    )
     parser.set_defaults(func=run_serve)
 
 
@@ -66,6 +75,7 @@ def run_serve(args: argparse.Namespace) -> int:
         cancel_grace_seconds=args.cancel_grace,
         max_voxels=int(args.max_megavoxels * 2**20),
         trust_bundle_code=args.trust_bundle_code,
+        allowed_hosts=tuple(args.allow_hosts),
     )
     return serve(
         ServeOptions(

@@ -110,6 +110,25 @@ class WorkerTask:
         return JobFiles(Path(self.jobs_folder), self.job_id)
 
 
+def committed_round(job: Job, journal: list[dict]) -> dict | None:
+    """The ``round_completed`` event of the round a fine-tuning job ran, when that round committed: the
+    journal decides what a job achieved, whatever its record said when its backend died. The round is found
+    by the job id in its ``round_started`` line (by the worker's pid in journals written before that)."""
+    if job.kind is not JobKind.FINETUNE:
+        return None
+    started = [
+        event["round"]
+        for event in journal
+        if event["event"] == "round_started"
+        and (event.get("job") == job.id or ("job" not in event and event.get("pid") == job.worker_pid))
+    ]
+    if not started:
+        return None
+    return next(
+        (e for e in journal if e["event"] == "round_completed" and e.get("round") == started[-1]), None
+    )
+
+
 def read_report(files: JobFiles) -> dict:
     """What the worker last wrote about its job ({} before it wrote anything)."""
     try:

@@ -40,6 +40,7 @@ from .job_records import (
     JobState,
     UnknownJobError,
     WorkerTask,
+    committed_round,
     jobs_folder,
     load_jobs,
     read_report,
@@ -132,8 +133,13 @@ class JobManager:
     # -- recovery ----------------------------------------------------------------------------------------
     def _mark_interrupted(self) -> None:
         interrupted_rounds = list(self.store.interrupted_rounds)
+        journal = self.store.journal()
         for job in self._jobs.values():
             if job.state.finished:
+                continue
+            committed = committed_round(job, journal)
+            if committed is not None:  # the backend died after the round's commit step: the round stands
+                self._mark_done_after_restart(job, committed)
                 continue
             if job.state is JobState.QUEUED:
                 message = "interrupted: the backend stopped before this job started"
@@ -146,6 +152,19 @@ class JobManager:
                 message = "interrupted: the backend stopped while this job ran; nothing of it was kept"
             job.state, job.message, job.finished = JobState.INTERRUPTED, message, now_iso()
             self._save(job)
+
+    def _mark_done_after_restart(self, job: Job, completed: dict) -> None:
+        version = self.store.version(completed["version"])
+        activated = completed.get("activated", True)
+        kept_back = "" if activated else "; its parent stays active (it validated worse)"
+        job.state, job.progress, job.finished = JobState.DONE, 1.0, now_iso()
+        job.message = (
+            f"round {version.round} done: model {version.id} (the backend stopped right after committing "
+            f"it{kept_back})"
+        )
+        job.model_version = version.id
+        job.result = {"model_version": version.id, "round": version.round, "metrics": version.metrics}
+        self._save(job)
 
     # -- queries -----------------------------------------------------------------------------------------
     def list(self) -> list[Job]:

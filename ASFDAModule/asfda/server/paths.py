@@ -44,6 +44,17 @@ class PathGuard:
             )
         return resolved
 
+    def in_session(self, path: Path) -> Path:
+        """The resolved ``path`` of a file the backend serves or writes in the session folder; a path that a
+        symbolic link (the file's or a folder's) takes outside it is refused."""
+        resolved = Path(path).resolve()
+        if not resolved.is_relative_to(self.roots[0]):
+            raise PathForbiddenError(
+                f"{path}: a symbolic link in the session folder points outside it; the backend neither "
+                "serves nor writes through it"
+            )
+        return resolved
+
     def allowed(self, path: str | Path) -> bool:
         try:
             self.check(path)

@@ -7,6 +7,7 @@ from enum import Enum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
 
 from ..config import QueryStrategy
 from .job_records import JobKind, JobState
@@ -25,6 +26,28 @@ def finite_tree(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [finite_tree(v) for v in value]
     return value
+
+
+class StrictRequest(BaseModel):
+    """A request body: unknown fields are refused in one short error (a typo must not pass unnoticed, and a
+    body of many unknown keys must not cost one error each)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def known_fields_only(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            unknown = [key for key in data if key not in cls.model_fields]
+            if unknown:
+                shown = ", ".join(repr(str(key)[:40]) for key in unknown[:3])
+                more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
+                raise PydanticCustomError(
+                    "extra_forbidden",
+                    "unknown field(s) {shown}{more}; the fields are: {known}",
+                    {"shown": shown, "more": more, "known": ", ".join(cls.model_fields) or "none"},
+                )
+        return data
 
 
 class ErrorResponse(BaseModel):
@@ -71,9 +94,7 @@ class Case(BaseModel):
     added: str | None = None
 
 
-class AddCases(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class AddCases(StrictRequest):
     path: str | None = Field(None, max_length=4096, description="an absolute path to one volume file")
     folder: str | None = Field(None, max_length=4096, description="an absolute path to a folder of volumes")
 
@@ -84,7 +105,7 @@ class AddCases(BaseModel):
         return self
 
 
-class NextRequest(BaseModel):
+class NextRequest(StrictRequest):
     client: str = Field("", max_length=200, description="who asks (an annotator or a Slicer instance)")
 
 
@@ -128,16 +149,12 @@ class QuerySettings(BaseModel):
     strategies: list[QueryStrategy] = Field(default_factory=lambda: list(QueryStrategy))
 
 
-class QueryRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class QueryRequest(StrictRequest):
     strategy: QueryStrategy | None = Field(None, description="query strategy for the next rankings")
     budget: int | None = Field(None, ge=1, le=1000, description="cases to ask for each round")
 
 
-class FinetuneRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class FinetuneRequest(StrictRequest):
     steps: int | None = Field(None, ge=1, le=100_000, description="training steps of this round")
     learning_rate: float | None = Field(None, gt=0.0, le=1.0)
     batch_size: int | None = Field(None, ge=1, le=64)

@@ -16,6 +16,7 @@ import uvicorn
 
 from ..errors import StoreError
 from ..session.lock import LOCK_FILE, SERVER_FILE, session_lock  # noqa: F401 - LOCK_FILE re-exported
+from ..session.temporaries import temporary_path
 from .app import create_app
 from .auth import new_token
 from .backend import ServerSettings
@@ -106,8 +107,7 @@ def announce(root: Path, url: str, port: int, token: str) -> None:
     """Write ``server.json`` readable by the user only, then print the ready line the module waits for."""
     data = json.dumps({"url": url, "port": port, "token": token, "pid": os.getpid()}, indent=2).encode()
     target = root / SERVER_FILE
-    partial = root / f".{SERVER_FILE}.{os.getpid()}.part"
-    partial.unlink(missing_ok=True)
+    partial = temporary_path(target)
     handle = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         os.write(handle, data)

@@ -6,22 +6,27 @@ from __future__ import annotations
 import errno
 import os
 import re
-import secrets
 import shutil
-import time
+import unicodedata
 from pathlib import Path
 from typing import BinaryIO
 
 from fastapi import HTTPException
 
 from ..io.volumes import volume_suffix
+from ..session.faults import fault_point
 from ..session.files import write_error
+from ..session.temporaries import PARTIAL, temporary_path
 from .auth import send_json
 
 CHUNK_BYTES = 1 << 20
 DRAIN_LIMIT_BYTES = 1 << 30  # a refused upload up to this size is read to its end (fast on loopback)
 # A .mhd header names a separate .raw file, which one upload cannot carry.
 UPLOAD_SUFFIXES = (".nii.gz", ".nii", ".seg.nrrd", ".nrrd", ".mha")
+NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+MAX_JSON_BYTES = 1 << 20  # the API's JSON requests are a few hundred bytes
 
 
 class UploadTooLargeError(HTTPException):
@@ -33,27 +38,39 @@ class UploadTooLargeError(HTTPException):
         )
 
 
-class BodySizeLimitMiddleware:
-    """Refuses request bodies over ``max_bytes``: at once when Content-Length says so, else while streaming.
+class JsonTooLargeError(HTTPException):
+    def __init__(self, limit: int):
+        super().__init__(
+            413, f"the request body is larger than {limit / 2**20:.0f} MB; no request of this API needs that"
+        )
 
-    Counting what arrives (not trusting Content-Length alone) bounds chunked uploads too; the error raised
-    mid-stream is an HTTPException so that FastAPI's body parsing lets it through as a 413.
+
+class BodySizeLimitMiddleware:
+    """Refuses request bodies over their bound: at once when Content-Length says so, else while streaming.
+
+    A file upload (``multipart/form-data``) may take ``max_bytes``; any other body (JSON) ``max_json_bytes``,
+    so that a huge JSON body is never parsed on the event loop. Counting what arrives (not trusting
+    Content-Length alone) bounds chunked bodies too; the error raised mid-stream is an HTTPException so that
+    FastAPI's body parsing lets it through as a 413.
     """
 
-    def __init__(self, app, max_bytes: int):
+    def __init__(self, app, max_bytes: int, max_json_bytes: int = MAX_JSON_BYTES):
         self.app = app
         self.max_bytes = max_bytes
+        self.max_json_bytes = max_json_bytes
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        length = dict(scope.get("headers") or []).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_bytes:
+        headers = dict(scope.get("headers") or [])
+        upload = headers.get(b"content-type", b"").lower().startswith(b"multipart/form-data")
+        limit = self.max_bytes if upload else self.max_json_bytes
+        error = UploadTooLargeError if upload else JsonTooLargeError
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
             await drain(receive)
-            await send_json(
-                send, 413, {"detail": UploadTooLargeError(self.max_bytes).detail}, [(b"connection", b"close")]
-            )
+            await send_json(send, 413, {"detail": error(limit).detail}, [(b"connection", b"close")])
             return
         received = 0
 
@@ -62,10 +79,10 @@ class BodySizeLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > limit:
                     if message.get("more_body", False):
                         await drain(receive)
-                    raise UploadTooLargeError(self.max_bytes)
+                    raise error(limit)
             return message
 
         await self.app(scope, counting_receive, send)
@@ -85,28 +102,47 @@ async def drain(receive, limit: int = DRAIN_LIMIT_BYTES) -> None:
 
 
 def safe_file_name(name: str | None) -> str:
-    """The uploaded file's name reduced to harmless characters, keeping its volume extension."""
+    """The uploaded file's name reduced to harmless ASCII characters (accents transliterated: ``Müller`` ->
+    ``Muller``), keeping its volume extension; ``volume`` only when no character is left."""
+    stem, suffix = upload_stem(name)
+    ascii_stem = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode()
+    return (_safe_characters(ascii_stem) or "volume") + suffix
+
+
+def upload_case_name(name: str | None) -> str:
+    """The case's name for an uploaded file: its name without the extension, in any script (``Печень_01``),
+    reduced to letters, digits, ``.``, ``_`` and ``-``; the safe file name's stem when nothing is left."""
+    stem, suffix = upload_stem(name)
+    return _safe_characters(unicodedata.normalize("NFC", stem)) or safe_file_name(name)[: -len(suffix)]
+
+
+def upload_stem(name: str | None) -> tuple[str, str]:
     base = Path((name or "").replace("\\", "/")).name
     suffix = volume_suffix(base)
     if suffix not in UPLOAD_SUFFIXES:
         raise ValueError(f"{name!r}: not a volume file name; upload one of {', '.join(UPLOAD_SUFFIXES)}")
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", base[: len(base) - len(suffix)]).strip("._")[-100:]
-    return (stem or "volume") + suffix
+    return base[: len(base) - len(suffix)], suffix
+
+
+def _safe_characters(stem: str) -> str:
+    return re.sub(r"[^\w.-]+", "_", stem).strip("._")[-100:]
 
 
 def save_upload(stream: BinaryIO, folder: Path, name: str, prefix: str = "") -> Path:
-    """Copy an upload into ``folder`` under a unique name, fsynced; the name appears only when complete."""
+    """Copy an upload into ``folder`` under a unique temporary name (see :mod:`asfda.session.temporaries`:
+    the copy of a dead backend is removed when the session is opened again), fsynced; it appears under that
+    name only when complete (``.part`` while it arrives)."""
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    target = folder / f"{prefix}{stamp}-{secrets.token_hex(3)}-{name}"
-    partial = target.with_name(f".{target.name}.part")
+    target = temporary_path(folder / f"{prefix}{name}", volume_suffix(name))
+    partial = target.with_name(target.name + PARTIAL)
     try:
-        with open(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
+        with open(os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW, 0o600), "wb") as out:
             shutil.copyfileobj(stream, out, CHUNK_BYTES)
             out.flush()
             os.fsync(out.fileno())
             if out.tell() != os.fstat(out.fileno()).st_size:
                 raise OSError(errno.ENOSPC, "short write")
+        fault_point("upload-copied")
         os.replace(partial, target)
     except OSError as error:
         partial.unlink(missing_ok=True)

@@ -15,6 +15,7 @@ import time
 import traceback
 
 from ..session.files import write_json_atomic
+from ..session.lease import bind_to_parent
 from .job_records import JobKind, JobState, WorkerTask
 from .processes import exit_when_parent_dies, lead_own_process_group
 
@@ -71,6 +72,7 @@ def serve_jobs(connection, parent_pid: int) -> None:
     """The worker's entry point (a ``multiprocessing`` target): run each task received on ``connection``
     and answer its job id when it is done; ``None`` or a closed pipe ends the process."""
     lead_own_process_group()
+    bind_to_parent(parent_pid)  # killed with the backend (Linux); never writes the journal after it died
     exit_when_parent_dies(parent_pid)
     from ..session import session  # noqa: F401 - torch and MONAI imported before the first job, not in it
 
@@ -149,7 +151,7 @@ def run_task(task: WorkerTask, report: ProgressReport) -> dict:
     overrides = {k: v for k, v in task.options.items() if k in FINETUNE_OPTIONS and v is not None}
     config = dataclasses.replace(session.finetune_config, **overrides)
     report.write(JobState.RUNNING, 0.0, "preparing the round (scoring the pool for reliable cases)")
-    version = session.finetune(config, progress=report, cancelled=report.cancelled)
+    version = session.finetune(config, progress=report, cancelled=report.cancelled, job_id=task.job_id)
     dice = version.metrics.get("val_dice")
     dice_text = f", validation Dice {dice:.3f}" if isinstance(dice, float) and dice == dice else ""
     if not version.metrics.get("accepted", True):

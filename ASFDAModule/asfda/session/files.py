@@ -1,6 +1,7 @@
 """The file primitives of a session folder, safe against crashes: a file is replaced in one rename after its
-bytes are fsynced and their size checked, a temporary file carries its writer's pid (so recovery removes only
-those of dead processes), a full disk is a :class:`DiskFullError`, and a session folder is private.
+bytes are fsynced and their size checked (and the rename is fsynced in its folder, so a power cut keeps it), a
+temporary file carries its writer's pid (see :mod:`asfda.session.temporaries`), a full disk is a
+:class:`DiskFullError`, and a session folder is private.
 """
 
 from __future__ import annotations
@@ -8,20 +9,12 @@ from __future__ import annotations
 import errno
 import json
 import os
-import re
 import tempfile
 from pathlib import Path
 
 from ..errors import DiskFullError, StoreError, no_space_message
 from .faults import fault_point
-
-TEMPORARY = re.compile(r"^\..+\.tmp(\d+)-")  # write_bytes_atomic's and write_volume's temporary files
-
-
-def temporary_prefix(path: Path) -> str:
-    """Name prefix of a temporary file for ``path``; it carries the writer's pid, so that recovery removes
-    only the temporary files of dead processes."""
-    return f".{path.name}.tmp{os.getpid()}-"
+from .temporaries import temporary_prefix
 
 
 def write_error(error: OSError, path: Path) -> StoreError:
@@ -44,9 +37,27 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
                 raise OSError(errno.ENOSPC, "short write")
         fault_point(f"replace:{path.name}")
         os.replace(temporary, path)
+        fsync_directory(path.parent)
     except OSError as error:
         Path(temporary).unlink(missing_ok=True)
         raise write_error(error, path) from error
+
+
+def fsync_directory(folder: Path) -> None:
+    """Make a rename in ``folder`` durable: without this a power cut may undo it (the file's bytes are on
+    disk, its new name not yet). POSIX only: Windows cannot open a folder, and NTFS logs renames itself."""
+    if os.name == "nt":
+        return
+    try:
+        handle = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(handle)
+    except OSError:
+        pass  # a file system that cannot sync folders (some network ones): the rename itself has happened
+    finally:
+        os.close(handle)
 
 
 def write_json_atomic(path: Path, data) -> None:

@@ -101,10 +101,14 @@ def run_round(
     progress: Progress | None = None,
     cancelled: Cancelled | None = None,
     exclude_from_pseudo: Iterable[str] = (),
+    job_id: str | None = None,
 ) -> tuple[ModelVersion, LoadedModel]:
     """One round: train from the active version, save a new version with its parent, activate it unless the
-    guard keeps the parent. Returns the version and its trained model; a failed round leaves no version."""
+    guard keeps the parent. Returns the version and its trained model; a failed round leaves no version.
+    ``job_id`` (a backend's job) is written in the ``round_started`` line, so the job's record can follow
+    the journal after a crash."""
     plan = plan_round(session, config, cancelled, exclude_from_pseudo)
+    fault_point("round-starting")
     session.store.log(
         "round_started",
         round=plan.number,
@@ -112,6 +116,7 @@ def run_round(
         labelled=plan.labelled,
         reliable=plan.reliable,
         pid=os.getpid(),
+        **({"job": job_id} if job_id else {}),
     )
     version_id = None
     try:

@@ -422,18 +422,25 @@ class AdaptationSession:
         progress: Progress | None = None,
         cancelled: Cancelled | None = None,
         exclude_from_pseudo: Iterable[str] = (),
+        job_id: str | None = None,
     ) -> ModelVersion:
         """One round: train from the active version, save a new version with its parent, activate it.
 
-        Cases in ``exclude_from_pseudo`` (held-out test cases) are never used as pseudo-labelled cases.
+        Cases in ``exclude_from_pseudo`` (held-out test cases) are never used as pseudo-labelled cases;
+        ``job_id`` names the backend's job in the journal.
         """
         config = config or self.finetune_config
-        version, model = rounds.run_round(self, config, progress, cancelled, exclude_from_pseudo)
+        version, model = rounds.run_round(self, config, progress, cancelled, exclude_from_pseudo, job_id)
         self._current = (version.id, model)
         return version
 
     # -- evaluation --------------------------------------------------------------------------------------
     def activate(self, version_id: str) -> ModelVersion:
+        """Use a version from now on, once its weights have loaded (weights only) and fit the network: a
+        version whose ``model.pt`` cannot be used is refused (CheckpointError) and the active one stays."""
+        self.store.version(version_id)
+        if version_id != PRETRAINED_VERSION:
+            self._current = (version_id, self.load_version(version_id))  # kept: the next prediction uses it
         return self.store.activate(version_id)
 
     def case_by_name(self, name: str) -> CaseRecord:

@@ -45,8 +45,10 @@ from pathlib import Path
 
 from ..errors import StoreError, UnknownCaseError
 from .faults import fault_point
-from .files import TEMPORARY, make_private, read_json, write_error, write_json_atomic
+from .files import fsync_directory, make_private, read_json, write_error, write_json_atomic
+from .lease import ensure_writer_may_continue
 from .records import CaseRecord, ModelVersion, now_iso
+from .temporaries import process_alive, sweep_temporaries
 
 FORMAT_VERSION = 1
 PRETRAINED_VERSION = "v0000"
@@ -56,24 +58,6 @@ ACTIVATING_EVENTS = ("round_completed", "version_activated")
 # The steps of a round's commit, in order; a crash after any of them leaves the round either wholly visible
 # (after "round-committed") or not at all.
 COMMIT_STEPS = ("weights-saved", "version-staged", "version-renamed", "round-committed", "version-activated")
-
-
-def process_alive(pid: int | None) -> bool:
-    """Whether a process with this id runs on this machine (None: unknown, taken as dead)."""
-    if not pid:
-        return False
-    try:
-        import psutil
-
-        return psutil.pid_exists(pid)
-    except ImportError:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
-        except (PermissionError, OSError):
-            return True
-        return True
 
 
 def partial_owner(folder: Path) -> int | None:
@@ -111,6 +95,7 @@ class SessionStore:
         write_json_atomic(root / "session.json", {"format": FORMAT_VERSION, "created": now_iso(), **settings})
         store = cls(root)
         store.log("session_created", model_source=settings["model_source"])
+        fsync_directory(root)  # the journal's and the first files' names
         return store
 
     def open_rounds(self) -> dict[int, dict]:
@@ -157,10 +142,11 @@ class SessionStore:
             number = _version_round(folder)
             if number is not None and number not in committed and number not in live_rounds:
                 shutil.rmtree(folder, ignore_errors=True)
-        for temporary in self.root.rglob(".*.tmp*-*"):
-            match = TEMPORARY.match(temporary.name)
-            if match and temporary.is_file() and not process_alive(int(match.group(1))):
-                temporary.unlink(missing_ok=True)
+        try:
+            cases = {record.id for record in self.cases()}
+        except StoreError:  # an unreadable pool: keep every mask upload, the next open decides
+            cases = None
+        sweep_temporaries(self.root, self.final_label_path, cases)
         self._settle_active_version()
 
     def _settle_active_version(self) -> None:
@@ -180,6 +166,7 @@ class SessionStore:
     def log(self, event: str, **details) -> None:
         """Append one event; one short line per write, fsynced, so a crash loses at most the last line. A
         write that fails (a full disk) is cut off again, so the next line never lands on a broken one."""
+        ensure_writer_may_continue()  # a worker whose backend died must not write after its recovery
         line = (json.dumps({"time": now_iso(), "event": event, **details}) + "\n").encode()
         path = self.root / "journal.jsonl"
         try:
@@ -340,6 +327,7 @@ class SessionStore:
         if target.exists():
             raise StoreError("model version already exists", target)
         os.replace(partial, target)
+        fsync_directory(target.parent)
         fault_point("version-renamed")
         try:
             self.log(

@@ -43,11 +43,15 @@ def test_writing_commands_refuse_while_a_backend_holds_the_session(session, tiny
             ["add", str(tiny_dataset.test[0][0])],
             ["remove", "--case", name_of(image)],
             ["loop", "--model", "unused", "--images", "unused", "--references", "unused"],
+            ["rank"],  # they write scores, the ranking and cached predictions into the session
+            ["predict", "--case", name_of(image), "--output", str(session.parent / "p.nii.gz")],
         ):
             assert main([argv[0], "--session", str(session), *argv[1:]]) == 2, argv
             err = capsys.readouterr().err
             assert "backend" in err and "would race it" in err and "Traceback" not in err, err
     assert not (session / "labels" / "final" / "x").exists()
+    assert not (session / "scores").exists() or not list((session / "scores").rglob("*.json"))
+    assert not (session.parent / "p.nii.gz").exists()
     assert main(["label", "--session", str(session), "--case", name_of(image), "--mask", str(mask)]) == 0
 
 

@@ -107,3 +107,15 @@ def test_session_scores_from_the_cache_without_reading_the_volume_again(tmp_path
     assert torch.equal(reopened.model_space_image(case.id), expected)
     assert reopened.predict_case(case.id).prototypes.shape[0] == len(tiny_dataset.labels)
     assert first.asd >= 0
+
+
+def test_a_full_disk_leaves_no_temporary_cache_file(tmp_path, monkeypatch):
+    def disk_full(tensor, stream):  # what torch.save does on a full disk: a partial file, a RuntimeError
+        stream.write(b"partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 0 vs 64")
+
+    monkeypatch.setattr(torch, "save", disk_full)
+    compute = Computer()
+    tensor = CaseTensorCache(tmp_path).get("abc", spec(), compute)
+    assert float(tensor.max()) == 1.0  # the case is still served: a cache that cannot be written costs time
+    assert list(tmp_path.iterdir()) == []

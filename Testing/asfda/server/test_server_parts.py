@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from asfda.server.auth import new_token, token_matches
+from asfda.server.auth import host_allowed, new_token, token_matches
 from asfda.server.job_records import Job, JobKind, JobState
 from asfda.server.jobs import JobManager, close_open_rounds
 from asfda.server.paths import InvalidPathError, PathForbiddenError, PathGuard
-from asfda.server.uploads import safe_file_name
+from asfda.server.schemas import FinetuneRequest, NextRequest
+from asfda.server.uploads import safe_file_name, upload_case_name
 from asfda.session.store import SessionStore
 
 
@@ -44,10 +45,46 @@ def test_token_check():
         ("C:\\data\\my scan.mha", "my_scan.mha"),
         ("seg.seg.nrrd", "seg.seg.nrrd"),
         (".nii.gz", "volume.nii.gz"),
+        ("Müller-Kopf é.nii.gz", "Muller-Kopf_e.nii.gz"),
+        ("Печень 01.nrrd", "01.nrrd"),
+        ("肝臓.nii.gz", "volume.nii.gz"),
     ],
 )
 def test_upload_names_are_made_safe(name, expected):
     assert safe_file_name(name) == expected
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("my scan.nii.gz", "my_scan"),
+        ("Müller-Kopf é.nii.gz", "Müller-Kopf_é"),
+        ("Печень 01.nrrd", "Печень_01"),
+        ("肝臓.nii.gz", "肝臓"),
+        ("../\u202e evil.mha", "evil"),
+        ("..nii.gz", "volume"),
+    ],
+)
+def test_an_uploaded_case_keeps_its_name_in_any_script(name, expected):
+    assert upload_case_name(name) == expected
+
+
+def test_only_loopback_hosts_and_the_allowed_names():
+    for host in ("127.0.0.1", "127.0.0.1:8000", "localhost", "LocalHost:1", "[::1]", "[::1]:443"):
+        assert host_allowed(host), host
+    for host in ("", "evil.example", "localhost.evil.example", "127.0.0.1.nip.io", "[::2]:80", "localhost:x"):
+        assert not host_allowed(host), host
+    assert host_allowed("GPU-box:8443", ("gpu-box",)) and not host_allowed("gpu-box.evil", ("gpu-box",))
+
+
+def test_unknown_request_fields_are_one_short_error():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError) as caught:
+        FinetuneRequest.model_validate({f"k{i}": 0 for i in range(50_000)})
+    assert len(caught.value.errors()) == 1 and "and 49997 more" in str(caught.value)
+    with pytest.raises(ValidationError, match="the fields are: client"):
+        NextRequest.model_validate({"clinet": "me"})
 
 
 @pytest.mark.parametrize("name", [None, "", "notes.txt", "head.mhd", "scan"])
@@ -90,6 +127,30 @@ def test_jobs_left_running_are_reported_interrupted(tmp_path):
     assert states["j0002"][0] is JobState.INTERRUPTED and "round 1" in states["j0002"][1]
     assert states["j0003"][0] is JobState.INTERRUPTED
     assert JobManager(store, "cpu", worker=print).get("j0002").state is JobState.INTERRUPTED  # persisted
+
+
+def test_a_job_whose_round_committed_before_the_backend_died_is_done(tmp_path):
+    from asfda.session.records import ModelVersion, now_iso
+
+    store = make_store(tmp_path)
+    for number, job_id in ((1, "j0001"), (2, "j0002")):
+        store.log("round_started", round=number, parent="v0000", pid=4242, job=job_id)
+    partial = store.partial_version_folder()
+    store.commit_round(partial, ModelVersion("v0001", "v0000", now_iso(), 1, {"val_dice": 0.5}), {"round": 1})
+    folder = store.root / "jobs"
+    folder.mkdir()
+    from asfda.session.store import write_json_atomic
+
+    for job in (
+        Job("j0001", JobKind.FINETUNE, JobState.RUNNING, worker_pid=4242),
+        Job("j0002", JobKind.FINETUNE, JobState.RUNNING, worker_pid=4242),
+    ):
+        write_json_atomic(folder / f"{job.id}.json", job.to_json())
+    manager = JobManager(SessionStore(store.root), "cpu", worker=print)  # the restart
+    done, cut = manager.get("j0001"), manager.get("j0002")
+    assert done.state is JobState.DONE and done.model_version == "v0001", done
+    assert "round 1 done" in done.message and done.result["metrics"] == {"val_dice": 0.5}
+    assert cut.state is JobState.INTERRUPTED and "round 2" in cut.message, cut
 
 
 def test_one_finetune_at_a_time_and_scoring_jobs_are_shared(tmp_path):
