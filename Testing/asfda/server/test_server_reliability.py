@@ -108,7 +108,7 @@ def test_bad_volumes_are_refused_at_the_door(small_server, client, tmp_path, tin
     assert huge.stat().st_size < 2**20 // 4
     before = stored_state(small_server.session)
     for path, words in (
-        (vector, "2 components per voxel"),
+        (vector, "2 channels per voxel; the model takes 1"),
         (truncated, "truncated"),
         (non_finite, "NaN or infinite"),
         (huge, "2.0 million voxels"),
