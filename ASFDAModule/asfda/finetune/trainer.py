@@ -35,7 +35,7 @@ from monai.losses import DiceCELoss
 from monai.utils import set_determinism
 from torch import nn
 
-from ..config import FinetuneConfig, round_steps
+from ..config import AdaptationMode, FinetuneConfig, round_steps
 from ..errors import CancelledError
 from ..inference.activation import to_logits, to_probabilities
 from ..inference.predictor import predict
@@ -43,7 +43,7 @@ from ..io.preprocessing import IMAGE, LABEL, ModelSpaceCase
 from ..metrics import dice_per_class, mean_of
 from ..models.loading import LoadedModel
 from .augmentation import augment_batch, strong_augmentation, weak_augmentation
-from .batchnorm import freeze_batchnorm, recompute_batchnorm_statistics
+from .batchnorm import adapted_batchnorm_layers, freeze_batchnorm, recompute_batchnorm_statistics
 from .ema import average_decay, make_average, make_teacher, update_teacher
 from .guard import ValidationSignal, best_candidate
 from .patches import draw_batch, labelled_sampler, unlabelled_sampler
@@ -154,15 +154,16 @@ def finetune_round(
     candidates: dict[int, float] = {}
     if validation:  # the parent is step 0's candidate
         candidates[0] = validation_dice(model, validation, device)
+    trainable = select_trainable(student, config.adaptation, model.spec.in_channels, patch)
     statistics_from = 0
     if config.recompute_batchnorm:  # target statistics from whole volumes, then frozen (see batchnorm.py)
         volumes = [c.image.as_tensor() for c in labelled] + list(statistics_volumes or [])
-        statistics_from = recompute_batchnorm_statistics(student, volumes, device)
+        layers = adapted_batchnorm_layers(student, AdaptationMode(config.adaptation) is AdaptationMode.FULL)
+        statistics_from = recompute_batchnorm_statistics(student, volumes, device, layers=layers)
     semi_supervised = config.semi_supervised and bool(unlabelled)
     supervised_steps = labelled_only_steps(config, semi_supervised)
     teacher = initial_teacher(student, config, semi_supervised, supervised_steps, teacher_state)
     unlabelled_loss = class_balanced_cross_entropy if config.classwise_pseudo_labels else masked_cross_entropy
-    trainable = select_trainable(student, config.adaptation, model.spec.in_channels, patch)
     groups = parameter_groups(
         student, trainable, config.encoder_lr_factor, config.learning_rate, model.spec.in_channels, patch
     )
