@@ -99,6 +99,10 @@ RECIPE_VARIANTS: dict[str, tuple[str, tuple[tuple[str, object], ...]]] = {
         "the shipped recipe training on every labelled case, unvalidated",
         (("hold_out_validation", False),),
     ),
+    "recipe-tolerant-guard": (
+        "the shipped recipe, a round held back only 2 Dice points below its parent",
+        (("guard_tolerance", 0.02),),
+    ),
     "recipe-encoder-0.1": (
         "the shipped recipe, the encoder at a tenth of the rate",
         (("encoder_lr_factor", 0.1),),
