@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import FinetuneConfig, QueryConfig, QueryStrategy
+from .config import FinetuneConfig, QueryConfig, QueryStrategy, round_steps
 from .evaluation import Evaluation, evaluate_model, paired_files
 from .io.volumes import case_name
 from .loop_records import GuardOutcome, PoolScores, guard_outcome, pool_scores
@@ -27,15 +27,17 @@ class LoopSettings:
     rounds: int = 3
     budget: int = 1
     schedule: tuple[int, ...] | None = None
-    steps: int = FinetuneConfig().steps
+    steps: int | None = None  # None: the shipped recipe's rule; a number: exactly that many steps a round
     strategy: QueryStrategy = QueryConfig().strategy
-    semi_supervised: bool = True
+    semi_supervised: bool = FinetuneConfig().semi_supervised
     seed: int = 0
     finetune: FinetuneConfig | None = None  # overrides steps / semi_supervised / seed when given
     evaluate_start: bool = (
         True  # evaluate the starting model (round 0); the benchmark does it once for all runs
     )
-    steps_per_labelled: int = 0  # fine-tuning steps added per labelled case: training grows with the set
+    # When non-zero, replaces the fine-tuning's steps_per_labelled (older callers set it here; a round trains
+    # steps + steps_per_labelled x labelled cases, the rule of FinetuneConfig, applied by the trainer).
+    steps_per_labelled: int = 0
     # Cases the first round labels instead of querying (the benchmark's training-noise runs: one fixed
     # labelled set, trained with several seeds).
     fixed_labelled: tuple[str, ...] = ()
@@ -131,9 +133,14 @@ def run_loop(
 
     ``on_round`` is called with each record as soon as its round is evaluated (the benchmark meters costs).
     """
-    finetune = settings.finetune or FinetuneConfig(
-        steps=settings.steps, semi_supervised=settings.semi_supervised, seed=settings.seed
+    finetune = settings.finetune or replace(
+        FinetuneConfig(),
+        semi_supervised=settings.semi_supervised,
+        seed=settings.seed,
+        **({} if settings.steps is None else {"steps": settings.steps, "steps_per_labelled": 0}),
     )
+    if settings.steps_per_labelled:
+        finetune = replace(finetune, steps_per_labelled=settings.steps_per_labelled)
     session = open_or_create(session_dir, model, device, finetune, settings.trust_bundle_code)
     session.add_folder(images)
     reference_by_name = {case_name(p): p for p in Path(references).iterdir()}
@@ -191,11 +198,10 @@ def run_loop(
         for case_id in picked:  # the annotator: the reference mask stands in for the corrected prediction
             session.submit_label(case_id, reference_by_name[session.store.case(case_id).name])
         n_labelled = len(session.store.labelled_ids())
-        round_config = replace(finetune, steps=finetune.steps + settings.steps_per_labelled * n_labelled)
         names = ", ".join(session.store.case(c).name for c in picked)
-        steps = round_config.steps
+        steps = round_steps(finetune, n_labelled)
         report(f"round {number}: {names} labelled; fine-tuning {steps} steps on {n_labelled} labelled")
-        version = session.finetune(round_config)
+        version = session.finetune(finetune)
         held_back = version.id != session.store.active_version  # the guard kept the parent active
         candidate = version_test_dice(session, version.id, test_pairs) if held_back else None
         test = evaluate_cases(session, test_pairs, known)

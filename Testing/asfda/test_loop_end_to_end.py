@@ -24,7 +24,7 @@ def test_fine_tuning_on_labelled_target_cases_raises_held_out_dice(tmp_path, tar
     settings = LoopSettings(
         schedule=(2,),
         strategy=QueryStrategy.ASFDA,
-        finetune=FinetuneConfig(steps=30, validate_every=15, seed=0),
+        finetune=FinetuneConfig(steps=30, steps_per_labelled=0, validate_every=15, seed=0),
     )
     records = run_loop(
         tmp_path / "session",

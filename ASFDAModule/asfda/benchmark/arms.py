@@ -1,5 +1,11 @@
 """The benchmark's arms: each a query strategy and the fine-tuning that follows its picks.
 
+Every arm fine-tunes with the shipped recipe (``FinetuneConfig()``, what ``asfda create`` gives a user; only
+the seed differs per run) unless its ``finetune_overrides`` say otherwise, so arm against arm measures the
+query, and the headline arm ``asfda`` is the product. ``recipe-2026-11`` is the recipe the benchmark ran
+before it shipped one recipe (lr 1e-3 constant, no warm-up, no hold-out, every round accepted, augmentation,
+BatchNorm statistics from the labelled cases, 100 + 20 steps per labelled case), kept as an arm so the two
+compare on the same run; ``RECIPE_VARIANTS`` are the candidate recipes, one change each from the shipped one.
 Every query arm fine-tunes supervised, so arm against arm measures the query. The full method, ``asfda``,
 is one query (the ``DEFAULT_QUERY``, or with ``--asfda-query auto`` the candidate with the best
 *validation* Dice at the endpoint) followed by the fine-tuning chosen on the validation split
@@ -11,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config import QueryStrategy
+from ..config import LearningRateSchedule, QueryStrategy
 from .report import ALL_LABELLED
 
 
@@ -65,6 +71,44 @@ SSL_SETTINGS: dict[str, tuple[str, tuple[tuple[str, object], ...]]] = {
     ),
 }
 
+# The benchmark's fine-tuning before issue 18 (Resources/Benchmark/run.json, finetune_defaults, and the GPU
+# run's --augment --recompute-batchnorm --steps 100 --steps-per-labelled 20).
+RECIPE_2026_11 = "recipe-2026-11"
+RECIPE_2026_11_OVERRIDES: tuple[tuple[str, object], ...] = (
+    ("steps", 100),
+    ("steps_per_labelled", 20),
+    ("learning_rate", 1e-3),
+    ("warmup_fraction", 0.0),
+    ("lr_schedule", LearningRateSchedule.CONSTANT),
+    ("weight_average_decay", 0.0),
+    ("hold_out_validation", False),
+    ("accept_worse", True),
+    ("augment", True),
+    ("recompute_batchnorm", True),
+    ("batchnorm_pool_cases", 0),
+)
+# Candidate recipes: the shipped one with one change each, after the default query's picks.
+RECIPE_VARIANTS: dict[str, tuple[str, tuple[tuple[str, object], ...]]] = {
+    "recipe-lr1e-3": ("the shipped recipe at a peak rate of 1e-3", (("learning_rate", 1e-3),)),
+    "recipe-no-average": ("the shipped recipe, the student's last weights", (("weight_average_decay", 0.0),)),
+    "recipe-labelled-batchnorm": (
+        "the shipped recipe, BatchNorm statistics from the training cases only",
+        (("batchnorm_pool_cases", 0),),
+    ),
+    "recipe-no-hold-out": (
+        "the shipped recipe training on every labelled case, unvalidated",
+        (("hold_out_validation", False),),
+    ),
+    "recipe-tolerant-guard": (
+        "the shipped recipe, a round held back only 2 Dice points below its parent",
+        (("guard_tolerance", 0.02),),
+    ),
+    "recipe-encoder-0.1": (
+        "the shipped recipe, the encoder at a tenth of the rate",
+        (("encoder_lr_factor", 0.1),),
+    ),
+}
+
 _QUERY_ARMS = (
     Arm("random", QueryStrategy.RANDOM, False, "uniformly random cases (needs no scores)"),
     Arm("entropy", QueryStrategy.ENTROPY, False, "mean voxel entropy over the volume"),
@@ -114,8 +158,20 @@ def full_method(query: str, fine_tuning: str = FULL_FINE_TUNING) -> Arm:
     return Arm(FULL_METHOD, arm.strategy, True, arm.description, arm.finetune_overrides)
 
 
+def recipe_arm(name: str, query: str = DEFAULT_QUERY) -> Arm:
+    """A fine-tuning recipe other than the shipped one, after the picks of query arm ``query``."""
+    if name == RECIPE_2026_11:
+        description = "the benchmark's recipe before one recipe shipped (lr 1e-3, every round accepted, ...)"
+        return Arm(
+            name, QUERY_ARMS[query].strategy, False, f"query {query}; {description}", RECIPE_2026_11_OVERRIDES
+        )
+    description, overrides = RECIPE_VARIANTS[name]
+    return Arm(name, QUERY_ARMS[query].strategy, False, f"query {query}; {description}", overrides)
+
+
 ARMS: dict[str, Arm] = {
     FULL_METHOD: full_method(DEFAULT_QUERY),
+    RECIPE_2026_11: recipe_arm(RECIPE_2026_11),
     **{name: QUERY_ARMS[name] for name in ("random", "entropy", "epistemic", "coreset", *CANDIDATES)},
     SEMI_SUPERVISED_ARM: semi_supervised_arm(SEMI_SUPERVISED_ARM),
 }
@@ -139,6 +195,7 @@ VARIANTS: dict[str, Arm] = {
             (("tau_conf", 0.75),),
         ),
         *(semi_supervised_arm(name) for name in SSL_SETTINGS if name != SEMI_SUPERVISED_ARM),
+        *(recipe_arm(name) for name in RECIPE_VARIANTS),
         Arm(
             "asfda-no-ssl",
             QueryStrategy.ASFDA,

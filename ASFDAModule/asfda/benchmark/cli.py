@@ -196,7 +196,8 @@ def command_line(name: str, args: argparse.Namespace) -> str:
 
 def benchmark(args: argparse.Namespace) -> int:
     """Adapt the source model with every strategy at the same schedule, several seeds; write the tables,
-    the plot and the costs. Resumable: finished (strategy, seed) runs are kept and skipped."""
+    the plot and the costs. Every arm fine-tunes with the shipped recipe (as `asfda create`) unless it is a
+    recipe arm; no flag changes the headline arm's training. Resumable: finished runs are kept and skipped."""
     import sys
 
     from .demo import committed_model
@@ -206,11 +207,6 @@ def benchmark(args: argparse.Namespace) -> int:
         arms=tuple(args.strategies or ARMS),
         seeds=tuple(args.seeds),
         schedule=tuple(args.schedule),
-        steps=args.steps,
-        patch_size=args.patch,
-        batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
-        validate_every=args.validate_every,
         window=Window(args.window),
         all_labelled=not args.no_all_labelled,
         all_labelled_steps=args.all_labelled_steps,
@@ -221,9 +217,6 @@ def benchmark(args: argparse.Namespace) -> int:
         keep_sessions=args.keep_sessions,
         budgets=tuple(args.budgets) if args.budgets else None,
         endpoint_percent=args.endpoint,
-        steps_per_labelled=args.steps_per_labelled,
-        augment=args.augment,
-        recompute_batchnorm=args.recompute_batchnorm,
         asfda_query=args.asfda_query,
         asfda_fine_tuning=args.asfda_fine_tuning,
         random_seeds=tuple(args.random_seeds or ()),
@@ -250,7 +243,6 @@ def benchmark(args: argparse.Namespace) -> int:
 
 
 def _add_benchmark(subparsers: argparse._SubParsersAction) -> None:
-    from ..config import FinetuneConfig
     from .runner import ARMS, FULL_FINE_TUNING, KNOWN_ARMS, SSL_SETTINGS, BenchmarkConfig, Window
 
     defaults = BenchmarkConfig()
@@ -314,18 +306,6 @@ def _add_benchmark(subparsers: argparse._SubParsersAction) -> None:
         help=f"the full method's fine-tuning: default ({FULL_FINE_TUNING}), supervised, or a semi-supervised "
         f"setting ({', '.join(SSL_SETTINGS)})",
     )
-    parser.add_argument("--steps", type=int, default=defaults.steps, help="fine-tuning steps a round")
-    parser.add_argument("--steps-per-labelled", type=int, default=0, help="extra steps per labelled case")
-    parser.add_argument("--augment", action="store_true", help="intensity augmentation while fine-tuning")
-    parser.add_argument(
-        "--recompute-batchnorm", action="store_true", help="BatchNorm statistics from whole volumes per round"
-    )
-    parser.add_argument("--patch", type=int, help="fine-tuning patch side (default: the model's window)")
-    parser.add_argument("--batch-size", type=int, default=FinetuneConfig().batch_size)
-    parser.add_argument(
-        "--learning-rate", type=float, default=defaults.learning_rate, help="default: %(default)s"
-    )
-    parser.add_argument("--validate-every", type=int, help="default: once, at the end of each round")
     parser.add_argument(
         "--window",
         choices=[w.value for w in Window],
@@ -381,7 +361,9 @@ def _add_demo(subparsers: argparse._SubParsersAction) -> None:
         "--model", type=Path, help="source model folder (default: the repository's Resources/SourceModel)"
     )
     parser.add_argument("--rounds", type=int, default=defaults.rounds)
-    parser.add_argument("--steps", type=int, default=defaults.steps, help="fine-tuning steps a round")
+    parser.add_argument(
+        "--steps", type=int, help="fine-tuning steps a round (default: the shipped recipe's, as a session's)"
+    )
     parser.add_argument("--n-pool", type=int, default=defaults.n_pool, help="target cases to query")
     parser.add_argument("--window", choices=[w.value for w in Window], default=defaults.window.value)
     parser.add_argument("--device", default="auto")

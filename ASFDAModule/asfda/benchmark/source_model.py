@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from ..config import FinetuneConfig
+from ..config import FinetuneConfig, LearningRateSchedule
 from ..finetune.trainer import finetune_round
 from ..io.preprocessing import preprocess_case
 from ..io.volumes import read_volume
@@ -87,16 +87,23 @@ def train_source_model(
         model,
         cases,
         [],
-        FinetuneConfig(
+        FinetuneConfig(  # training from scratch, as the committed source model was trained: not the recipe
             steps=config.steps,
+            steps_per_labelled=0,
             learning_rate=config.learning_rate,
+            warmup_fraction=0.2,
+            lr_schedule=LearningRateSchedule.CONSTANT,
+            weight_average_decay=0.0,
             batch_size=config.batch_size,
             semi_supervised=False,
             validate_every=max(config.steps // 4, 1),
             seed=config.seed,
+            augment=False,
+            recompute_batchnorm=False,
         ),
         device,
         progress=progress,
+        validation=cases,  # the best step by its fit to the source cases
     )
     bar.close()
     out_dir.mkdir(parents=True, exist_ok=True)

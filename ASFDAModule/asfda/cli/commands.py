@@ -213,15 +213,13 @@ def run_loop(args) -> int:
     from ..loop import LoopSettings
     from ..loop import run_loop as loop
 
+    finetune = apply_finetune_flags(FinetuneConfig(), args)  # the shipped recipe, changed by the flags given
     settings = LoopSettings(
         rounds=args.rounds,
         budget=args.budget,
-        steps=args.steps,
         strategy=QueryStrategy(args.strategy),
         pick_while_training=args.pick_while_training,
-        finetune=apply_finetune_flags(
-            FinetuneConfig(steps=args.steps, semi_supervised=args.semi_supervised is not False), args
-        ),
+        finetune=finetune,
         trust_bundle_code=args.trust_bundle_code,
     )
     root = Path(args.session)
@@ -246,6 +244,12 @@ def resolve_case(session: AdaptationSession, case: str) -> str:
     return case if case in ids else session.case_by_name(case).id
 
 
+STEPS_RULE = (
+    f"{FinetuneConfig().steps} + {FinetuneConfig().steps_per_labelled} per labelled case; "
+    "--steps alone gives every round exactly that many"
+)
+
+
 def register(subparsers) -> None:
     parser = subparsers.add_parser("create", help="create a session from a model and a folder of volumes")
     add_session_argument(parser)
@@ -257,8 +261,7 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--steps",
         type=int,
-        default=FinetuneConfig().steps,
-        help="training steps a round (default: %(default)s)",
+        help=f"training steps a round (default: {STEPS_RULE})",
     )
     add_finetune_flags(parser)
     add_trust_flag(parser)
@@ -311,8 +314,7 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--steps",
         type=int,
-        help=f"training steps of this round (default: the session's, {FinetuneConfig().steps} unless "
-        "set at create)",
+        help=f"training steps of this round (default: the session's, {STEPS_RULE} unless set at create)",
     )
     add_finetune_flags(parser)
     parser.set_defaults(func=run_finetune)
@@ -337,8 +339,7 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--steps",
         type=int,
-        default=FinetuneConfig().steps,
-        help="training steps a round (default: %(default)s)",
+        help=f"training steps a round (default: {STEPS_RULE})",
     )
     parser.add_argument(
         "--strategy",

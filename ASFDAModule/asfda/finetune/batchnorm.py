@@ -26,11 +26,14 @@ def recompute_batchnorm_statistics(
     network: nn.Module,
     volumes: Iterable[torch.Tensor],
     device: torch.device | str = "cpu",
-    multiple: int = 16,
+    multiple: int = 32,
+    layers: list[nn.modules.batchnorm._BatchNorm] | None = None,
 ) -> int:
     """Reset every BatchNorm's running statistics and re-estimate them from ``volumes`` (each (C, D, H, W),
-    padded to a multiple of the network's downsampling). Returns the number of volumes used (0: unchanged)."""
-    layers = batchnorm_layers(network)
+    padded to a multiple of the network's downsampling: 32 serves five poolings, as SwinUNETR and deepbet
+    need, and any network of fewer); ``layers``: only these BatchNorm layers (default: all). Returns the
+    number of volumes used (0: unchanged)."""
+    layers = batchnorm_layers(network) if layers is None else layers
     volumes = list(volumes)
     if not layers or not volumes:
         return 0
@@ -60,3 +63,13 @@ def freeze_batchnorm(network: nn.Module) -> None:
     ``network.train()``. The affine weights still train."""
     for layer in batchnorm_layers(network):
         layer.eval()
+
+
+def adapted_batchnorm_layers(network: nn.Module, every: bool) -> list[nn.modules.batchnorm._BatchNorm]:
+    """The BatchNorm layers whose statistics a round may recompute: those whose scale and shift train (a
+    frozen encoder keeps its statistics too), and, when ``every``, also those without scale and shift."""
+    return [
+        layer
+        for layer in batchnorm_layers(network)
+        if any(p.requires_grad for p in layer.parameters()) or (every and not list(layer.parameters()))
+    ]

@@ -1,4 +1,5 @@
-"""Mean teacher: the teacher's weights follow the student's as an exponential moving average."""
+"""Exponential moving averages of a network's weights: the mean teacher of the semi-supervised part, and the
+round's result (the average of the student's weights over the last steps, less noisy than its last step)."""
 
 from __future__ import annotations
 
@@ -38,3 +39,14 @@ def update_teacher(teacher: nn.Module, student: nn.Module, decay: float) -> None
         t.mul_(decay).add_(s.detach(), alpha=1 - decay)
     for t, s in zip(teacher.buffers(), student.buffers()):
         t.copy_(s)
+
+
+def make_average(student: nn.Module) -> nn.Module:
+    """The start of the round's weight average: a frozen copy of the student."""
+    return make_teacher(student)
+
+
+def average_decay(step: int, decay: float) -> float:
+    """The weight average's decay after ``step`` updates: min(decay, (1 + t) / (10 + t)), so the first steps
+    move the average quickly and a short round's result is not its starting point."""
+    return min(decay, (1.0 + step) / (10.0 + step))

@@ -123,3 +123,23 @@ def freeze_statistics(network: nn.Module) -> None:
         weights = list(module.parameters())
         if layer_type(module) in NORM_LAYERS and weights and not any(p.requires_grad for p in weights):
             module.eval()
+
+
+def parameter_groups(
+    network: nn.Module,
+    trainable: list[nn.Parameter],
+    encoder_factor: float,
+    learning_rate: float,
+    in_channels: int = 1,
+    roi_size=(32, 32, 32),
+) -> list[dict]:
+    """The optimiser's parameter groups: one at ``learning_rate``, or with ``encoder_factor`` != 1 the
+    encoder's trainable weights at ``encoder_factor`` x the rate, then the decoder's at the rate."""
+    if encoder_factor == 1.0:
+        return [{"params": trainable, "lr": learning_rate}]
+    decoder = set(decoder_parameters(network, in_channels, roi_size))
+    chosen = {id(p) for p in trainable}
+    named = [(name, p) for name, p in network.named_parameters() if id(p) in chosen]
+    encoder = [p for name, p in named if name not in decoder]
+    groups = [{"params": [p for name, p in named if name in decoder], "lr": learning_rate}]
+    return ([{"params": encoder, "lr": learning_rate * encoder_factor}] if encoder else []) + groups

@@ -7,17 +7,24 @@ the steps trained on the labelled cases alone, or with ``persistent_teacher`` th
 over from the previous round (an average of every round's student); ``classwise_pseudo_labels`` gives
 every class its own voxel threshold and an equal share of the unlabelled loss (``reliable.py``).
 
-The round keeps the best weights by validation Dice: on held-out labelled cases when the caller gives some,
-else on the labelled cases themselves when there are at least two. The parent's Dice on the same cases is
-measured first, so the caller's guard can tell whether the round made the model worse. The learning rate warms
-up linearly; ``config.adaptation`` chooses which weights may change (``peft.py``). Every network output goes
-through the model's output activation (``inference/activation.py``), so a network that ends in a softmax
-trains right.
+A round trains ``round_steps`` steps (``steps`` + ``steps_per_labelled`` x labelled cases). Its result is an
+exponential moving average of the student's weights (``weight_average_decay``); the learning rate warms up
+linearly, then follows ``lr_schedule`` (``schedule.py``), the encoder at ``encoder_lr_factor`` of the rate.
+BatchNorm statistics are recomputed at the start on the training cases plus the pool volumes the caller gives
+and then frozen (``batchnorm.py``). Same seed and same cases give the same weights.
+
+With held-out validation cases, the parent's Dice on them is measured first (step 0) and the averaged weights
+are validated every ``validate_every`` steps and at the end; the best validated step is the round's result and
+the caller's guard compares it with the parent (``guard.py``). Without them the round's result is its last
+averaged weights, unvalidated. ``config.adaptation`` chooses which weights may change (``peft.py``). Every
+network output goes through the model's output activation (``inference/activation.py``), so a network that
+ends in a softmax trains right.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,7 +35,7 @@ from monai.losses import DiceCELoss
 from monai.utils import set_determinism
 from torch import nn
 
-from ..config import FinetuneConfig
+from ..config import AdaptationMode, FinetuneConfig, round_steps
 from ..errors import CancelledError
 from ..inference.activation import to_logits, to_probabilities
 from ..inference.predictor import predict
@@ -36,11 +43,13 @@ from ..io.preprocessing import IMAGE, LABEL, ModelSpaceCase
 from ..metrics import dice_per_class, mean_of
 from ..models.loading import LoadedModel
 from .augmentation import augment_batch, strong_augmentation, weak_augmentation
-from .batchnorm import freeze_batchnorm, recompute_batchnorm_statistics
-from .ema import make_teacher, update_teacher
+from .batchnorm import adapted_batchnorm_layers, freeze_batchnorm, recompute_batchnorm_statistics
+from .ema import average_decay, make_average, make_teacher, update_teacher
+from .guard import ValidationSignal, best_candidate
 from .patches import draw_batch, labelled_sampler, unlabelled_sampler
-from .peft import freeze_statistics, select_trainable
+from .peft import freeze_statistics, parameter_groups, select_trainable
 from .reliable import class_balanced_cross_entropy, masked_cross_entropy, unlabelled_weight
+from .schedule import learning_rate_factor
 
 RoundProgress = Callable[[int, int, str], None]  # (step, steps, message)
 
@@ -56,8 +65,10 @@ class RoundResult:
     best_step: int
     history: list[dict] = field(default_factory=list)
     parent_validation_dice: float | None = None  # the model before the round, on the same cases
-    validation: str = "fit"  # "held-out": labelled cases kept out of training; "fit": the training cases
+    validation: str = ValidationSignal.NONE.value  # a ValidationSignal value
     teacher_state_dict: dict[str, torch.Tensor] | None = None  # the teacher to carry on, when it persists
+    candidates: dict[int, float] = field(default_factory=dict)  # step -> validation Dice (0: the parent)
+    batchnorm_volumes: int = 0  # whole volumes the BatchNorm statistics were recomputed on (0: not)
 
 
 def validation_dice(model: LoadedModel, cases: list[ModelSpaceCase], device) -> float:
@@ -69,18 +80,11 @@ def validation_dice(model: LoadedModel, cases: list[ModelSpaceCase], device) -> 
     return float(np.nanmean(scores)) if scores else float("nan")
 
 
-def warmup(steps: int, fraction: float):
-    """Learning-rate factor: linear from 1/warm-up steps to 1, then constant (a pretrained network's first
-    steps see gradients from an optimiser with no moment estimates yet)."""
-    warmup_steps = max(int(round(steps * fraction)), 1)
-    return lambda index: min((index + 1) / warmup_steps, 1.0)
-
-
 def teacher_start_step(config: FinetuneConfig) -> int:
     """The last step trained on labelled cases alone (0: the teacher is the round's starting model)."""
     if not 0.0 <= config.teacher_start_fraction < 1.0:
         raise ValueError(f"teacher_start_fraction must lie in [0, 1), got {config.teacher_start_fraction}")
-    return int(round(config.steps * config.teacher_start_fraction))
+    return int(round(config.steps * config.teacher_start_fraction))  # config.steps: the round's total
 
 
 def persists_teacher(config: FinetuneConfig) -> bool:
@@ -123,11 +127,14 @@ def finetune_round(
     cancelled: Callable[[], bool] | None = None,
     validation: list[ModelSpaceCase] | None = None,
     teacher_state: dict[str, torch.Tensor] | None = None,
+    statistics_volumes: list[torch.Tensor] | None = None,
 ) -> RoundResult:
-    """Train ``model.network`` in place for ``config.steps`` steps and return the weights to keep.
+    """Train ``model.network`` in place for ``round_steps`` steps and return the weights to keep.
 
-    ``validation``: labelled cases kept out of ``labelled`` to choose the best step and to compare with the
-    parent on; without them the labelled cases serve (the fit).
+    ``labelled``: the cases to train on; ``validation``: labelled cases kept out of training to choose the
+    best step and to compare with the parent on (the steps count them as labelled cases too);
+    ``statistics_volumes``: model-space images of unlabelled pool cases that join the training cases'
+    images when the BatchNorm statistics are recomputed.
 
     With ``config.persistent_teacher`` (and ``semi_supervised``) the teacher exists from step 1, starts from
     ``teacher_state`` (the previous round's, loaded strictly) or else from the student, and follows the
@@ -136,23 +143,35 @@ def finetune_round(
     """
     if not labelled:
         raise ValueError("a fine-tuning round needs at least one labelled case")
+    validation = list(validation or [])
+    config = dataclasses.replace(config, steps=round_steps(config, len(labelled) + len(validation)))
     device = torch.device(device)
     set_determinism(config.seed)
     rng = np.random.default_rng(config.seed)
     patch = tuple(config.patch_size or model.spec.roi_size)
     activation = model.spec.activation
     student: nn.Module = model.network.to(device)
-    validation_cases = validation or labelled
-    parent_dice = validation_dice(model, validation_cases, device)
+    candidates: dict[int, float] = {}
+    if validation:  # the parent is step 0's candidate
+        candidates[0] = validation_dice(model, validation, device)
+    trainable = select_trainable(student, config.adaptation, model.spec.in_channels, patch)
+    statistics_from = 0
     if config.recompute_batchnorm:  # target statistics from whole volumes, then frozen (see batchnorm.py)
-        recompute_batchnorm_statistics(student, [c.image.as_tensor() for c in labelled + unlabelled], device)
+        volumes = [c.image.as_tensor() for c in labelled] + list(statistics_volumes or [])
+        layers = adapted_batchnorm_layers(student, AdaptationMode(config.adaptation) is AdaptationMode.FULL)
+        statistics_from = recompute_batchnorm_statistics(student, volumes, device, layers=layers)
     semi_supervised = config.semi_supervised and bool(unlabelled)
     supervised_steps = labelled_only_steps(config, semi_supervised)
     teacher = initial_teacher(student, config, semi_supervised, supervised_steps, teacher_state)
     unlabelled_loss = class_balanced_cross_entropy if config.classwise_pseudo_labels else masked_cross_entropy
-    trainable = select_trainable(student, config.adaptation, model.spec.in_channels, patch)
-    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=config.weight_decay)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup(config.steps, config.warmup_fraction))
+    groups = parameter_groups(
+        student, trainable, config.encoder_lr_factor, config.learning_rate, model.spec.in_channels, patch
+    )
+    optimizer = torch.optim.AdamW(groups, lr=config.learning_rate, weight_decay=config.weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda index: learning_rate_factor(index, config.steps, config.warmup_fraction, config.lr_schedule),
+    )
     loss_function = DiceCELoss(to_onehot_y=True, softmax=True)
     use_amp = config.amp and device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
@@ -164,8 +183,9 @@ def finetune_round(
     weak, strong = (None, None)
     if config.augment:  # weak view for labelled patches, strong view for the student on unlabelled ones
         weak, strong = weak_augmentation(config.seed), strong_augmentation(config.seed + 1)
-    validate = bool(validation) or len(labelled) >= 2
-    best = (-1.0, 0, copy.deepcopy(student.state_dict()))
+    averaged = make_average(student) if config.weight_average_decay > 0 else None
+    result = dataclasses.replace(model, network=averaged) if averaged is not None else model
+    best: tuple[int, dict[str, torch.Tensor]] | None = None
     history: list[dict] = []
     started = time.perf_counter()
     for step in range(1, config.steps + 1):
@@ -198,7 +218,7 @@ def finetune_round(
                     to_logits(student(student_view), activation), teacher_probabilities, config.tau_vox
                 )
             total = loss + weight_u * loss_u
-        learning_rate = optimizer.param_groups[0]["lr"]
+        learning_rate = optimizer.param_groups[-1]["lr"]  # the decoder's, when the encoder's is lower
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(total).backward()
         scaler.step(optimizer)
@@ -206,6 +226,8 @@ def finetune_round(
         schedule.step()
         if teacher is not None:
             update_teacher(teacher, student, config.ema_decay)
+        if averaged is not None:
+            update_teacher(averaged, student, average_decay(step, config.weight_average_decay))
         record = {
             "step": step,
             "loss": loss.detach().item(),
@@ -213,33 +235,32 @@ def finetune_round(
             "lambda_u": weight_u,
             "lr": learning_rate,
         }
-        if validate and (step % config.validate_every == 0 or step == config.steps):
-            student.eval()
-            record["val_dice"] = validation_dice(model, validation_cases, device)
-            if record["val_dice"] > best[0]:
-                best = (record["val_dice"], step, copy.deepcopy(student.state_dict()))
+        if validation and (step % config.validate_every == 0 or step == config.steps):
+            result.network.eval()
+            record["val_dice"] = candidates[step] = validation_dice(result, validation, device)
+            if best_candidate({s: d for s, d in candidates.items() if s > 0})[0] == step:
+                best = (step, copy.deepcopy(result.network.state_dict()))
         history.append(record)
         if progress is not None:
             progress(step, config.steps, f"step {step}/{config.steps} loss {float(total.detach()):.3f}")
 
     student.eval()
-    if validate:
-        score, best_step, state = best
-        student.load_state_dict(state)
-    else:
-        score, best_step, state = validation_dice(model, labelled, device), config.steps, student.state_dict()
+    best_step, state = best if best is not None else (config.steps, result.network.state_dict())
+    student.load_state_dict(state)
     return RoundResult(
         state_dict=cpu_copy(state),
-        validation_dice=float(score),
+        validation_dice=candidates.get(best_step),
         steps=config.steps,
         seconds=time.perf_counter() - started,
         n_labelled=len(labelled),
         n_unlabelled=len(unlabelled) if semi_supervised else 0,
         best_step=best_step,
         history=history,
-        parent_validation_dice=float(parent_dice),
-        validation="held-out" if validation else "fit",
+        parent_validation_dice=candidates.get(0),
+        validation=(ValidationSignal.HELD_OUT if validation else ValidationSignal.NONE).value,
         teacher_state_dict=cpu_copy(teacher.state_dict()) if persists_teacher(config) else None,
+        candidates=candidates,
+        batchnorm_volumes=statistics_from,
     )
 
 

@@ -155,7 +155,14 @@ class QueryRequest(StrictRequest):
 
 
 class FinetuneRequest(StrictRequest):
-    steps: int | None = Field(None, ge=1, le=100_000, description="training steps of this round")
+    steps: int | None = Field(
+        None,
+        ge=1,
+        le=100_000,
+        description="training steps of this round (alone: exactly these; with steps_per_labelled: plus those "
+        "per labelled case)",
+    )
+    steps_per_labelled: int | None = Field(None, ge=0, le=10_000, description="steps added per labelled case")
     learning_rate: float | None = Field(None, gt=0.0, le=1.0)
     batch_size: int | None = Field(None, ge=1, le=64)
     semi_supervised: bool | None = Field(None, description="use reliable unlabelled cases with pseudo-labels")
@@ -170,7 +177,7 @@ class FinetuneRequest(StrictRequest):
         None, description="activate the round even if it validates worse than its parent"
     )
     hold_out_validation: bool | None = Field(
-        None, description="validate on a labelled case kept out of training (with >= 2 labelled cases)"
+        None, description="validate on labelled cases no round trained on (with >= 2 labelled cases)"
     )
 
     @model_validator(mode="after")

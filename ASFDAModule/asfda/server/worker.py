@@ -14,6 +14,7 @@ import sys
 import time
 import traceback
 
+from ..finetune.settings import round_steps_given
 from ..session.files import write_json_atomic
 from ..session.lease import bind_to_parent
 from .job_records import JobKind, JobState, WorkerTask
@@ -23,6 +24,7 @@ REPORT_INTERVAL_SECONDS = 0.25
 # Fine-tuning options a request may set; the rest come from the session's settings.
 FINETUNE_OPTIONS = (
     "steps",
+    "steps_per_labelled",
     "learning_rate",
     "batch_size",
     "semi_supervised",
@@ -149,13 +151,14 @@ def run_task(task: WorkerTask, report: ProgressReport) -> dict:
             "skipped": skipped,
         }
     overrides = {k: v for k, v in task.options.items() if k in FINETUNE_OPTIONS and v is not None}
-    config = dataclasses.replace(session.finetune_config, **overrides)
+    config = dataclasses.replace(session.finetune_config, **round_steps_given(overrides))
     report.write(JobState.RUNNING, 0.0, "preparing the round (scoring the pool for reliable cases)")
     version = session.finetune(config, progress=report, cancelled=report.cancelled, job_id=task.job_id)
     dice = version.metrics.get("val_dice")
     dice_text = f", validation Dice {dice:.3f}" if isinstance(dice, float) and dice == dice else ""
     if not version.metrics.get("accepted", True):
-        dice_text += " (worse than its parent, which stays active; accept_worse activates it)"
+        reason = version.metrics.get("guard_reason") or "worse than its parent, which stays active"
+        dice_text += f"; held back, {reason}"
     return {
         "message": f"round {version.round} done: model {version.id}{dice_text}",
         "model_version": version.id,

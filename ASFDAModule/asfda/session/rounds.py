@@ -1,5 +1,13 @@
 """A session's fine-tuning round: which unlabelled cases are reliable enough to pseudo-label, which labelled
-case is held out to validate on, training from the active version, and the round's commit into the store.
+cases are held out to validate on, which pool cases the BatchNorm statistics see, training from the active
+version, and the round's commit into the store.
+
+The held-out cases form a validation set that only grows: a case joins it only if no round has trained on it
+and it is not the newest labelled case (the radiologist's latest correction always trains, so it counts at
+once), and it stays out of training from then on. So the parent never trained on a case the round validates
+on, and the comparison is not a fit. The set grows to ``validation_fraction`` of the labelled cases (1 to
+``max_validation_cases``); it can only grow in a round that brings two or more new labelled cases (a round
+of one new case trains on it, as it must).
 
 The commit order is the store's (see :mod:`asfda.session.store`): the weights, and the round's persistent
 teacher if it has one, are written and fsynced into a partial folder first (fault point ``weights-saved``),
@@ -13,7 +21,7 @@ import io
 import os
 import shutil
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -46,6 +54,9 @@ class RoundPlan:
     labelled: list[str]
     reliable: list[str]
     held_out: list[str]
+    statistics_pool: list[str] = field(
+        default_factory=list
+    )  # unlabelled cases whose images join the BatchNorm statistics
 
 
 def reliable_unlabelled(
@@ -69,11 +80,55 @@ def reliable_unlabelled(
     return [s.case_id for s, keep in zip(pool, mask) if keep]
 
 
-def held_out_cases(labelled: list[str], number: int, config: FinetuneConfig) -> list[str]:
-    """With two or more labelled cases one is held out to validate on, a different one each round."""
-    if config.hold_out_validation and len(labelled) >= 2:
-        return [labelled[(number - 1) % len(labelled)]]
-    return []
+def validation_size(n_labelled: int, config: FinetuneConfig) -> int:
+    """How many labelled cases the validation set should hold: none below two labelled cases, else
+    ``validation_fraction`` of them, 1 to ``max_validation_cases``."""
+    if not config.hold_out_validation or n_labelled < 2:
+        return 0
+    return min(config.max_validation_cases, max(1, round(config.validation_fraction * n_labelled)))
+
+
+def held_out_cases(
+    labelled_in_order: list[str], previous: list[str], trained: set[str], config: FinetuneConfig
+) -> list[str]:
+    """The round's validation set: the previous one (less any case that has since been trained on or lost
+    its label), grown with the earliest labelled cases no round has trained on, never the newest."""
+    if not config.hold_out_validation:
+        return []
+    labelled = set(labelled_in_order)
+    kept = [c for c in previous if c in labelled and c not in trained]
+    fresh = [c for c in labelled_in_order[:-1] if c not in trained and c not in kept]
+    return kept + fresh[: max(0, validation_size(len(labelled_in_order), config) - len(kept))]
+
+
+def labelled_in_order(store: SessionStore) -> list[str]:
+    """The labelled cases, the most recently labelled last (by the journal's ``label_submitted`` lines; a
+    corrected case counts from its last submission)."""
+    labelled = store.labelled_ids()
+    last = {}
+    for index, entry in enumerate(store.journal()):
+        if entry.get("event") == "label_submitted":
+            last[entry.get("case")] = index
+    return sorted(labelled, key=lambda case: last.get(case, -1))
+
+
+def trained_cases(rounds: list[dict]) -> set[str]:
+    """Every case some committed round trained on."""
+    return {c for r in rounds for c in r.get("labelled", []) if c not in set(r.get("held_out", []))}
+
+
+def statistics_pool(
+    store: SessionStore, labelled: list[str], config: FinetuneConfig, number: int, exclude: Iterable[str]
+) -> list[str]:
+    """Up to ``batchnorm_pool_cases`` unlabelled cases, drawn with the seed and the round number."""
+    if not config.recompute_batchnorm or config.batchnorm_pool_cases <= 0:
+        return []
+    excluded = set(labelled) | set(exclude)
+    pool = sorted(r.id for r in store.cases() if r.id not in excluded)
+    if len(pool) <= config.batchnorm_pool_cases:
+        return pool
+    rng = np.random.default_rng([config.seed, number])
+    return sorted(rng.choice(pool, size=config.batchnorm_pool_cases, replace=False).tolist())
 
 
 def plan_round(
@@ -82,17 +137,22 @@ def plan_round(
     cancelled: Cancelled | None,
     exclude_from_pseudo: Iterable[str],
 ) -> RoundPlan:
-    labelled = session.store.labelled_ids()
+    store = session.store
+    labelled = labelled_in_order(store)
     if not labelled:
-        raise StoreError("no labelled case yet: submit a mask before fine-tuning", session.store.root)
-    parent = session.store.active_version
-    number = session.store.next_round_number()
+        raise StoreError("no labelled case yet: submit a mask before fine-tuning", store.root)
+    parent = store.active_version
+    number = store.next_round_number()
     scores = session.score_all(cancelled=cancelled) if config.semi_supervised else {}
     # The round's own thresholds, not the session's defaults: the config passed in is the round's truth.
     reliable = (
         reliable_unlabelled(scores, labelled, config, exclude_from_pseudo) if config.semi_supervised else []
     )
-    return RoundPlan(number, parent, labelled, reliable, held_out_cases(labelled, number, config))
+    rounds = store.rounds()
+    previous = list(rounds[-1].get("held_out", [])) if rounds else []
+    held_out = held_out_cases(labelled, previous, trained_cases(rounds), config)
+    pool = statistics_pool(store, labelled, config, number, exclude_from_pseudo)
+    return RoundPlan(number, parent, labelled, reliable, held_out, pool)
 
 
 def run_round(
@@ -123,7 +183,13 @@ def run_round(
         model = session.load_version(plan.parent)  # never the in-memory pretrained model: it must stay frozen
         result = train(session, model, plan, config, progress, cancelled)
         guard = guard_decision(
-            result.parent_validation_dice, result.validation_dice, result.validation, config.accept_worse
+            result.parent_validation_dice,
+            result.validation_dice,
+            result.validation,
+            config.accept_worse,
+            config.guard_tolerance,
+            [session.store.case(c).name for c in plan.held_out],
+            result.best_step,
         )
         version_id = session.store.next_version_id()
         version = save_version(session.store, result, plan, version_id, guard)
@@ -151,6 +217,7 @@ def train(
         cancelled=cancelled,
         validation=[session.model_space_case(c) for c in plan.held_out],
         teacher_state=saved_teacher(session.store, plan.parent) if persists_teacher(config) else None,
+        statistics_volumes=[session.model_space_image(c) for c in plan.statistics_pool],
     )
 
 
@@ -198,7 +265,7 @@ def commit(  # the order of these writes is what test_commit_faults checks
         write_bytes_atomic(partial / TEACHER_FILE, tensor_bytes(result.teacher_state_dict))
     fault_point("weights-saved")
     accepted = guard is None or guard.accepted
-    metrics = version_metrics(result, accepted)
+    metrics = version_metrics(result, accepted, guard)
     version = ModelVersion(version_id, plan.parent, now_iso(), plan.number, metrics)
     record = round_record(result, plan, version.id, metrics, guard)
     version = store.commit_round(partial, version, record, activate=accepted)
@@ -213,7 +280,7 @@ def tensor_bytes(state: dict[str, torch.Tensor]) -> bytes:
     return buffer.getvalue()
 
 
-def version_metrics(result: RoundResult, accepted: bool) -> dict:
+def version_metrics(result: RoundResult, accepted: bool, guard: GuardDecision | None = None) -> dict:
     return {
         "val_dice": result.validation_dice,
         "seconds": round(result.seconds, 2),
@@ -224,6 +291,7 @@ def version_metrics(result: RoundResult, accepted: bool) -> dict:
         "parent_val_dice": result.parent_validation_dice,
         "validation": result.validation,
         "accepted": accepted,
+        "guard_reason": guard.reason if guard is not None else None,
     }
 
 
@@ -241,4 +309,7 @@ def round_record(
         "history": result.history,
         "held_out": list(plan.held_out),
         "guard": guard.to_json() if guard is not None else None,
+        # step -> validation Dice on the held-out cases; step 0 is the parent (JSON keys are strings)
+        "candidates": {str(step): dice for step, dice in result.candidates.items()},
+        "batchnorm": {"volumes": result.batchnorm_volumes, "pool_cases": list(plan.statistics_pool)},
     }

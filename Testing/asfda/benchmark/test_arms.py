@@ -7,13 +7,16 @@ from asfda.benchmark.arms import (
     ARMS,
     FULL_METHOD,
     KNOWN_ARMS,
+    RECIPE_2026_11,
+    RECIPE_VARIANTS,
     SSL_RELATIVE,
     SSL_SETTINGS,
     VARIANTS,
     full_method,
     semi_supervised_arm,
 )
-from asfda.config import FinetuneConfig, QueryStrategy
+from asfda.benchmark.runner import BenchmarkConfig
+from asfda.config import FinetuneConfig, LearningRateSchedule, QueryStrategy, config_to_dict, round_steps
 
 
 def test_a_supervised_full_method_changes_no_fine_tuning_setting():
@@ -48,3 +51,42 @@ def test_the_persistent_teacher_variant_is_the_late_classwise_setting_plus_the_t
     assert arm.finetune_overrides == late_classwise + (("persistent_teacher", True),)
     assert "ssl-persistent-teacher" in VARIANTS and "ssl-persistent-teacher" not in ARMS
     assert full_method("typiclust", "ssl-persistent-teacher").finetune_overrides == arm.finetune_overrides
+
+
+def test_the_headline_arm_fine_tunes_with_the_product_default():
+    """What `asfda create` gives a user is what the benchmark's headline arm runs: the same FinetuneConfig
+    but for the seed (each run has its own) and the patch, which a session reads from the model's window."""
+    patch = (48, 48, 48)
+    config = BenchmarkConfig(arms=(FULL_METHOD, RECIPE_2026_11))
+    for seed in (0, 3):
+        headline = config_to_dict(config.finetune(ARMS[FULL_METHOD], seed, patch))
+        product = config_to_dict(dataclasses.replace(FinetuneConfig(), patch_size=patch))
+        assert headline.pop("seed") == seed
+        product.pop("seed")
+        assert headline == product
+    session_settings = config_to_dict(FinetuneConfig())  # what AdaptationSession.create stores
+    assert config_to_dict(config.recipe) == session_settings
+    assert config.schedule_steps((2, 6)) == round_steps(FinetuneConfig(), 2) + round_steps(
+        FinetuneConfig(), 6
+    )
+
+
+def test_the_benchmark_recipe_of_2026_11_is_an_arm_beside_the_headline():
+    old = BenchmarkConfig().finetune(ARMS[RECIPE_2026_11], 0, (48, 48, 48))
+    assert RECIPE_2026_11 in ARMS and not ARMS[RECIPE_2026_11].semi_supervised
+    assert (old.learning_rate, old.warmup_fraction, old.lr_schedule) == (
+        1e-3,
+        0.0,
+        LearningRateSchedule.CONSTANT,
+    )
+    assert (old.steps, old.steps_per_labelled, old.weight_average_decay) == (100, 20, 0.0)
+    assert not old.hold_out_validation and old.accept_worse and old.augment and old.recompute_batchnorm
+    assert old.batchnorm_pool_cases == 0 and ARMS[RECIPE_2026_11].strategy is ARMS[FULL_METHOD].strategy
+
+
+@pytest.mark.parametrize("name", sorted(RECIPE_VARIANTS))
+def test_every_recipe_variant_changes_one_valid_setting(name):
+    arm = KNOWN_ARMS[name]
+    assert len(arm.finetune_overrides) == 1 and not arm.semi_supervised
+    changed = dataclasses.replace(FinetuneConfig(), **dict(arm.finetune_overrides))  # unknown fields raise
+    assert changed != FinetuneConfig()

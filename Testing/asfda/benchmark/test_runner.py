@@ -22,13 +22,24 @@ from asfda.benchmark.runner import (
     prepare_model,
 )
 from asfda.cli.main import main
+from asfda.config import FinetuneConfig, config_to_dict, round_steps
 from asfda.errors import ASFDAError
 from asfda.models.spec import ModelSpec
 from asfda.session import session as session_module
 
+# The plumbing runs a one-step recipe (the shipped one trains 120 steps a round here: minutes on 2 cores);
+# that the headline arm runs the shipped recipe is test_arms.py's to show.
+ONE_STEP = replace(FinetuneConfig(), steps=1, steps_per_labelled=0)
+
 
 @pytest.fixture(scope="module")
 def tiny_benchmark(tmp_path_factory, tiny_dataset, tiny_model):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(BenchmarkConfig, "recipe", property(lambda self: ONE_STEP))
+        return run_tiny_benchmark(tmp_path_factory, tiny_dataset, tiny_model)
+
+
+def run_tiny_benchmark(tmp_path_factory, tiny_dataset, tiny_model):
     out = tmp_path_factory.mktemp("benchmark")
     argv = [
         "benchmark",
@@ -46,8 +57,6 @@ def tiny_benchmark(tmp_path_factory, tiny_dataset, tiny_model):
         "--seeds",
         "0",
         "--schedule",
-        "1",
-        "--steps",
         "1",
         "--device",
         "cpu",
@@ -141,8 +150,16 @@ def test_outputs_are_produced_and_sane(tiny_benchmark, tiny_dataset):
     assert len(scoring["ours"]["seconds"]) == len(tiny_dataset.pool)
 
     info = json.loads((out / "run.json").read_text())
-    assert info["command"].startswith("asfda benchmark --dataset") and "--steps 1" in info["command"]
-    assert info["ceiling_steps"] == 1  # --steps 1 for the one round of --schedule 1
+    assert info["command"].startswith("asfda benchmark --dataset") and "--schedule 1" in info["command"]
+    assert info["ceiling_steps"] == round_steps(ONE_STEP, 1)  # the one round of --schedule 1
+    # run.json names the fine-tuning the headline arm ran: the recipe, with the model's window
+    product = config_to_dict(replace(ONE_STEP, patch_size=[32, 32, 32]))  # as JSON has it
+    assert info["finetune_defaults"] == {
+        **product,
+        "seed": 0,
+        "semi_supervised": True,
+        "tau_conf_quantile": 0.75,
+    }
     assert info["machine"]["cpu_count"] and info["git_commit"] and info["started"] and info["finished"]
     assert {r["strategy"] for r in info["runs"]} == {"source-only", "asfda", "random"}
     assert info["full_method"]["fine_tuning"] == "ssl-relative"
@@ -187,9 +204,7 @@ def test_whole_volume_window_covers_every_volume(tmp_path, tiny_dataset, tiny_mo
 
 
 def test_plan_pairs_seeds_and_gives_the_ceiling_a_whole_schedule_of_steps(tmp_path, tiny_dataset):
-    config = BenchmarkConfig(
-        arms=("ssl-late-classwise", "random"), seeds=(0, 1), schedule=(1, 2), steps=5, patch_size=16
-    )
+    config = BenchmarkConfig(arms=("ssl-late-classwise", "random"), seeds=(0, 1), schedule=(1, 2))
     jobs = plan_jobs(
         config, tiny_dataset, tmp_path / "model", (16, 16, 16), tmp_path / "out", tmp_path / "work"
     )
@@ -203,10 +218,14 @@ def test_plan_pairs_seeds_and_gives_the_ceiling_a_whole_schedule_of_steps(tmp_pa
     ]
     ceiling = jobs[2]
     assert ceiling.arm is CEILING and ceiling.schedule == (len(tiny_dataset.pool),)
-    assert ceiling.finetune.steps == 10 and not ceiling.finetune.semi_supervised
+    recipe = FinetuneConfig()
+    whole_schedule = round_steps(recipe, 1) + round_steps(recipe, 2)
+    assert ceiling.finetune.steps == whole_schedule and ceiling.finetune.steps_per_labelled == 0
+    assert not ceiling.finetune.semi_supervised
     assert jobs[0].finetune.semi_supervised and jobs[0].finetune.seed == 0 and jobs[3].finetune.seed == 1
     assert jobs[0].finetune.teacher_start_fraction == 0.5 and jobs[0].finetune.classwise_pseudo_labels
-    assert jobs[1].finetune.validate_every == 5  # once, at the end of each round
+    assert replace(jobs[1].finetune, seed=0, patch_size=None) == recipe  # a query arm: the shipped recipe
+    assert all(job.steps_per_labelled == 0 for job in jobs)  # the rule lives in the FinetuneConfig
     # the semi-supervised arm follows the default query, like the full method, which is supervised
     twin = QUERY_ARMS[DEFAULT_QUERY]
     assert twin.strategy is ARMS["asfda"].strategy is ARMS["ssl-late-classwise"].strategy
@@ -214,18 +233,23 @@ def test_plan_pairs_seeds_and_gives_the_ceiling_a_whole_schedule_of_steps(tmp_pa
 
 
 def test_the_ceiling_gets_the_steps_per_labelled_case_of_the_whole_schedule():
-    config = BenchmarkConfig(arms=("random",), schedule=(2, 3, 6, 12), steps=100, steps_per_labelled=20)
-    # 4 rounds of 100 steps plus 20 per labelled case: 400 + 20 x (2 + 3 + 6 + 12)
-    assert config.ceiling_steps(config.schedule) == 860
+    config = BenchmarkConfig(arms=("random",), schedule=(2, 3, 6, 12))
+    recipe = FinetuneConfig()
+    # 4 rounds of the recipe's steps plus its steps per labelled case: 100 x 4 + 20 x (2 + 3 + 6 + 12) = 860
+    expected = 4 * recipe.steps + recipe.steps_per_labelled * (2 + 3 + 6 + 12)
+    assert config.ceiling_steps(config.schedule) == expected
     assert replace(config, all_labelled_steps=50).ceiling_steps(config.schedule) == 50
 
 
 def test_a_report_rebuilt_from_older_runs_names_the_ceiling_steps_they_had():
-    config = BenchmarkConfig(arms=("random",), budgets=(10, 20), steps=100, steps_per_labelled=20)
+    config = BenchmarkConfig(arms=("random",), budgets=(10, 20))
+    recipe = FinetuneConfig()
     saved_before = {"command": "asfda benchmark ..."}  # a run.json written before ceiling_steps existed
-    assert ceiling_steps_used(config, saved_before, 60, report_only=True) == 200  # steps x rounds, as run
+    legacy = recipe.steps * 2  # steps x rounds, as those runs had
+    assert ceiling_steps_used(config, saved_before, 60, report_only=True) == legacy
     assert ceiling_steps_used(config, {"ceiling_steps": 555}, 60, report_only=True) == 555
-    assert ceiling_steps_used(config, {"ceiling_steps": 555}, 60, report_only=False) == 200 + 20 * (6 + 12)
+    now = 2 * recipe.steps + recipe.steps_per_labelled * (6 + 12)
+    assert ceiling_steps_used(config, {"ceiling_steps": 555}, 60, report_only=False) == now
 
 
 def test_the_recorded_command_names_the_budgets_not_the_schedule_they_replace():

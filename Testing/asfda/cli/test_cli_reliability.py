@@ -158,4 +158,4 @@ def test_help_texts_say_the_defaults():
     actions = {a.dest: a for a in parser._subparsers._group_actions[0].choices["loop"]._actions}
     assert all(actions[name].help for name in ("steps", "rounds", "budget", "strategy", "model"))
     finetune = {a.dest: a for a in parser._subparsers._group_actions[0].choices["finetune"]._actions}
-    assert "60" in finetune["steps"].help
+    assert "100 + 20 per labelled case" in finetune["steps"].help

@@ -28,6 +28,10 @@ def round_with_teacher_spy(one_class_model, monkeypatch, fraction: float):
     monkeypatch.setattr(trainer, "make_teacher", spy)
     config = FinetuneConfig(
         steps=4,
+        steps_per_labelled=0,
+        weight_average_decay=0.0,
+        recompute_batchnorm=False,
+        augment=False,
         learning_rate=1e-2,
         warmup_fraction=0.0,
         semi_supervised=True,

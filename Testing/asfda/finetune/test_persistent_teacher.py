@@ -10,8 +10,12 @@ from asfda.io.preprocessing import ModelSpaceCase
 from asfda.models.loading import load_model
 from monai.data import MetaTensor
 
-PERSISTENT = FinetuneConfig(
+PERSISTENT = FinetuneConfig(  # the old round: the student's last weights, no AdaBN
     steps=3,
+    steps_per_labelled=0,
+    weight_average_decay=0.0,
+    recompute_batchnorm=False,
+    augment=False,
     learning_rate=1e-2,
     warmup_fraction=0.0,
     semi_supervised=True,

@@ -66,3 +66,13 @@ def test_api_takes_the_same_fields():
         FinetuneRequest(adaptation="lora")
     with pytest.raises(ValidationError):
         FinetuneRequest(patch_size=[0, 64, 64])
+
+
+def test_steps_alone_mean_exactly_that_many_steps_a_round():
+    from asfda.finetune.settings import round_steps_given
+
+    assert round_steps_given({"steps": 5}) == {"steps": 5, "steps_per_labelled": 0}
+    assert round_steps_given({"steps": 5, "steps_per_labelled": 3}) == {"steps": 5, "steps_per_labelled": 3}
+    assert round_steps_given({"learning_rate": 1e-3}) == {"learning_rate": 1e-3}  # the session's rule stays
+    args = build_parser().parse_args(["finetune", "--session", "S", "--steps", "7"])
+    assert apply_finetune_flags(FinetuneConfig(), args).steps_per_labelled == 0

@@ -74,6 +74,7 @@ def main() -> None:
                         session.submit_label(record.id, pool[1] / Path(record.source_path).name)
                     config = FinetuneConfig(
                         steps=args.steps,
+                        steps_per_labelled=0,
                         patch_size=(args.patch,) * 3,
                         semi_supervised=False,
                         seed=seed,

@@ -44,7 +44,9 @@ def test_swinunetr_scores_and_finetunes(tmp_path, tiny_dataset):
     model_dir = write_tiny_swin(tmp_path / "swin", tiny_dataset.labels)
     assert load_model(model_dir).spec.network.name == "SwinUNETR"
     # batch 2: the bottleneck of a 32^3 patch is one voxel, and BatchNorm needs two values to train
-    config = FinetuneConfig(steps=1, batch_size=2, semi_supervised=False, adaptation=AdaptationMode.DECODER)
+    config = FinetuneConfig(
+        steps=1, steps_per_labelled=0, batch_size=2, semi_supervised=False, adaptation=AdaptationMode.DECODER
+    )
     session = AdaptationSession.create(tmp_path / "session", model_dir, "cpu", finetune=config)
     for image, _ in tiny_dataset.pool[:2]:
         session.add_volume(image)
@@ -61,5 +63,7 @@ def test_swinunetr_scores_and_finetunes(tmp_path, tiny_dataset):
     changed = {key for key in before if not torch.equal(before[key], trained[key])}
     assert any(key.startswith("decoder") for key in changed)
     assert not any(key.startswith(("swinViT.", "encoder")) for key in changed)  # weights and statistics
-    full = session.finetune(FinetuneConfig(steps=1, batch_size=2, semi_supervised=False, accept_worse=True))
+    full = session.finetune(
+        FinetuneConfig(steps=1, steps_per_labelled=0, batch_size=2, semi_supervised=False, accept_worse=True)
+    )
     assert full.metrics["accepted"] and session.store.active_version == full.id

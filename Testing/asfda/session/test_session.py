@@ -66,7 +66,9 @@ def test_a_round_makes_a_new_version_with_its_parent(session, tiny_dataset):
     ranking = session.rank(QueryConfig(budget=2))
     for row in ranking[:2]:
         session.submit_label(row.case_id, reference_of(session, row.case_id, tiny_dataset))
-    version = session.finetune(FinetuneConfig(steps=4, validate_every=2))
+    version = session.finetune(
+        FinetuneConfig(steps=4, steps_per_labelled=0, validate_every=2, accept_worse=True)
+    )
     assert version.id == "v0001" and version.parent == "v0000" and version.round == 1
     assert 0.0 <= version.metrics["val_dice"] <= 1.0
     assert session.store.active_version == "v0001"
@@ -87,7 +89,10 @@ def test_cancelled_round_changes_nothing(session, tiny_dataset):
     session.submit_label(case.id, reference_of(session, case.id, tiny_dataset))
     calls = iter([False] * 2 + [True] * 1000)
     with pytest.raises(CancelledError):
-        session.finetune(FinetuneConfig(steps=20, semi_supervised=False), cancelled=lambda: next(calls))
+        session.finetune(
+            FinetuneConfig(steps=20, steps_per_labelled=0, semi_supervised=False),
+            cancelled=lambda: next(calls),
+        )
     assert session.store.active_version == "v0000"
     assert [v.id for v in session.store.versions()] == ["v0000"]
     assert session.store.journal()[-1]["event"] == "round_cancelled"

@@ -11,6 +11,7 @@ from asfda.session.session import AdaptationSession
 
 PERSISTENT = FinetuneConfig(
     steps=1,
+    steps_per_labelled=0,
     semi_supervised=True,
     persistent_teacher=True,
     validate_every=1,

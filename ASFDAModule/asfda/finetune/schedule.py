@@ -1,0 +1,26 @@
+"""The learning rate of a round: a linear warm-up (a pretrained network's first steps see gradients from an
+optimiser with no moment estimates yet), then constant or half a cosine down to zero at the last step (the
+last steps move the weights least, so where a round ends depends less on its last few patches)."""
+
+from __future__ import annotations
+
+import math
+
+from ..config import LearningRateSchedule
+
+
+def warmup_steps(steps: int, fraction: float) -> int:
+    return max(int(round(steps * fraction)), 1)
+
+
+def learning_rate_factor(
+    index: int, steps: int, warmup_fraction: float, schedule: LearningRateSchedule
+) -> float:
+    """The share of the peak rate at step ``index`` (0-based) of ``steps``."""
+    warmup = warmup_steps(steps, warmup_fraction)
+    if index < warmup:
+        return (index + 1) / warmup
+    if LearningRateSchedule(schedule) is LearningRateSchedule.CONSTANT:
+        return 1.0
+    progress = (index - warmup + 1) / max(steps - warmup + 1, 1)
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
