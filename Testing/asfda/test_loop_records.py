@@ -54,9 +54,7 @@ def test_a_held_back_round_records_the_test_dice_of_both_versions(
 ):
     monkeypatch.setattr(
         "asfda.session.rounds.guard_decision",
-        lambda parent, dice, validation, accept_worse=False: GuardDecision(
-            False, 0.5, 0.4, validation, "held"
-        ),
+        lambda parent, dice, validation, *rest: GuardDecision(False, 0.5, 0.4, validation, "held"),
     )
     images, references = tiny_dataset.pool[0][0].parent, tiny_dataset.pool[0][1].parent
     test_images, test_references = tiny_dataset.test[0][0].parent, tiny_dataset.test[0][1].parent
