@@ -19,6 +19,7 @@ from pathlib import Path
 
 from .BackendTypes import BackendInfo, Case, Job, ModelVersion, QuerySettings, Ranking, RoundMetrics
 from .i18n import _
+from .Paths import temporaryName
 
 # Short calls answer in well under a second; a generous limit still notices a hung backend.
 DEFAULT_TIMEOUT_S = 30.0
@@ -189,7 +190,8 @@ class BackendClient:
         """``headers``, when given, receives the answer's headers (names in lower case)."""
         destination.parent.mkdir(parents=True, exist_ok=True)
         # Write beside the destination and rename, so a cancelled download never leaves half a volume.
-        handle, partial = tempfile.mkstemp(dir=destination.parent, suffix=".part")
+        prefix = temporaryName(destination)
+        handle, partial = tempfile.mkstemp(dir=destination.parent, prefix=prefix, suffix=".part")
         try:
             with os.fdopen(handle, "wb") as out, self._open("GET", path, timeout=self.longTimeout) as answer:
                 if headers is not None:

@@ -7,14 +7,13 @@ own folder of the session, and asks the backend for another case while the one i
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass
 from enum import Enum
 from pathlib import Path
 
 from .i18n import _
+from .Paths import replaceJson
 
 FILE_NAME = "case_marks.json"
 HTTP_NOT_FOUND = 404
@@ -86,13 +85,7 @@ class CaseMarks:
         return {r.caseId: r for r in records}
 
     def _write(self) -> None:
-        # Written beside the file and renamed: a crash never leaves half a file.
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        items = [{**asdict(r), "mark": r.mark.value} for r in self.records()]
-        handle, partial = tempfile.mkstemp(dir=self.path.parent, suffix=".part")
-        with os.fdopen(handle, "w") as stream:
-            json.dump(items, stream, indent=1)
-        os.replace(partial, self.path)
+        replaceJson(self.path, [{**asdict(r), "mark": r.mark.value} for r in self.records()])
 
 
 def nextUnmarkedCase(client, marks: CaseMarks | None, annotator: str):

@@ -7,8 +7,6 @@ has become good enough that corrections are small (MONAI Label issue 55 asks for
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass
@@ -17,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from .i18n import _
+from .Paths import replaceJson
 
 FILE_NAME = "edit_effort.json"
 OPENED_FILE_NAME = "opened_cases.json"
@@ -105,7 +104,7 @@ class EditEffortLog:
             ) from None
 
     def _write(self) -> None:
-        _writeJson(self.path, [asdict(r) for r in self._records])
+        replaceJson(self.path, [asdict(r) for r in self._records])
 
 
 @dataclass
@@ -131,7 +130,7 @@ class OpenedCases:
     def add(self, caseId, caseName, predictionPath, modelVersion, round) -> OpenedCase:
         record = OpenedCase(caseId, caseName, str(predictionPath), modelVersion, round, time.time())
         self._records[caseId] = record
-        _writeJson(self.path, [asdict(r) for r in self._records.values()])
+        replaceJson(self.path, [asdict(r) for r in self._records.values()])
         return record
 
     def get(self, caseId: str) -> OpenedCase | None:
@@ -139,7 +138,7 @@ class OpenedCases:
 
     def forget(self, caseId: str) -> None:
         if self._records.pop(caseId, None) is not None:
-            _writeJson(self.path, [asdict(r) for r in self._records.values()])
+            replaceJson(self.path, [asdict(r) for r in self._records.values()])
 
     def _read(self) -> dict[str, OpenedCase]:
         if not self.path.is_file():
@@ -153,12 +152,3 @@ class OpenedCases:
                 )
             ) from None
         return {r.caseId: r for r in records}
-
-
-def _writeJson(path: Path, items: list) -> None:
-    # Written beside the file and renamed: a crash never leaves half a file.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, partial = tempfile.mkstemp(dir=path.parent, suffix=".part")
-    with os.fdopen(handle, "w") as stream:
-        json.dump(items, stream, indent=1)
-    os.replace(partial, path)

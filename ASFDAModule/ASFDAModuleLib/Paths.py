@@ -1,7 +1,11 @@
-"""Paths the user types or picks: unset is empty (never "."); a model is a folder or a TorchScript file."""
+"""Paths the user types or picks (unset is empty, never "."; a model is a folder or a TorchScript file), and
+the names of files written beside their destination before they replace it."""
 
 from __future__ import annotations
 
+import json
+import os
+import tempfile
 from pathlib import Path
 
 from .i18n import _
@@ -46,3 +50,20 @@ def checkModelPath(value) -> Path | None:
 def safeName(text: str) -> str:
     """A file name made from a case id or a model version."""
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
+
+
+def temporaryName(path: Path, suffix: str = "") -> str:
+    """Name of a file written beside ``path`` before it is renamed over it, by the engine's rule for
+    temporaries (``asfda/session/temporaries.py``: hidden, with the writer's pid), so that opening a session
+    sweeps those a crash left. ``suffix`` (a volume's extension, which the image writers go by) comes last."""
+    stem = path.name[: len(path.name) - len(suffix)] if suffix and path.name.endswith(suffix) else path.name
+    return f".{stem}.tmp{os.getpid()}-"
+
+
+def replaceJson(path: Path, data) -> None:
+    """``data`` as JSON, written beside ``path`` and renamed over it: a crash never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, partial = tempfile.mkstemp(dir=path.parent, prefix=temporaryName(path), suffix=".part")
+    with os.fdopen(handle, "w") as stream:
+        json.dump(data, stream, indent=1)
+    os.replace(partial, path)

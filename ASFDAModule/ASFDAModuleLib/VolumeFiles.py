@@ -18,6 +18,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .i18n import _
+from .Paths import temporaryName
 
 RAS_TO_LPS = np.diag([-1.0, -1.0, 1.0])  # MRML works in RAS, ITK files in LPS
 LOADING_SUFFIX = ".nrrd"  # uncompressed NRRD: the GUI thread reads it without inflating anything
@@ -90,7 +91,8 @@ def _rewrite(path: Path) -> tuple[Path, sitk.Image]:
 def _writeImage(image: sitk.Image, path: Path, compress: bool) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".part-{path.name}")  # the same suffix: ITK picks the format by it
+    suffix = ".nii.gz" if path.name.endswith(".nii.gz") else path.suffix  # ITK picks the format by it
+    partial = path.with_name(f"{temporaryName(path, suffix)}part{suffix}")
     try:
         sitk.WriteImage(image, str(partial), compress)
         os.replace(partial, path)

@@ -45,3 +45,26 @@ def test_the_model_field_offers_files_and_folders():
     assert "ctkPathLineEdit::Files" in filters and "ctkPathLineEdit::Dirs" in filters
     assert nameFilters == ["TorchScript model (*.ts *.torchscript *.pt *.pth)"]
     assert any(w.get("name") == "modelFolderButton" for w in ui.iter("widget"))  # folders: their own dialog
+
+
+def test_a_write_the_module_leaves_behind_is_a_temporary_the_session_sweeps(tmp_path, monkeypatch):
+    """The module writes case marks, edit efforts and imported volumes into the session folder; what a crash
+    between the write and the rename leaves must carry the engine's temporary name, so opening the session
+    removes it (it did not: mkstemp's own names were left forever)."""
+    import os
+
+    from ASFDAModuleLib.Paths import replaceJson, temporaryName
+    from asfda.session.temporaries import temporary_owner
+
+    marks = tmp_path / "slicer" / "case_marks.json"
+
+    def crash(*args):
+        raise OSError("killed between the write and the rename")
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(OSError, match="killed"):
+        replaceJson(marks, [{"caseId": "c1", "mark": "skipped"}])
+    (leftover,) = marks.parent.iterdir()
+    assert temporary_owner(leftover.name) == os.getpid() and not marks.exists()
+    volume = temporaryName(tmp_path / "imports" / "case.nii.gz", ".nii.gz") + "part.nii.gz"
+    assert temporary_owner(volume) == os.getpid() and volume.endswith(".nii.gz")
