@@ -6,9 +6,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
-from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 from typing import BinaryIO
 
@@ -16,40 +13,32 @@ from fastapi import HTTPException
 
 from .. import __version__
 from ..errors import ASFDAError, MaskError, StoreError, VolumeReadError
-from ..io.headers import DEFAULT_MAX_VOXELS
 from ..io.volumes import VOLUME_SUFFIXES, case_name, content_hash, read_volume, volume_suffix
 from ..scoring.query import RankedCase
 from ..session.records import CaseRecord
 from ..session.session import AdaptationSession
 from . import ranking as ranking_views
 from . import schemas
-from .job_records import JobState
+from .case_files import CaseFiles, PredictionFormat
 from .jobs import JobManager, stop_leftover_workers
+from .model_versions import ModelVersions
 from .paths import PathForbiddenError, PathGuard
+from .serving import MAX_SCORING_PASSES, CaseServing
+from .settings import ServerSettings
 from .uploads import safe_file_name, save_upload, upload_case_name
 from .worker import serve_jobs
 
 log = logging.getLogger(__name__)
 
-
-class PredictionFormat(str, Enum):
-    NIFTI = "nii.gz"
-    SEG_NRRD = "seg.nrrd"
-
-
-@dataclass
-class ServerSettings:
-    max_upload_bytes: int = 2 * 2**30
-    trust_bundle_code: bool = False  # a session created here may run its bundle's code (--trust-bundle-code)
-    cancel_grace_seconds: float = 3.0
-    ranking_wait_seconds: float = 3600.0
-    poll_seconds: float = 0.2
-    worker_idle_seconds: float = 300.0  # a warm worker without work for this long is retired
-    max_voxels: int = DEFAULT_MAX_VOXELS  # decoded size bound, checked from the header before reading
-    allowed_hosts: tuple[str, ...] = ()  # Host names answered besides the loopback ones (a reverse proxy's)
-
-
-MAX_SCORING_PASSES = 5
+# the public names, those that moved to their own modules included (callers import them from here)
+__all__ = [
+    "MAX_SCORING_PASSES",
+    "Backend",
+    "PredictionFormat",
+    "ServerSettings",
+    "open_session",
+    "problem_of",
+]
 
 
 def problem_of(error: ASFDAError) -> str:
@@ -69,7 +58,10 @@ def open_session(
     return AdaptationSession.create(root, model, device, trust_bundle_code=trust_bundle_code)
 
 
-class Backend:
+class Backend(CaseFiles, CaseServing, ModelVersions):
+    """The session behind the routes; its case downloads, ranking and serving, and model versions are its
+    mixins' (:mod:`.case_files`, :mod:`.serving`, :mod:`.model_versions`)."""
+
     def __init__(
         self, session: AdaptationSession, guard: PathGuard, settings: ServerSettings, jobs: JobManager
     ):
@@ -248,198 +240,6 @@ class Backend:
             return safe_file_name(file_name)
         except ValueError as error:
             raise HTTPException(422, str(error)) from error
-
-    def image_file(self, case_id: str) -> tuple[Path, str]:
-        """The case's volume as ``.nii.gz``: the source file itself when it is one, else a converted copy."""
-        record = self.store.case(case_id)
-        source = Path(record.source_path)
-        if not source.is_file():
-            raise HTTPException(404, f"{source}: the volume file of case {record.name} ({case_id}) is gone")
-        # A link replacing it (or a folder above it) is followed before the check.
-        source = (
-            self.guard.in_session(source)
-            if source.is_relative_to(self.store.root)
-            else self.guard.check(source)
-        )
-        if volume_suffix(source) == ".nii.gz":
-            return source, f"{record.name}.nii.gz"
-        converted = self.guard.in_session(self.store.root / "images" / "nifti" / f"{case_id}.nii.gz")
-        if not converted.is_file():
-            from ..io.volumes import write_volume
-
-            write_volume(read_volume(source, components=self.session.in_channels), converted)
-        return converted, f"{record.name}.nii.gz"
-
-    def prediction_file(self, case_id: str, file_format: PredictionFormat) -> tuple[Path, str, str]:
-        """A label map of a case on the case's grid and the model version that made it: the one the scoring
-        of the pool kept (at once, also while a round or a rescoring runs), else the active model's,
-        computed once per version."""
-        record = self.store.case(case_id)
-        saved = self.session.saved_prediction(case_id)
-        if saved is None:
-            with self.model_lock:
-                version = self.store.active_version
-                self.guard.in_session(self.store.predicted_label_path(case_id, version))  # before writing
-                saved = version, self.session.write_prediction(case_id)
-        version, path = saved
-        path = self.guard.in_session(path)
-        if file_format is PredictionFormat.SEG_NRRD:
-            self.guard.in_session(path.with_name(path.name.replace(".nii.gz", ".seg.nrrd")))  # before writing
-            path = self.guard.in_session(self.session.segmentation_file(path))
-        return path, f"{record.name}_prediction_{version}.{file_format.value}", version
-
-    # -- ranking and serving -----------------------------------------------------------------------------
-    def ranking(self, wait: bool = True) -> schemas.Ranking:
-        pool, records, labelled, ranked, job = self._complete_ranking(wait)
-        version = pool.version
-        name = {r.id: r.name for r in records}
-        return schemas.Ranking(
-            model_version=version,
-            round=self.store.version(version).round,
-            cases=ranking_views.case_views(self.store, records, pool, labelled, ranked),
-            next=ranking_views.next_case_id(ranked, records, labelled) if ranked is not None else None,
-            complete=pool.complete,
-            job=None if job is None else schemas.Job.of(job),
-            skipped=[
-                f"{name.get(case_id, case_id)} ({case_id}): {reason}"
-                for case_id, reason in pool.skipped.items()
-            ],
-        )
-
-    def next_case(self, client: str) -> schemas.Case:
-        """The case to annotate next, at once from the last complete ranking (the active version's, else,
-        while it is being scored, the previous version's with the cases labelled since taken out and their
-        embeddings counted for diversity); only the very first scoring of a pool is waited for."""
-        if self._serving_pool() is None:
-            self._complete_ranking(wait=True)
-        with self.serve_lock:
-            records = self.store.cases()
-            labelled = set(self.store.labelled_ids())
-            pool = self._serving_pool(records)
-            if pool is None:
-                raise HTTPException(409, "the pool changed while it was scored: ask again")
-            ranked = self._rank(pool, records, labelled)
-            record = self.session.next_case(ranked)
-            if record is None:
-                raise HTTPException(
-                    404,
-                    "no unlabelled case left to annotate" if records else "no cases yet: add volumes first",
-                )
-            self.store.log("case_served", case=record.id, client=client, model_version=pool.version)
-            views = ranking_views.case_views(self.store, self.store.cases(), pool, labelled, ranked)
-        return next(view for view in views if view.id == record.id)
-
-    def _serving_pool(self, records: list[CaseRecord] | None = None) -> ranking_views.PoolScores | None:
-        """The cached scores ``next`` serves from: the active version's when complete; else (their scoring
-        is started or joined) the newest earlier version's that cover the pool; None before any."""
-        records = self.store.cases() if records is None else records
-        strategy = self.session.query_config.strategy
-        active = self.store.active_version
-        pool = ranking_views.cached_scores(self.store, active, records, strategy)
-        if pool.complete:
-            return pool
-        self.jobs.ensure_scoring(active)
-        earlier = [v.id for v in reversed(self.store.versions()) if v.id != active]
-        return ranking_views.last_complete_pool(self.store, records, strategy, earlier)
-
-    def _complete_ranking(self, wait: bool):
-        """Cached scores of the active version, scoring them first (as a job) when some are missing."""
-        deadline = time.monotonic() + self.settings.ranking_wait_seconds
-        for _ in range(MAX_SCORING_PASSES):  # more passes only when cases arrive while the pool is scored
-            records = self.store.cases()
-            labelled = set(self.store.labelled_ids())
-            version = self.store.active_version
-            pool = ranking_views.cached_scores(
-                self.store, version, records, self.session.query_config.strategy
-            )
-            if pool.complete:
-                return pool, records, labelled, self._rank(pool, records, labelled), None
-            job = self.jobs.ensure_scoring(version)
-            if not wait:
-                return pool, records, labelled, None, job
-            job = self.jobs.wait(job.id, max(deadline - time.monotonic(), 0.0))
-            if not job.state.finished:
-                raise HTTPException(409, f"scoring job {job.id} is still running ({job.message}); ask later")
-            if job.state is not JobState.DONE:
-                raise HTTPException(409, f"scoring job {job.id} {job.state.value}: {job.message}")
-        raise HTTPException(
-            409, f"the pool kept changing during {MAX_SCORING_PASSES} scoring passes: ask again"
-        )
-
-    def _rank(self, pool, records: list[CaseRecord], labelled: set[str]) -> list[RankedCase]:
-        config = self.session.query_config
-        key = (
-            pool.version,
-            tuple((r.id, r.last_served) for r in records),
-            frozenset(labelled),
-            config.strategy,
-            config.budget,
-        )
-        memo = self._ranking_memo
-        if memo is not None and memo[0] == key:
-            return memo[1]
-        ranked = ranking_views.rank_cached(pool, records, labelled, config)
-        self._ranking_memo = (key, ranked)
-        return ranked
-
-    # -- models ------------------------------------------------------------------------------------------
-    def versions(self) -> list[schemas.ModelVersion]:
-        active = self.store.active_version
-        return [
-            schemas.ModelVersion(
-                id=v.id,
-                parent=v.parent,
-                created=v.created,
-                round=v.round,
-                metrics=schemas.finite_tree(v.metrics),
-                active=v.id == active,
-            )
-            for v in self.store.versions()
-        ]
-
-    # -- query -------------------------------------------------------------------------------------------
-    def query_settings(self) -> schemas.QuerySettings:
-        config = self.session.query_config
-        return schemas.QuerySettings(strategy=config.strategy, budget=config.budget)
-
-    def set_query(self, request: schemas.QueryRequest) -> schemas.QuerySettings:
-        """A new strategy ranks from the cached scores; one that needs other scores (epistemic) starts a
-        scoring job at the next ranking."""
-        with self.serve_lock:
-            self.session.set_query(request.strategy, request.budget)
-        return self.query_settings()
-
-    def activate(self, version_id: str) -> schemas.ModelVersion:
-        if version_id not in {v.id for v in self.store.versions()}:
-            raise HTTPException(404, f"unknown model version {version_id!r}")
-        busy = self.jobs.active()
-        if busy:
-            raise HTTPException(
-                409,
-                f"job {busy[0].id} ({busy[0].kind.value}) is {busy[0].state.value}: "
-                f"activate a model version after it ends or cancel it",
-            )
-        self.session.activate(version_id)
-        return next(v for v in self.versions() if v.id == version_id)
-
-    def metrics(self) -> list[schemas.RoundMetrics]:
-        rows = []
-        for data in self.store.rounds():
-            metrics = schemas.finite_tree(data.get("metrics") or {})
-            rows.append(
-                schemas.RoundMetrics(
-                    round=data["round"],
-                    model_version=data["model_version"],
-                    parent=data.get("parent"),
-                    # every mask the round had, the one held out to validate on included
-                    n_labelled=len(data["labelled"]) if data.get("labelled") else metrics.get("n_labelled"),
-                    n_pseudo_labelled=metrics.get("n_pseudo_labelled"),
-                    val_dice=metrics.get("val_dice"),
-                    seconds=metrics.get("seconds"),
-                    steps=metrics.get("steps"),
-                )
-            )
-        return rows
 
     # -- jobs --------------------------------------------------------------------------------------------
     def start_finetune(self, options: dict) -> schemas.Job:

@@ -14,7 +14,8 @@ Files in the session's ``jobs/`` folder, one writer each::
     <id>.log            the worker's stdout and stderr                               written by the worker
 
 A job found queued or running when the backend starts was cut short by a crash or a kill: it is reported
-``interrupted``; the store's journal tells which round it was, and no half-written version is ever used.
+``interrupted``; the store's journal tells which round it was, and no half-written version is ever used
+(see :mod:`asfda.server.job_recovery`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from ..errors import no_space_message
 from ..session.files import write_json_atomic
@@ -40,37 +40,16 @@ from .job_records import (
     JobState,
     UnknownJobError,
     WorkerTask,
-    committed_round,
     jobs_folder,
     load_jobs,
     read_report,
 )
+from .job_recovery import close_open_rounds, recover_jobs, stop_leftover_workers
 
 log = logging.getLogger(__name__)
 
-
-def stop_leftover_workers(session_root: Path) -> list[int]:
-    """Kill workers of an earlier backend on this session that are still running (it was killed and its
-    workers' watchdogs have not fired yet). Must run before the store is opened and recovered."""
-    stopped = []
-    for job in load_jobs(jobs_folder(session_root)).values():
-        if job.state.finished or not job.worker_pid:
-            continue
-        # Without a start time a reused pid could be someone else's process: leave it to the watchdog.
-        if job.worker_started is not None and processes.is_running(job.worker_pid, job.worker_started):
-            processes.kill_tree(job.worker_pid, job.worker_started)
-            stopped.append(job.worker_pid)
-    return stopped
-
-
-def close_open_rounds(store: SessionStore, event: str, reason: str) -> list[int]:
-    """After a fine-tuning worker was killed: end its round in the journal and drop what it half-wrote, as
-    the store would on its next open; the active version stays the parent's."""
-    rounds = sorted(store.open_rounds())
-    for number in rounds:
-        store.log(event, round=number, error=reason)
-    store.remove_uncommitted()
-    return rounds
+# the public names, those that moved to job_recovery included (callers import them from here)
+__all__ = ["JobManager", "close_open_rounds", "stop_leftover_workers", "worker_death_message"]
 
 
 def worker_death_message(exit_code: int | None, files: JobFiles) -> str:
@@ -128,43 +107,7 @@ class JobManager:
         self._context = multiprocessing.get_context("spawn")
         self._process = None  # the warm worker and our end of its pipe
         self._connection = None
-        self._mark_interrupted()
-
-    # -- recovery ----------------------------------------------------------------------------------------
-    def _mark_interrupted(self) -> None:
-        interrupted_rounds = list(self.store.interrupted_rounds)
-        journal = self.store.journal()
-        for job in self._jobs.values():
-            if job.state.finished:
-                continue
-            committed = committed_round(job, journal)
-            if committed is not None:  # the backend died after the round's commit step: the round stands
-                self._mark_done_after_restart(job, committed)
-                continue
-            if job.state is JobState.QUEUED:
-                message = "interrupted: the backend stopped before this job started"
-            elif job.kind is JobKind.FINETUNE and interrupted_rounds:
-                message = (
-                    f"interrupted: the backend stopped during round {interrupted_rounds[-1]}; nothing "
-                    "of that round was kept (start a new round)"
-                )
-            else:
-                message = "interrupted: the backend stopped while this job ran; nothing of it was kept"
-            job.state, job.message, job.finished = JobState.INTERRUPTED, message, now_iso()
-            self._save(job)
-
-    def _mark_done_after_restart(self, job: Job, completed: dict) -> None:
-        version = self.store.version(completed["version"])
-        activated = completed.get("activated", True)
-        kept_back = "" if activated else "; its parent stays active (it validated worse)"
-        job.state, job.progress, job.finished = JobState.DONE, 1.0, now_iso()
-        job.message = (
-            f"round {version.round} done: model {version.id} (the backend stopped right after committing "
-            f"it{kept_back})"
-        )
-        job.model_version = version.id
-        job.result = {"model_version": version.id, "round": version.round, "metrics": version.metrics}
-        self._save(job)
+        recover_jobs(self.store, self._jobs.values(), self._save)
 
     # -- queries -----------------------------------------------------------------------------------------
     def list(self) -> list[Job]:

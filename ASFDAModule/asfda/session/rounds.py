@@ -23,7 +23,7 @@ import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -33,16 +33,32 @@ from ..errors import CancelledError, StoreError
 from ..finetune.guard import GuardDecision, guard_decision
 from ..finetune.reliable import reliable_cases
 from ..finetune.trainer import RoundResult, finetune_round, persists_teacher
+from ..io.preprocessing import ModelSpaceCase
 from ..models.loading import LoadedModel, load_state_dict
 from ..scoring.case_scores import CaseScores
 from ..scoring.selection import distance_to_set
+from .callbacks import Cancelled, Progress
 from .faults import fault_point
 from .files import write_bytes_atomic
 from .records import ModelVersion, now_iso
 from .store import TEACHER_FILE, SessionStore
 
-if TYPE_CHECKING:
-    from .session import AdaptationSession, Cancelled, Progress
+
+class RoundSession(Protocol):
+    """What a round needs of the session it runs in (an :class:`~asfda.session.session.AdaptationSession`)."""
+
+    store: SessionStore
+    device: torch.device
+
+    def score_all(
+        self, progress: Progress | None = None, cancelled: Cancelled | None = None, epistemic: bool = False
+    ) -> dict[str, CaseScores]: ...
+
+    def load_version(self, version: str) -> LoadedModel: ...
+
+    def model_space_case(self, case_id: str) -> ModelSpaceCase: ...
+
+    def model_space_image(self, case_id: str) -> torch.Tensor: ...
 
 
 @dataclass(frozen=True)
@@ -132,7 +148,7 @@ def statistics_pool(
 
 
 def plan_round(
-    session: AdaptationSession,
+    session: RoundSession,
     config: FinetuneConfig,
     cancelled: Cancelled | None,
     exclude_from_pseudo: Iterable[str],
@@ -156,7 +172,7 @@ def plan_round(
 
 
 def run_round(
-    session: AdaptationSession,
+    session: RoundSession,
     config: FinetuneConfig,
     progress: Progress | None = None,
     cancelled: Cancelled | None = None,
@@ -200,7 +216,7 @@ def run_round(
 
 
 def train(
-    session: AdaptationSession,
+    session: RoundSession,
     model: LoadedModel,
     plan: RoundPlan,
     config: FinetuneConfig,

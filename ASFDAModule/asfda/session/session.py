@@ -4,11 +4,10 @@ round itself, from its plan to its commit, is in :mod:`asfda.session.rounds`).""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import asdict, replace
 from pathlib import Path
 
-import numpy as np
 import SimpleITK as sitk
 import torch
 
@@ -23,13 +22,11 @@ from ..errors import (
 )
 from ..inference.case_cache import DEFAULT_MEMORY_LIMIT_MIB, CaseTensorCache
 from ..inference.features import class_weights, final_layer
-from ..inference.labelmap import predict_labelmap, source_grid_labelmap
 from ..inference.predictor import Prediction, predict
 from ..io.masks import validated_mask
 from ..io.preprocessing import ModelSpaceCase, preprocess_case
 from ..io.volumes import (
     VOLUME_SUFFIXES,
-    add_segment_metadata,
     case_name,
     compose_channels,
     content_hash,
@@ -38,32 +35,21 @@ from ..io.volumes import (
     write_volume,
 )
 from ..models.loading import LoadedModel, apply_weights, load_model, load_state_dict, resolve_device
-from ..models.spec import IntensityNorm
 from ..scoring.case_scores import CaseScores, KnowledgeGap, knowledge_gap, score_case
 from ..scoring.entropy import normalized_entropy
-from ..scoring.query import RankedCase, rank_pool
 from . import rounds
+from .callbacks import Cancelled, Progress
 from .files import read_json, write_json_atomic
-from .records import CaseRecord, ModelVersion, now_iso
+from .predictions import PredictionFiles
+from .query import SERVE_LEASE_SECONDS, PoolQuery, scoring_order
+from .records import CaseRecord, ModelVersion
 from .store import PRETRAINED_VERSION, SessionStore
 
-Progress = Callable[[float, str], None]  # (fraction done, message)
-Cancelled = Callable[[], bool]
-SERVE_LEASE_SECONDS = 30 * 60  # a case handed to one annotator is not handed to another for this long
+# the public names, those that moved to their own modules included (callers import them from here)
+__all__ = ["SERVE_LEASE_SECONDS", "AdaptationSession", "Cancelled", "Progress", "scoring_order"]
 
 
-def scoring_order(records: list[CaseRecord], now: float) -> list[CaseRecord]:
-    """The cases handed to an annotator in the last half hour first, the latest first (after a round, the open
-    case's new prediction is the one awaited), then the others in the pool's order."""
-    served = sorted(
-        (r for r in records if r.last_served is not None and now - r.last_served <= SERVE_LEASE_SECONDS),
-        key=lambda r: -r.last_served,
-    )
-    first = {r.id for r in served}
-    return served + [r for r in records if r.id not in first]
-
-
-class AdaptationSession:
+class AdaptationSession(PredictionFiles, PoolQuery):
     """One session folder plus the models it needs, loaded lazily and kept in memory."""
 
     def __init__(self, store: SessionStore, device: str = "auto"):
@@ -245,52 +231,6 @@ class AdaptationSession:
     def predict_case(self, case_id: str, **options) -> Prediction:
         return predict(self.model(), self.model_space_image(case_id), self.device, **options)
 
-    def write_prediction(self, case_id: str, output: str | Path | None = None) -> Path:
-        """The active model's label map of a case, on the case's own grid (cached per model version)."""
-        version = self.store.active_version
-        cached = self.store.predicted_label_path(case_id, version)
-        if not cached.is_file():
-            write_volume(predict_labelmap(self.model(), self.image(case_id), self.device), cached)
-        if output is None:
-            return cached
-        labelmap = read_volume(cached)
-        if str(output).endswith(".seg.nrrd"):
-            add_segment_metadata(labelmap, self.labels)
-        return write_volume(labelmap, output)
-
-    def save_labelmap(self, case_id: str, version: str, prediction: Prediction) -> Path:
-        """Keep the label map of a scoring pass on the case's grid, so that the annotator's prediction is
-        there at once (0.03 s a 59x72x59 volume on top of the pass, against a pass of its own)."""
-        path = self.store.predicted_label_path(case_id, version)
-        if not path.is_file():
-            image = self.image(case_id)
-            # the inverse needs only the spatial steps' record: skip the intensity normalisation
-            spec = replace(self.pretrained().spec, intensity=IntensityNorm.NONE)
-            write_volume(source_grid_labelmap(prediction.probabilities, image, spec), path)
-        return path
-
-    def segmentation_file(self, labelmap_path: Path) -> Path:
-        """A ``.seg.nrrd`` (with segment names) beside a label map, written once."""
-        output = labelmap_path.with_name(labelmap_path.name.replace(".nii.gz", ".seg.nrrd"))
-        if not output.is_file():
-            labelmap = read_volume(labelmap_path)
-            add_segment_metadata(labelmap, self.labels)
-            write_volume(labelmap, output)
-        return output
-
-    def saved_prediction(self, case_id: str) -> tuple[str, Path] | None:
-        """The freshest label map a scoring pass kept for the case: the active version's, else, while the
-        active version has not scored the case yet, the newest earlier version's (with its version)."""
-        active = self.store.active_version
-        versions = [active] + [v.id for v in reversed(self.store.versions()) if v.id != active]
-        if self.store.scores_path(active, case_id).is_file():
-            versions = versions[:1]
-        for version in versions:
-            path = self.store.predicted_label_path(case_id, version)
-            if path.is_file():
-                return version, path
-        return None
-
     def knowledge_gap(self, case_id: str, prediction: Prediction | None = None) -> KnowledgeGap:
         """KG of a case to the frozen pretrained model, computed once and kept in ``gaps/``."""
         path = self.store.gap_path(case_id)
@@ -366,54 +306,6 @@ class AdaptationSession:
         return {
             r.id: scores[r.id] for r in pool if r.id in scores
         }  # the pool's order, whatever the scoring's
-
-    # -- query -------------------------------------------------------------------------------------------
-    def rank(
-        self,
-        config: QueryConfig | None = None,
-        progress: Progress | None = None,
-        cancelled: Cancelled | None = None,
-        rng: np.random.Generator | None = None,
-    ) -> list[RankedCase]:
-        """The unlabelled pool ranked by the query strategy; the labelled cases count for diversity."""
-        config = config or self.query_config
-        scores = self.score_all(progress, cancelled, epistemic=config.strategy is QueryStrategy.EPISTEMIC)
-        labelled = set(self.store.labelled_ids())
-        records = {r.id: r for r in self.store.cases()}
-        pool = [s for case_id, s in scores.items() if case_id not in labelled]
-        labelled_embeddings = [scores[case_id].embedding for case_id in labelled if case_id in scores]
-        ranking = rank_pool(
-            pool, labelled_embeddings, config, [records[s.case_id].last_served for s in pool], rng
-        )
-        write_json_atomic(
-            self.store.root / "scores" / self.store.active_version / "ranking.json",
-            {
-                "created": now_iso(),
-                "strategy": config.strategy.value,
-                "ranking": [asdict(r) for r in ranking],
-            },
-        )
-        return ranking
-
-    def latest_ranking(self) -> list[RankedCase] | None:
-        path = self.store.root / "scores" / self.store.active_version / "ranking.json"
-        return [RankedCase(**row) for row in read_json(path)["ranking"]] if path.is_file() else None
-
-    def next_case(self, ranking: list[RankedCase] | None = None) -> CaseRecord | None:
-        """The best-ranked unlabelled case that no one was handed in the last half hour; marks it served."""
-        ranking = ranking if ranking is not None else (self.latest_ranking() or self.rank())
-        labelled = set(self.store.labelled_ids())
-        records = {r.id: r for r in self.store.cases()}
-        now = time.time()
-        candidates = [r for r in ranking if r.case_id not in labelled]
-        free = [
-            r
-            for r in candidates
-            if records[r.case_id].last_served is None
-            or now - records[r.case_id].last_served > SERVE_LEASE_SECONDS
-        ]
-        chosen = (free or sorted(candidates, key=lambda r: records[r.case_id].last_served or 0.0))[:1]
-        return self.store.mark_served(chosen[0].case_id, now) if chosen else None
 
     # -- fine-tuning -------------------------------------------------------------------------------------
     def finetune(

@@ -1,0 +1,19 @@
+"""What a backend is allowed and how long it waits: the limits the ``asfda serve`` options set."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..io.headers import DEFAULT_MAX_VOXELS
+
+
+@dataclass
+class ServerSettings:
+    max_upload_bytes: int = 2 * 2**30
+    trust_bundle_code: bool = False  # a session created here may run its bundle's code (--trust-bundle-code)
+    cancel_grace_seconds: float = 3.0
+    ranking_wait_seconds: float = 3600.0
+    poll_seconds: float = 0.2
+    worker_idle_seconds: float = 300.0  # a warm worker without work for this long is retired
+    max_voxels: int = DEFAULT_MAX_VOXELS  # decoded size bound, checked from the header before reading
+    allowed_hosts: tuple[str, ...] = ()  # Host names answered besides the loopback ones (a reverse proxy's)
