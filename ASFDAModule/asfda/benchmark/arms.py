@@ -95,9 +95,9 @@ RECIPE_VARIANTS: dict[str, tuple[str, tuple[tuple[str, object], ...]]] = {
         "the shipped recipe, BatchNorm statistics from the training cases only",
         (("batchnorm_pool_cases", 0),),
     ),
-    "recipe-no-hold-out": (
-        "the shipped recipe training on every labelled case, unvalidated",
-        (("hold_out_validation", False),),
+    "recipe-hold-out": (
+        "the shipped recipe with the guard's validation: labelled cases held out, a worse round held back",
+        (("hold_out_validation", True),),
     ),
     "recipe-tolerant-guard": (
         "the shipped recipe, a round held back only 2 Dice points below its parent",

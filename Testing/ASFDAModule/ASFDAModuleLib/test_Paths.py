@@ -53,8 +53,8 @@ def test_a_write_the_module_leaves_behind_is_a_temporary_the_session_sweeps(tmp_
     removes it (it did not: mkstemp's own names were left forever)."""
     import os
 
-    from ASFDAModuleLib.Paths import replaceJson, temporaryName
     from asfda.session.temporaries import temporary_owner
+    from ASFDAModuleLib.Paths import replaceJson, temporaryName
 
     marks = tmp_path / "slicer" / "case_marks.json"
 

@@ -24,6 +24,7 @@ def test_command_line_flags_change_only_what_they_name():
             "decoder",
             "--no-semi-supervised",
             "--accept-worse",
+            "--hold-out",
         ]
     )
     config = apply_finetune_flags(FinetuneConfig(steps=7), args)

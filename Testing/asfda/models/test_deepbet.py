@@ -85,7 +85,7 @@ def test_semi_supervised_round_runs(deepbet, tmp_path, t2_cases):
 def test_supervised_round_does_not_lower_held_out_dice(deepbet, tmp_path, t2_cases):
     """Two labelled T2 cases (one trains, one is held out to validate on), the default fine-tuning settings:
     held-out Dice on two other T2 cases stays at or above the pretrained model's."""
-    config = FinetuneConfig(steps=5, steps_per_labelled=0, patch_size=PATCH)
+    config = FinetuneConfig(steps=5, steps_per_labelled=0, patch_size=PATCH, hold_out_validation=True)
     session = AdaptationSession.create(tmp_path / "session", deepbet, "cpu", finetune=config)
     images, masks = t2_cases["pool"]
     for record in session.add_folder(images)[:2]:

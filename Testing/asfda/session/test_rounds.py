@@ -44,7 +44,7 @@ def test_the_round_pseudo_labels_by_its_own_thresholds_not_the_sessions():
 
 
 def test_the_validation_set_only_grows_from_cases_no_round_trained_on_never_the_newest():
-    config = FinetuneConfig()  # 20 % of the labelled cases, 1 to 3
+    config = FinetuneConfig(hold_out_validation=True)  # 20 % of the labelled cases, 1 to 3
     assert held_out_cases(["a"], [], set(), config) == []  # one case: it trains
     assert held_out_cases(["a", "b"], [], set(), config) == ["a"]  # two at once: the older validates
     # one new case a round: the newest trains and every earlier one has been trained on, so nothing joins
@@ -80,7 +80,9 @@ def test_rounds_validate_on_held_out_cases_and_record_them(session, tiny_dataset
     first, second, third, _ = session.store.cases()
     label(session, tiny_dataset, first)
     label(session, tiny_dataset, second)
-    config = FinetuneConfig(steps=2, steps_per_labelled=0, validate_every=1, batch_size=1)
+    config = FinetuneConfig(
+        steps=2, steps_per_labelled=0, validate_every=1, batch_size=1, hold_out_validation=True
+    )
     session.finetune(config)
     record = session.store.rounds()[-1]
     assert record["held_out"] == [first.id] and record["guard"]["validation"] == "held-out"
@@ -98,7 +100,9 @@ def test_a_round_that_does_not_validate_better_leaves_its_parent_active(session,
     first, second = session.store.cases()[:2]
     label(session, tiny_dataset, first)
     label(session, tiny_dataset, second)
-    unreachable = FinetuneConfig(steps=1, steps_per_labelled=0, batch_size=1, guard_tolerance=-1.0)
+    unreachable = FinetuneConfig(
+        steps=1, steps_per_labelled=0, batch_size=1, guard_tolerance=-1.0, hold_out_validation=True
+    )
     version = session.finetune(unreachable)  # a trained step would have to beat the parent by a whole Dice
     assert not version.metrics["accepted"] and session.store.active_version == "v0000"
     assert "the parent stays active" in version.metrics["guard_reason"]
