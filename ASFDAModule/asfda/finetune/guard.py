@@ -20,7 +20,9 @@ class ValidationSignal(str, Enum):
 
     HELD_OUT = "held-out"  # labelled cases no round has trained on
     NONE = "none"  # every labelled case has been trained on: the round is not validated
-    FIT = "fit"  # the training cases themselves (rounds recorded before the held-out set)
+    # the training cases themselves: the Dice a round without held-out cases reports (never compared with
+    # the parent), and the signal of rounds recorded before the held-out set
+    FIT = "fit"
 
 
 @dataclass

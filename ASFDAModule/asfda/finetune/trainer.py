@@ -247,9 +247,14 @@ def finetune_round(
     student.eval()
     best_step, state = best if best is not None else (config.steps, result.network.state_dict())
     student.load_state_dict(state)
+    # Nothing held out: the Dice reported is the fit of the round's weights (``model`` holds them now), which
+    # the guard never compares with the parent (it has no parent Dice).
+    signal, dice = ValidationSignal.HELD_OUT, candidates.get(best_step)
+    if not validation:
+        signal, dice = ValidationSignal.FIT, fit_dice(model, labelled, device)
     return RoundResult(
         state_dict=cpu_copy(state),
-        validation_dice=candidates.get(best_step),
+        validation_dice=dice,
         steps=config.steps,
         seconds=time.perf_counter() - started,
         n_labelled=len(labelled),
@@ -257,11 +262,18 @@ def finetune_round(
         best_step=best_step,
         history=history,
         parent_validation_dice=candidates.get(0),
-        validation=(ValidationSignal.HELD_OUT if validation else ValidationSignal.NONE).value,
+        validation=signal.value,
         teacher_state_dict=cpu_copy(teacher.state_dict()) if persists_teacher(config) else None,
         candidates=candidates,
         batchnorm_volumes=statistics_from,
     )
+
+
+def fit_dice(model: LoadedModel, labelled: list[ModelSpaceCase], device, limit: int = 3) -> float:
+    """Dice of the round's result on up to ``limit`` of the cases it trained on (the last ones given): what
+    the module plots per round when no case is held out. A fit, so it says how well the model reproduces the
+    corrections, not how it generalises, and the guard never compares it with the parent."""
+    return validation_dice(model, labelled[-limit:], device)
 
 
 def cpu_copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

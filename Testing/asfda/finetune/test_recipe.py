@@ -61,8 +61,12 @@ def test_the_parent_is_step_0_and_the_round_keeps_its_best_validated_average(one
     trained = {step: dice for step, dice in result.candidates.items() if step > 0}
     assert (result.best_step, result.validation_dice) == best_candidate(trained)
     unvalidated = trainer.finetune_round(load_model(one_class_model), [case(0)], [], config)
-    assert unvalidated.candidates == {} and unvalidated.validation == "none"
-    assert unvalidated.best_step == unvalidated.steps and unvalidated.validation_dice is None
+    # nothing held out: the last weights, and the Dice reported is their fit, with no parent to compare
+    assert unvalidated.candidates == {} and unvalidated.validation == "fit"
+    assert unvalidated.best_step == unvalidated.steps and unvalidated.parent_validation_dice is None
+    trained = load_model(one_class_model)
+    trained.network.load_state_dict(unvalidated.state_dict)
+    assert unvalidated.validation_dice == pytest.approx(trainer.validation_dice(trained, [case(0)], "cpu"))
 
 
 def test_batchnorm_statistics_come_from_the_training_cases_plus_the_pool(one_class_model):

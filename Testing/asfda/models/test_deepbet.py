@@ -79,7 +79,7 @@ def test_semi_supervised_round_runs(deepbet, tmp_path, t2_cases):
     session.submit_label(records[0].id, masks / f"{records[0].name}.nii.gz")
     version = session.finetune()
     assert version.metrics["n_pseudo_labelled"] >= 1  # the TorchScript teacher was made and used
-    assert version.metrics["validation"] == "none"  # one labelled case: it trains, nothing is held out
+    assert version.metrics["validation"] == "fit"  # one labelled case: it trains, its fit is reported
 
 
 def test_supervised_round_does_not_lower_held_out_dice(deepbet, tmp_path, t2_cases):
