@@ -10,6 +10,7 @@ from pathlib import Path
 from fastapi import HTTPException
 
 from ..io.volumes import read_volume, volume_suffix
+from ..session.predictions import segmentation_path
 from ..session.session import AdaptationSession
 from ..session.store import SessionStore
 from .paths import PathGuard
@@ -63,6 +64,6 @@ class CaseFiles:
         version, path = saved
         path = self.guard.in_session(path)
         if file_format is PredictionFormat.SEG_NRRD:
-            self.guard.in_session(path.with_name(path.name.replace(".nii.gz", ".seg.nrrd")))  # before writing
+            self.guard.in_session(segmentation_path(path))  # before it is written
             path = self.guard.in_session(self.session.segmentation_file(path))
         return path, f"{record.name}_prediction_{version}.{file_format.value}", version

@@ -15,6 +15,11 @@ from ..models.spec import IntensityNorm
 from .store import SessionStore
 
 
+def segmentation_path(labelmap_path: Path) -> Path:
+    """Where ``segmentation_file`` keeps the ``.seg.nrrd`` of a label map."""
+    return labelmap_path.with_name(labelmap_path.name.replace(".nii.gz", ".seg.nrrd"))
+
+
 class PredictionFiles:
     """The predicted label map files of an :class:`~asfda.session.session.AdaptationSession` (a mixin of it:
     it uses the session's ``model()``, ``pretrained()``, ``image()`` and ``labels``)."""
@@ -48,7 +53,7 @@ class PredictionFiles:
 
     def segmentation_file(self, labelmap_path: Path) -> Path:
         """A ``.seg.nrrd`` (with segment names) beside a label map, written once."""
-        output = labelmap_path.with_name(labelmap_path.name.replace(".nii.gz", ".seg.nrrd"))
+        output = segmentation_path(labelmap_path)
         if not output.is_file():
             labelmap = read_volume(labelmap_path)
             add_segment_metadata(labelmap, self.labels)
