@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config import LearningRateSchedule, QueryStrategy
+from ..config import LearningRateSchedule, QueryConfig, QueryStrategy
 from .report import ALL_LABELLED
 
 
@@ -37,9 +37,9 @@ class Arm:
 
 
 FULL_METHOD = "asfda"
-# The query the full method uses unless --asfda-query says otherwise; chosen on the validation split of
-# the heterogeneous benchmark (README, "Choosing the default query").
-DEFAULT_QUERY = "typiclust"
+# The query the full method uses unless --asfda-query says otherwise: the product's (QueryConfig), chosen on
+# the validation split of the heterogeneous benchmark (README, "Choosing the default query").
+DEFAULT_QUERY = QueryConfig().strategy.value
 SUPERVISED = "supervised"
 # The full method's fine-tuning, chosen on the validation split of the design run (README, "Choosing the
 # semi-supervised part"): every semi-supervised setting below validated worse than supervised fine-tuning.

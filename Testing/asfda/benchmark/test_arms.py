@@ -5,8 +5,10 @@ import dataclasses
 import pytest
 from asfda.benchmark.arms import (
     ARMS,
+    DEFAULT_QUERY,
     FULL_METHOD,
     KNOWN_ARMS,
+    QUERY_ARMS,
     RECIPE_2026_11,
     RECIPE_VARIANTS,
     SSL_RELATIVE,
@@ -16,7 +18,14 @@ from asfda.benchmark.arms import (
     semi_supervised_arm,
 )
 from asfda.benchmark.runner import BenchmarkConfig
-from asfda.config import FinetuneConfig, LearningRateSchedule, QueryStrategy, config_to_dict, round_steps
+from asfda.config import (
+    FinetuneConfig,
+    LearningRateSchedule,
+    QueryConfig,
+    QueryStrategy,
+    config_to_dict,
+    round_steps,
+)
 
 
 def test_a_supervised_full_method_changes_no_fine_tuning_setting():
@@ -69,6 +78,12 @@ def test_the_headline_arm_fine_tunes_with_the_product_default():
     assert config.schedule_steps((2, 6)) == round_steps(FinetuneConfig(), 2) + round_steps(
         FinetuneConfig(), 6
     )
+
+
+def test_the_headline_arm_queries_with_the_product_default():
+    """The query a user gets (QueryConfig, what a session and the module rank by) is the headline arm's."""
+    assert ARMS[FULL_METHOD].strategy is QueryConfig().strategy
+    assert QUERY_ARMS[DEFAULT_QUERY].strategy is QueryConfig().strategy
 
 
 def test_the_benchmark_recipe_of_2026_11_is_an_arm_beside_the_headline():
