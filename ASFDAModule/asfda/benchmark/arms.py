@@ -95,6 +95,10 @@ RECIPE_VARIANTS: dict[str, tuple[str, tuple[tuple[str, object], ...]]] = {
         "the shipped recipe, BatchNorm statistics from the training cases only",
         (("batchnorm_pool_cases", 0),),
     ),
+    "recipe-2026-11-cosine": (
+        "recipe-2026-11's rate, last weights and training-case BatchNorm, with the shipped warm-up and cosine",
+        (("learning_rate", 1e-3), ("weight_average_decay", 0.0), ("batchnorm_pool_cases", 0)),
+    ),
     "recipe-hold-out": (
         "the shipped recipe with the guard's validation: labelled cases held out, a worse round held back",
         (("hold_out_validation", True),),
