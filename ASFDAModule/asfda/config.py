@@ -29,6 +29,9 @@ class QueryStrategy(str, Enum):
     STOCHASTIC = "stochastic"  # Gumbel-top-k on the foreground difficulty, noise annealed over rounds
     TYPICAL_STOCHASTIC = "typical-stochastic"  # typicality cold start, then stochastic density picks
     CLASP = "clasp"  # class-stratified foreground entropy (missing class = 1), Gumbel-top-k annealed
+    # Candidates for pools with rare hard modes (scoring/coverage.py), not measured yet:
+    CLUSTER_DIFFICULTY = "cluster-difficulty"  # typiclust's clusters, the most difficult case of each
+    RELATIVE_DKD = "relative-dkd"  # knowledge gap x distance to the labelled cases and picks, greedy
 
 
 class AdaptationMode(str, Enum):
@@ -63,6 +66,10 @@ class QueryConfig:
     # / anneal_labelled), so early picks hedge against outliers and later ones follow the scores.
     gumbel_temperature: float = 1.0
     anneal_labelled: float = 4.0
+    # cluster-difficulty picks, inside each uncovered cluster, the case with the highest typicality~^(1 - m)
+    # x ASD~^m (percentile ranks): m = 1 the most difficult member (the rule under test; m = 0 is typiclust,
+    # measured already), in between the rank product that hedges against a cluster's own outlier.
+    cluster_difficulty_mix: float = 1.0
     # Embeddings centred on the pool mean and re-normalised before any distance (spread, see METHOD).
     centre_embeddings: bool = True
 

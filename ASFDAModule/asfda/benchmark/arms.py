@@ -96,7 +96,8 @@ RECIPE_VARIANTS: dict[str, tuple[str, tuple[tuple[str, object], ...]]] = {
         (("batchnorm_pool_cases", 0),),
     ),
     "recipe-2026-11-cosine": (
-        "recipe-2026-11's rate, last weights and training-case BatchNorm, with the shipped warm-up and cosine",
+        "recipe-2026-11's rate, last weights and training-case BatchNorm, "
+        "with the shipped warm-up and cosine",
         (("learning_rate", 1e-3), ("weight_average_decay", 0.0), ("batchnorm_pool_cases", 0)),
     ),
     "recipe-hold-out": (
@@ -141,10 +142,32 @@ _QUERY_ARMS = (
         False,
         "TypiClust cold start, then Gumbel-top-k on ASD x typicality, annealed",
     ),
+    # Candidates for a site's archive (rare hard sub-populations), scoring/coverage.py; not measured yet.
+    Arm(
+        "cluster-difficulty",
+        QueryStrategy.CLUSTER_DIFFICULTY,
+        False,
+        "TypiClust's clusters, largest uncovered first, the most difficult case (highest ASD) of each",
+    ),
+    Arm(
+        "relative-dkd",
+        QueryStrategy.RELATIVE_DKD,
+        False,
+        "knowledge gap x cosine distance to the labelled cases and picks so far, greedy",
+    ),
 )
 QUERY_ARMS: dict[str, Arm] = {arm.name: arm for arm in _QUERY_ARMS}
 # Our query formulations: the candidates for the full method's query.
-CANDIDATES = ("asfda-v1", "typiclust", "density", "stochastic", "clasp", "typical-stochastic")
+CANDIDATES = (
+    "asfda-v1",
+    "typiclust",
+    "density",
+    "stochastic",
+    "clasp",
+    "typical-stochastic",
+    "cluster-difficulty",
+    "relative-dkd",
+)
 
 
 def semi_supervised_arm(name: str, query: str = DEFAULT_QUERY) -> Arm:

@@ -10,6 +10,12 @@ import numpy as np
 from ..config import QueryConfig, QueryStrategy
 from .case_scores import CaseScores
 from .class_entropy import class_stratified_entropy
+from .coverage import (
+    cluster_then_difficulty,
+    positive_ranks,
+    relative_knowledge_gap,
+    relative_knowledge_gap_picks,
+)
 from .selection import distance_to_set, greedy_select, k_center_greedy, rank_normalize, tie_order
 from .stochastic import annealed_temperature, gumbel_top_k
 from .typicality import centred, cluster_then_pick, typicality
@@ -44,6 +50,8 @@ REPRESENTATIVE = (
     QueryStrategy.STOCHASTIC,
     QueryStrategy.TYPICAL_STOCHASTIC,
     QueryStrategy.CLASP,
+    QueryStrategy.CLUSTER_DIFFICULTY,
+    QueryStrategy.RELATIVE_DKD,
 )
 
 
@@ -54,8 +62,10 @@ def representative_picks(
     config: QueryConfig,
     rng: np.random.Generator | None,
     class_entropy: np.ndarray | None = None,
+    knowledge_gap: np.ndarray | None = None,
 ) -> tuple[np.ndarray, list[int]]:
-    """Scores and picks of the strategies that prefer typical cases or sample stochastically.
+    """Scores and picks of the strategies that prefer typical cases, cover the pool's modes (``coverage``)
+    or sample stochastically.
 
     Difficulty and typicality enter as percentile ranks shifted into (0, 1], so a product or a power of
     them stays positive and no single extreme value dominates.
@@ -68,12 +78,21 @@ def representative_picks(
         labelled_space = centred(labelled, embeddings) if len(labelled) else labelled
     else:
         space, labelled_space = embeddings, labelled
-    ranks = lambda values: (rank_normalize(values) * (n - 1) + 1) / n  # noqa: E731  (0, 1]
-    difficulty = ranks(asd)
-    typical = ranks(typicality(space, config.typicality_neighbours))
+    difficulty = positive_ranks(asd)
+    typical = positive_ranks(typicality(space, config.typicality_neighbours))
     strategy = config.strategy
     temperature = annealed_temperature(config.gumbel_temperature, len(labelled), config.anneal_labelled)
     seed = int(rng.integers(2**31))
+    if strategy is QueryStrategy.CLUSTER_DIFFICULTY:
+        mix = config.cluster_difficulty_mix
+        picks = cluster_then_difficulty(
+            space, labelled_space, asd, config.budget, mix, config.typicality_neighbours, seed
+        )
+        return typical ** (1.0 - mix) * difficulty**mix, picks
+    if strategy is QueryStrategy.RELATIVE_DKD:
+        gap = np.zeros(n) if knowledge_gap is None else knowledge_gap
+        picks = relative_knowledge_gap_picks(gap, space, labelled_space, config.budget)
+        return relative_knowledge_gap(gap, space, labelled_space), picks
     if strategy is QueryStrategy.TYPICLUST or (
         strategy is QueryStrategy.TYPICAL_STOCHASTIC and len(labelled) == 0
     ):
@@ -92,7 +111,7 @@ def representative_picks(
         )
         return combined, [p.index for p in picks]
     if strategy is QueryStrategy.CLASP:
-        combined = ranks(class_entropy if class_entropy is not None else asd)
+        combined = positive_ranks(class_entropy if class_entropy is not None else asd)
         return combined, gumbel_top_k(combined, config.budget, temperature, rng)
     combined = difficulty if strategy is QueryStrategy.STOCHASTIC else difficulty * typical
     return combined, gumbel_top_k(combined, config.budget, temperature, rng)
@@ -139,7 +158,9 @@ def rank_pool(
         class_entropy = np.array(
             [class_stratified_entropy(s.per_class_entropy) if s.per_class_entropy else s.asd for s in scores]
         )
-        combined, picks = representative_picks(embeddings, labelled, asd, config, rng, class_entropy)
+        combined, picks = representative_picks(
+            embeddings, labelled, asd, config, rng, class_entropy, knowledge_gap=kg
+        )
     elif strategy is QueryStrategy.CORESET:
         combined = diversity_raw if np.isfinite(diversity_raw).all() else np.zeros(len(scores))
         picks = k_center_greedy(embeddings, labelled, config.budget)

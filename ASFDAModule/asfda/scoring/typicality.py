@@ -47,12 +47,14 @@ def cluster_then_pick(
     seed: int = 0,
     weights: np.ndarray | None = None,
     min_cluster_size: int = 2,
+    value: np.ndarray | None = None,
 ) -> list[int]:
     """TypiClust batch: k-means over pool and labelled cases together, with k grown from |L| + budget until
     that many clusters have at least ``min_cluster_size`` members (a lone outlier is a cluster too small to
     be a mode, as in TypiClust's code); from the largest clusters that hold no labelled case (or pick so
     far), take the case with the highest typicality (times ``weights`` when given, e.g. a difficulty
-    score). Returns pool indices in pick order.
+    score), or the highest ``value`` when given (``coverage.cluster_then_difficulty``). Returns pool indices
+    in pick order.
     """
     embeddings = np.asarray(embeddings, dtype=np.float64)
     labelled = np.asarray(labelled, dtype=np.float64).reshape(-1, embeddings.shape[1])
@@ -73,7 +75,7 @@ def cluster_then_pick(
     pool_clusters, labelled_clusters = assignment[:n], set(assignment[n:].tolist())
     # Clusters too small to be a mode count as covered: their cases come last, by value.
     labelled_clusters |= {c for c in range(len(sizes)) if sizes[c] < min_cluster_size}
-    value = typicality(embeddings, neighbours)
+    value = typicality(embeddings, neighbours) if value is None else np.asarray(value, dtype=np.float64)
     if weights is not None:
         value = value * np.asarray(weights, dtype=np.float64)
     picks: list[int] = []

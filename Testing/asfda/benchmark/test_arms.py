@@ -5,6 +5,7 @@ import dataclasses
 import pytest
 from asfda.benchmark.arms import (
     ARMS,
+    CANDIDATES,
     DEFAULT_QUERY,
     FULL_METHOD,
     KNOWN_ARMS,
@@ -18,6 +19,7 @@ from asfda.benchmark.arms import (
     semi_supervised_arm,
 )
 from asfda.benchmark.runner import BenchmarkConfig
+from asfda.cli.main import build_parser
 from asfda.config import (
     FinetuneConfig,
     LearningRateSchedule,
@@ -106,3 +108,22 @@ def test_every_recipe_variant_changes_only_valid_settings_each_away_from_the_def
     dataclasses.replace(FinetuneConfig(), **dict(arm.finetune_overrides))  # unknown fields raise
     for field, value in arm.finetune_overrides:
         assert getattr(FinetuneConfig(), field) != value, field
+
+
+@pytest.mark.parametrize(
+    "name, strategy",
+    [("cluster-difficulty", QueryStrategy.CLUSTER_DIFFICULTY), ("relative-dkd", QueryStrategy.RELATIVE_DKD)],
+)
+def test_the_site_query_candidates_are_arms_the_validation_choice_can_take(name, strategy, capsys):
+    """The candidates run supervised with the shipped recipe, are among those `--asfda-query auto` chooses
+    from, are listed by `asfda benchmark --help`, and leave the default query as it is."""
+    arm = KNOWN_ARMS[name]
+    assert (arm.strategy, arm.semi_supervised, arm.finetune_overrides) == (strategy, False, ())
+    assert name in CANDIDATES and ARMS[name] is arm
+    assert full_method(name).strategy is strategy
+    assert ARMS[FULL_METHOD].strategy is QueryConfig().strategy is QueryStrategy.TYPICLUST
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["benchmark", "--help"])
+    assert name in capsys.readouterr().out.replace("\n", " ").replace("  ", "")
+    args = build_parser().parse_args(["benchmark", "--dataset", "D", "--out", "O", "--strategies", name])
+    assert args.strategies == [name]

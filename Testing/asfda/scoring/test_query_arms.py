@@ -52,6 +52,8 @@ def test_every_new_strategy_fills_its_budget_without_repeats():
         QueryStrategy.DENSITY,
         QueryStrategy.STOCHASTIC,
         QueryStrategy.TYPICAL_STOCHASTIC,
+        QueryStrategy.CLUSTER_DIFFICULTY,
+        QueryStrategy.RELATIVE_DKD,
     ):
         chosen = picks(strategy, labelled=[[1.0, 0.0, 0.0]], budget=3)
         assert len(chosen) == 3 == len(set(chosen))
