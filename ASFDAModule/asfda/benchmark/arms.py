@@ -100,6 +100,20 @@ RECIPE_VARIANTS: dict[str, tuple[str, tuple[tuple[str, object], ...]]] = {
         "with the shipped warm-up and cosine",
         (("learning_rate", 1e-3), ("weight_average_decay", 0.0), ("batchnorm_pool_cases", 0)),
     ),
+    "recipe-constant": (
+        "the shipped recipe, the rate held at its peak after the warm-up instead of the cosine decay",
+        (("lr_schedule", LearningRateSchedule.CONSTANT),),
+    ),
+    "recipe-2026-11-warmup": (
+        "recipe-2026-11 with the shipped warm-up: 1e-3 held after 10 % warm-up, last weights, training-case"
+        " BatchNorm",
+        (
+            ("learning_rate", 1e-3),
+            ("lr_schedule", LearningRateSchedule.CONSTANT),
+            ("weight_average_decay", 0.0),
+            ("batchnorm_pool_cases", 0),
+        ),
+    ),
     "recipe-hold-out": (
         "the shipped recipe with the guard's validation: labelled cases held out, a worse round held back",
         (("hold_out_validation", True),),
