@@ -1,13 +1,17 @@
-"""Held-out Dice of deepbet before and after one supervised round, old defaults against new.
+"""Held-out Dice of deepbet before and after one supervised round, for the benchmark's recipe arms.
 
 Not a test (too slow for the suite): run it by hand, e.g.
-    PYTHONPATH=ASFDAModule python Testing/asfda/models/measure_deepbet.py --spacing 1.5 --seeds 1 2 3
-Each seed draws its own labelled and held-out cases (paired across the arms).
+    PYTHONPATH=ASFDAModule python Testing/asfda/models/measure_deepbet.py --spacing 1.5 --seeds 1 2 3 \
+        --arms asfda recipe-2026-11
+Each arm is the shipped recipe with that benchmark arm's overrides (`asfda` is the shipped recipe itself), at
+the recipe's own steps unless ``--steps`` fixes them. Each seed draws its own labelled and held-out cases
+(paired across the arms).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import tempfile
@@ -18,18 +22,11 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from asfda.config import AdaptationMode, FinetuneConfig  # noqa: E402
+from asfda.benchmark.arms import KNOWN_ARMS  # noqa: E402
+from asfda.config import FinetuneConfig, round_steps  # noqa: E402
 from asfda.evaluation import evaluate_model, paired_files  # noqa: E402
 from asfda.session.session import AdaptationSession  # noqa: E402
 from deepbet_cases import write_cases, write_deepbet_folder  # noqa: E402
-
-ARMS = {
-    "old: lr 1e-3, no warm-up, no guard": dict(
-        learning_rate=1e-3, warmup_fraction=0.0, hold_out_validation=False, accept_worse=True
-    ),
-    "new defaults (lr 1e-4, warm-up, held-out guard)": {},
-    "decoder-only, lr 1e-4, no guard": dict(adaptation=AdaptationMode.DECODER, accept_worse=True),
-}  # norm-only does not apply: deepbet's InstanceNorm layers have no affine weights
 
 
 def main() -> None:
@@ -37,7 +34,8 @@ def main() -> None:
     parser.add_argument("--spacing", type=float, default=1.5)
     parser.add_argument("--roi", type=int, default=128)
     parser.add_argument("--patch", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--steps", type=int, help="every arm trains this many steps (default: its recipe's)")
+    parser.add_argument("--arms", nargs="+", default=["asfda", "recipe-2026-11"], choices=sorted(KNOWN_ARMS))
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--contrasts", nargs="+", default=["t1", "t2"])
     parser.add_argument("--labelled", type=int, default=2)
@@ -66,20 +64,17 @@ def main() -> None:
                 )
                 pairs = paired_files(*test)
                 before = None
-                for arm, overrides in ARMS.items():
+                for arm in args.arms:
                     session = AdaptationSession.create(tmp / f"s_{contrast}{seed}_{len(rows)}", model, "cpu")
                     if before is None:
                         before = evaluate_model(session.model(), pairs, session.device).mean_dice
                     for record in session.add_folder(pool[0]):
                         session.submit_label(record.id, pool[1] / Path(record.source_path).name)
                     config = FinetuneConfig(
-                        steps=args.steps,
-                        steps_per_labelled=0,
-                        patch_size=(args.patch,) * 3,
-                        semi_supervised=False,
-                        seed=seed,
-                        **overrides,
+                        patch_size=(args.patch,) * 3, seed=seed, **dict(KNOWN_ARMS[arm].finetune_overrides)
                     )
+                    if args.steps is not None:
+                        config = dataclasses.replace(config, steps=args.steps, steps_per_labelled=0)
                     started = time.perf_counter()
                     version = session.finetune(config)
                     after = evaluate_model(session.model(), pairs, session.device).mean_dice
@@ -90,8 +85,9 @@ def main() -> None:
                         "before": before,
                         "after": after,
                         "accepted": version.metrics["accepted"],
-                        "val": version.metrics["val_dice"],
-                        "parent_val": version.metrics["parent_val_dice"],
+                        "val": version.metrics.get("val_dice"),
+                        "parent_val": version.metrics.get("parent_val_dice"),
+                        "steps": round_steps(config, args.labelled),
                         "seconds": time.perf_counter() - started,
                     }
                     rows.append(row)
@@ -99,7 +95,7 @@ def main() -> None:
     print("\n| contrast | arm | held-out Dice before | after | change (mean over seeds) | activated |")
     print("|---|---|---|---|---|---|")
     for contrast in args.contrasts:
-        for arm in ARMS:
+        for arm in args.arms:
             sel = [r for r in rows if r["contrast"] == contrast and r["arm"] == arm]
             b, a = np.mean([r["before"] for r in sel]), np.mean([r["after"] for r in sel])
             accepted = sum(r["accepted"] for r in sel)
