@@ -13,6 +13,10 @@ class ServerSettings:
     trust_bundle_code: bool = False  # a session created here may run its bundle's code (--trust-bundle-code)
     cancel_grace_seconds: float = 3.0
     ranking_wait_seconds: float = 3600.0
+    # During a pool's first scoring, ``next`` serves from the cases scored so far once this many are (see
+    # ``ranking.provisional_ready``): 8 SegResNet passes fit the 10 s target on 2 CPU cores after the
+    # worker's start, and the best of 8 cases spread over the pool is expected in its top ninth.
+    provisional_min_scored: int = 8
     poll_seconds: float = 0.2
     worker_idle_seconds: float = 300.0  # a warm worker without work for this long is retired
     max_voxels: int = DEFAULT_MAX_VOXELS  # decoded size bound, checked from the header before reading
