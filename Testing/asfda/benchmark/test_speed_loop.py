@@ -40,7 +40,7 @@ def test_a_round_through_the_backend_is_timed(record):
         2,
     )
     assert record["startup_s"] > 0 and 0 < record["first_case_s"] <= record["first_ranking_s"] + 5
-    # a pool of 3 is under the 8 cases a provisional ranking waits for: the first case is the complete
+    # a pool of 3 is under the 6 cases a provisional ranking waits for: the first case is the complete
     # ranking's first
     assert not record["first_case_provisional"] and record["first_case_scored"] is None
     assert record["first_case_rank"] == 1
