@@ -48,11 +48,19 @@ class AnnotationActions:
             slicer.util.setSliceViewerLayers(background=annotation.volumeNode, fit=True)
             sceneLogic = self.logic.sceneLogic
             sceneLogic.jumpSlicesTo(sceneLogic.focusPoint(annotation.segmentationNode, annotation.volumeNode))
-            self._setStatus(
-                _("Case {name} (model {version}): correct it above, then Save.").format(
-                    name=annotation.case.name, version=caseFiles.modelVersion or "?"
+            if annotation.case.provisional:  # asked for before the pool's first scoring ended
+                self._setStatus(
+                    _(
+                        "Case {name} (model {version}, from a provisional ranking: the pool is still being "
+                        "scored): correct it above, then Save."
+                    ).format(name=annotation.case.name, version=caseFiles.modelVersion or "?")
                 )
-            )
+            else:
+                self._setStatus(
+                    _("Case {name} (model {version}): correct it above, then Save.").format(
+                        name=annotation.case.name, version=caseFiles.modelVersion or "?"
+                    )
+                )
         self._updateButtons()
         self._offerPredictionUpdate()  # a round may have ended while the case was on its way
 

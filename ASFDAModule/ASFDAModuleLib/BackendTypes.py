@@ -68,6 +68,7 @@ class Case:
     rank: int | None = None
     modelVersion: str | None = None
     lastServed: str | None = None
+    provisional: bool = False  # ranked among the cases scored so far (the pool's first scoring runs)
 
     @property
     def scored(self) -> bool:
@@ -86,6 +87,7 @@ class Case:
             rank=_optionalInt(data.get("rank")),
             modelVersion=_optionalStr(data.get("model_version")),
             lastServed=_optionalStr(data.get("last_served")),
+            provisional=bool(data.get("provisional", False)),
         )
 
 
@@ -119,7 +121,8 @@ class Ranking:
     """The pool sorted by rank, and the case the backend would serve next.
 
     ``complete`` is False while a scoring job (``job``) still scores the pool: the cases then carry the
-    scores computed so far and no rank (``GET /ranking?wait=false``).
+    scores computed so far and no rank (``GET /ranking?wait=false``), except in a pool's first scoring once
+    enough are scored: then ``provisional``, and those ``scored`` of ``poolSize`` are ranked among themselves.
     """
 
     modelVersion: str | None
@@ -128,6 +131,9 @@ class Ranking:
     nextCaseId: str | None
     complete: bool = True
     job: Job | None = None
+    provisional: bool = False
+    scored: int | None = None  # None from a backend older than the provisional ranking
+    poolSize: int | None = None
 
     @property
     def scoredCount(self) -> int:
@@ -143,6 +149,9 @@ class Ranking:
             nextCaseId=_optionalStr(data.get("next")),
             complete=bool(data.get("complete", True)),
             job=Job.fromJson(job) if job else None,
+            provisional=bool(data.get("provisional", False)),
+            scored=_optionalInt(data.get("scored")),
+            poolSize=_optionalInt(data.get("pool_size")),
         )
 
 

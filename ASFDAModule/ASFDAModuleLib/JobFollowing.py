@@ -50,7 +50,16 @@ class JobFollowing:
             self._scoringJobId = ranking.job.id
             views.showJob(self.ui.scoringProgressBar, ranking.job)
             self.scoringTimer.start()
-            self._setStatus(_("Scoring the pool: {message}").format(message=ranking.job.message or "..."))
+            if ranking.provisional:  # the first scoring: cases are served from those scored so far
+                self._setStatus(
+                    _(
+                        "Scoring the pool (ranking: {scored} of {total} cases scored, provisional): {message}"
+                    ).format(
+                        scored=ranking.scored, total=ranking.poolSize, message=ranking.job.message or "..."
+                    )
+                )
+            else:
+                self._setStatus(_("Scoring the pool: {message}").format(message=ranking.job.message or "..."))
         else:
             self._scoringJobId = None
             self.scoringTimer.stop()

@@ -117,6 +117,7 @@ class FakeState:
     refusedNames: set[str] = field(default_factory=set)  # files POST /cases refuses as unreadable (400)
     versionHeader: bool = True  # False: an older backend that does not name the prediction's model version
     roundGate: threading.Event | None = None  # set: a round holds at half way until the event is set
+    provisionalNext: bool = False  # True: POST /next serves from a provisional ranking (first scoring)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -342,7 +343,7 @@ class _Handler(BaseHTTPRequestHandler):
             raise HttpError(404, "every case is labelled")
         case = min(candidates, key=lambda c: c.last_served or 0.0)
         case.status, case.last_served = "suggested", time.time()
-        return self._casesJson([case])[0]
+        return {**self._casesJson([case])[0], "provisional": self.state.provisionalNext}
 
     def image(self, url):
         return self._case(url).stored

@@ -331,3 +331,41 @@ def test_the_widget_asks_before_a_newer_prediction_replaces_an_edit(
     assert keptAfterNo is opened and opened.GetAttribute("ASFDA.ModelVersion") == "v0"
     assert replaced is not opened and replaced.GetAttribute("ASFDA.ModelVersion") == "v1"
     assert not (labels[painted > 0] == 2).any()
+
+
+def test_a_provisional_ranking_and_a_case_served_from_it_say_so(builtWidget, fakeBackend, mrml):
+    """During the pool's first scoring the status names how many cases the ranking stands on, and a case
+    served from it says that it came from a provisional ranking."""
+    from ASFDAModuleLib.BackendTypes import Ranking
+    from module_fake_backend import TOKEN
+
+    widget, ui, shown = builtWidget
+    widget.setup()
+    said = []
+    setStatus = widget._setStatus
+    widget._setStatus = lambda text, *args, **kwargs: (said.append(text), setStatus(text, *args, **kwargs))
+    job = {"id": "j0001", "kind": "score", "state": "running", "message": "scoring p3"}
+    partial = {"model_version": "v0", "round": 0, "cases": [], "next": None, "complete": False, "job": job}
+    widget._onRanking(Ranking.fromJson({**partial, "provisional": True, "scored": 8, "pool_size": 20}))
+    provisional = said[-1]
+    widget._onRanking(Ranking.fromJson(partial))  # an older backend, or after a round: no count
+    scoring = said[-1]
+    widget.scoringTimer.stop()
+    widget.logic.connect(fakeBackend.url, TOKEN)
+    widget._fetchInfo()
+    settle(widget)
+    ui.sceneVolumesSelector.checkedNodes.return_value = [
+        volumes.addVolume(mrml.slicer, mrml.scene, volumes.intensityArray(), "p0")
+    ]
+    widget.onAddSceneVolumes()
+    settle(widget)
+    fakeBackend.state.provisionalNext = True
+    widget.onAnnotateNext()
+    settle(widget)
+    opened = said[-1]
+    widget.cleanup()
+
+    assert shown == {"errors": [], "warnings": []}
+    assert "ranking: 8 of 20 cases scored, provisional" in provisional and "scoring p3" in provisional
+    assert "provisional" not in scoring and "scoring p3" in scoring
+    assert "from a provisional ranking" in opened and "p0" in opened

@@ -161,6 +161,7 @@ def machine_text(machine: dict) -> str:
 PREVIOUS_FIELDS = (
     "commit",
     "created",
+    "first_case_s",
     "first_suggestion_s",
     "first_ranking_s",
     "median_save_to_next_case_s",
@@ -236,11 +237,16 @@ def backend_loop_summary(r: dict) -> str:
         f"`{r['command'] or 'asfda speed-loop'}` on {machine_text(r['machine'])}; "
         f"commit `{r['commit']}`, {r['created']}. Backend start {r['startup_s']:.1f} s"
     )
-    if r.get("first_suggestion_s") is not None:
-        text += (
-            f", first case in hand {r['first_suggestion_s']:.1f} s after adding the pool "
-            f"(target {targets['first_suggestion_s']:.0f} s)"
-        )
+    first_case = r.get("first_case_s", r.get("first_suggestion_s"))  # its name before the provisional one
+    if first_case is not None:
+        target = targets.get("first_case_s", targets.get("first_suggestion_s"))
+        text += f", first case in hand {first_case:.1f} s after adding the pool (target {target:.0f} s"
+        if r.get("first_case_provisional"):
+            text += (
+                f"; from the provisional ranking of {r['first_case_scored']} cases scored, rank "
+                f"{r['first_case_rank']} in the complete one"
+            )
+        text += ")"
     text += f", first ranking {r['first_ranking_s']:.1f} s"
     if r.get("median_save_to_next_case_s") is not None:
         text += (

@@ -33,6 +33,23 @@ class PoolScores:
         return not self.missing
 
 
+def provisional_ready(pool: PoolScores, labelled: set[str], minimum: int) -> bool:
+    """Whether the cases scored so far may be ranked and served before the pool is complete: once
+    ``minimum`` unlabelled cases are scored (all of them, in a smaller pool).
+
+    The scoring takes the pool in spread order, so the scored cases are a sample of it: the best of k
+    is expected near rank n / (k + 1) of the full ranking, whatever the pool's size, and their ranking
+    (typicality, clusters, diversity) is computed among them alone."""
+    waiting = [case_id for case_id in pool.missing if case_id not in labelled]
+    scored = [case_id for case_id in pool.scores if case_id not in labelled]
+    return bool(scored) and len(scored) >= min(minimum, len(scored) + len(waiting))
+
+
+def is_free(record: CaseRecord, now: float) -> bool:
+    """Not handed to an annotator in the last half hour."""
+    return record.last_served is None or now - record.last_served > SERVE_LEASE_SECONDS
+
+
 def cached_scores(
     store: SessionStore,
     version: str,
@@ -85,12 +102,10 @@ def next_case_id(
 ) -> str | None:
     """The case ``AdaptationSession.next_case`` would hand out now (without marking it served)."""
     now = time.time() if now is None else now
-    served = {r.id: r.last_served for r in records}
+    served = {r.id: r for r in records}
     candidates = [r for r in ranking if r.case_id not in labelled]
-    free = [
-        r for r in candidates if served[r.case_id] is None or now - served[r.case_id] > SERVE_LEASE_SECONDS
-    ]
-    chosen = free or sorted(candidates, key=lambda r: served[r.case_id] or 0.0)
+    free = [r for r in candidates if is_free(served[r.case_id], now)]
+    chosen = free or sorted(candidates, key=lambda r: served[r.case_id].last_served or 0.0)
     return chosen[0].case_id if chosen else None
 
 
@@ -115,7 +130,8 @@ def case_views(
     labelled: set[str],
     ranking: list[RankedCase] | None,
 ) -> list[schemas.Case]:
-    """Every case with its status and scores, ranked cases first (by rank), then unscored, then labelled."""
+    """Every case with its status and scores, ranked cases first (by rank), then unscored, then labelled;
+    a rank from an incomplete pool is marked provisional."""
     ranked = {r.case_id: r for r in ranking or []}
     pseudo = pseudo_labelled_cases(store, pool.version)
     now = time.time()
@@ -145,6 +161,7 @@ def case_views(
                 model_version=pool.version if scores else None,
                 last_served=iso_time(record.last_served),
                 added=record.added,
+                provisional=row is not None and not pool.complete,
             )
         )
     order = {case_id: index for index, case_id in enumerate(ranked)}

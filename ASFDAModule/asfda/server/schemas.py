@@ -92,6 +92,9 @@ class Case(BaseModel):
     model_version: str | None = Field(None, description="the model version the scores are from")
     last_served: str | None = Field(None, description="when the case was last handed to an annotator")
     added: str | None = None
+    provisional: bool = Field(
+        False, description="its rank is among the cases scored so far: the pool's first scoring is running"
+    )
 
 
 class AddCases(StrictRequest):
@@ -135,6 +138,11 @@ class Ranking(BaseModel):
     cases: list[Case] = Field(description="ranked cases by rank, then unscored cases, then labelled cases")
     next: str | None = Field(description="the case the next POST /next would hand out")
     complete: bool = Field(description="false while some cases still wait for their scores")
+    provisional: bool = Field(
+        False, description="ranks and next are from the cases scored so far (complete is false)"
+    )
+    scored: int = Field(0, description="cases with scores of model_version")
+    pool_size: int = Field(0, description="cases in the pool")
     job: Job | None = Field(None, description="the scoring job, while one is needed")
     skipped: list[str] = Field(
         default_factory=list, description="cases the scoring could not score, each with the reason"

@@ -18,15 +18,25 @@ from .store import SessionStore
 SERVE_LEASE_SECONDS = 30 * 60  # a case handed to one annotator is not handed to another for this long
 
 
+def spread_order(count: int) -> list[int]:
+    """0 .. count-1 in bit-reversed (van der Corput) order: every prefix spreads evenly over the range, so
+    the first cases scored of a folder sorted by site or scanner are not all from its first files."""
+    bits = max(count - 1, 0).bit_length()
+    reversed_bits = (int(format(i, f"0{bits}b")[::-1], 2) if bits else 0 for i in range(1 << bits))
+    return [i for i in reversed_bits if i < count]
+
+
 def scoring_order(records: list[CaseRecord], now: float) -> list[CaseRecord]:
     """The cases handed to an annotator in the last half hour first, the latest first (after a round, the open
-    case's new prediction is the one awaited), then the others in the pool's order."""
+    case's new prediction is the one awaited), then the others spread over the pool (``spread_order``): a
+    ranking of the cases scored so far (a provisional one) stands for the whole pool."""
     served = sorted(
         (r for r in records if r.last_served is not None and now - r.last_served <= SERVE_LEASE_SECONDS),
         key=lambda r: -r.last_served,
     )
     first = {r.id for r in served}
-    return served + [r for r in records if r.id not in first]
+    others = [r for r in records if r.id not in first]
+    return served + [others[i] for i in spread_order(len(others))]
 
 
 class PoolQuery:
