@@ -43,7 +43,9 @@ class RegistrationSettings:
     control_point_spacing_mm: float = 40.0
     smoothing_sigma_mm: float = 3.0  # at every level but the full-resolution one
     histogram_bins: int = 32
-    sampling_fraction: float = 0.1  # of the (shrunk) query's voxels, drawn at random (seeded)
+    # voxels of the (shrunk) query drawn at random (seeded) for the metric, per level: all of a coarse level
+    affine_samples: int = 20000
+    bspline_samples: int = 5000
     brain_margin_voxels: int = 2  # the support's labelled region, dilated, is where the metric looks
     seed: int = 7
     threads: int = 1
@@ -119,13 +121,18 @@ def normalized_mutual_information(first: np.ndarray, second: np.ndarray, bins: i
 
 
 def _registration(
-    settings: RegistrationSettings, shrink_factors: Sequence[int], moving_mask: sitk.Image | None
+    settings: RegistrationSettings,
+    fixed: sitk.Image,
+    shrink_factors: Sequence[int],
+    samples: int,
+    moving_mask: sitk.Image | None,
 ) -> sitk.ImageRegistrationMethod:
     method = sitk.ImageRegistrationMethod()
     method.SetNumberOfThreads(settings.threads)
     method.SetMetricAsMattesMutualInformation(numberOfHistogramBins=settings.histogram_bins)
     method.SetMetricSamplingStrategy(method.RANDOM)
-    method.SetMetricSamplingPercentage(settings.sampling_fraction, settings.seed)
+    voxels = [fixed.GetNumberOfPixels() / factor**3 for factor in shrink_factors]
+    method.SetMetricSamplingPercentagePerLevel([min(1.0, samples / n) for n in voxels], settings.seed)
     method.SetInterpolator(sitk.sitkLinear)
     method.SetShrinkFactorsPerLevel(list(shrink_factors))
     method.SetSmoothingSigmasPerLevel([settings.smoothing_sigma_mm if f > 1 else 0.0 for f in shrink_factors])
@@ -152,7 +159,9 @@ def affine_transform(
     initial = sitk.CenteredTransformInitializer(
         fixed, moving, sitk.AffineTransform(3), sitk.CenteredTransformInitializerFilter.GEOMETRY
     )
-    method = _registration(settings, settings.affine_shrink_factors, moving_mask)
+    method = _registration(
+        settings, fixed, settings.affine_shrink_factors, settings.affine_samples, moving_mask
+    )
     method.SetOptimizerAsRegularStepGradientDescent(
         learningRate=4.0, minStep=1e-3, numberOfIterations=settings.affine_iterations, relaxationFactor=0.6
     )
@@ -173,7 +182,9 @@ def bspline_transform(
     physical = np.asarray(fixed.GetSize()) * np.asarray(fixed.GetSpacing())
     mesh = [max(1, int(round(extent / settings.control_point_spacing_mm))) for extent in physical]
     bspline = sitk.BSplineTransformInitializer(fixed, mesh, order=3)
-    method = _registration(settings, settings.bspline_shrink_factors, moving_mask)
+    method = _registration(
+        settings, fixed, settings.bspline_shrink_factors, settings.bspline_samples, moving_mask
+    )
     method.SetOptimizerAsLBFGSB(
         gradientConvergenceTolerance=1e-5,
         numberOfIterations=settings.bspline_iterations,

@@ -53,7 +53,7 @@ class ProposalChoice:
             best = max((k for k in self.dice if k is not ProposalKind.MODEL), key=self.dice.get)
             return (
                 f"starting from: the model's prediction, validated Dice {model:.2f} against "
-                f"{describe(best, self.labelled_cases)}'s {self.dice[best]:.2f}"
+                f"{self.dice[best]:.2f} for {describe(best, self.labelled_cases)}"
             )
         return (
             f"starting from: {describe(self.served, self.labelled_cases)}, validated Dice "
