@@ -18,12 +18,13 @@ from asfda.proposals import (
 from proposal_phantoms import NUM_CLASSES, moved, phantom
 
 
-def test_a_known_rotation_and_translation_is_recovered():
+@pytest.mark.parametrize("stage", list(DeformableStage))
+def test_a_known_rotation_and_translation_is_recovered(stage):
     support = phantom(seed=1)
     query = moved(support, degrees=12.0, shift_mm=(6.0, -4.0, 4.0), case_id="query")
     unregistered = foreground_dice(support.labels, query.labels, NUM_CLASSES)
 
-    warped = propagate(query, support, NUM_CLASSES)
+    warped = propagate(query, support, NUM_CLASSES, RegistrationSettings(deformable=stage))
 
     registered = foreground_dice(warped.labels, query.labels, NUM_CLASSES)
     assert registered > 0.9
