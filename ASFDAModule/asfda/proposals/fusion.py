@@ -28,7 +28,7 @@ class ProposalKind(str, Enum):
     AGREEMENT = "agreement"  # the model and the (weighted) propagation, averaged
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays: compare their contents, not the records
 class Proposal:
     """A proposed segmentation of the query on its model-space grid."""
 

@@ -53,7 +53,7 @@ class RegistrationSettings:
     threads: int = 1
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays: compare their contents, not the records
 class Case:
     """A case in the model's space: its volume, voxel spacing in mm and, for a support, its label map."""
 
@@ -63,7 +63,7 @@ class Case:
     case_id: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays: compare their contents, not the records
 class WarpedSupport:
     """A support case carried onto the query's grid."""
 

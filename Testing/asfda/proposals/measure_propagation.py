@@ -6,8 +6,9 @@ Not a test (minutes): run it by hand on one core, e.g.
         --spacing 3 --seed 7 --no-progress
     OMP_NUM_THREADS=1 PYTHONPATH=ASFDAModule nice -n 15 python \
         Testing/asfda/proposals/measure_propagation.py /tmp/p23data --queries 4
-Each query's supports are the first k pool cases other than itself; the volumes go through the model space
-of a 3 mm, RAS, z-scored (non-zero) model, as the engine's cases do.
+Each query's supports are the first k pool cases other than itself (``--query-split test``: the test
+cases are the queries, one per sub-population in a ``--config site`` dataset); the volumes go through the
+model space of a 3 mm, RAS, z-scored (non-zero) model (``--model``: that model's), as the engine's cases do.
 """
 
 from __future__ import annotations
@@ -36,11 +37,11 @@ from asfda.proposals import (
 from asfda.proposals.selection import proposal_from_warped
 
 
-def model_space_cases(dataset: Path, spec: ModelSpec) -> list[Case]:
+def model_space_cases(dataset: Path, spec: ModelSpec, split: str = "pool") -> list[Case]:
     manifest = json.loads((dataset / "dataset.json").read_text())
     spacing = tuple(float(s) for s in spec.spacing)
     cases = []
-    for entry in manifest["cases"]["pool"]:
+    for entry in manifest["cases"][split]:
         case = preprocess_case(
             read_volume(dataset / entry["image"]), spec, read_volume(dataset / entry["label"])
         )
@@ -49,7 +50,9 @@ def model_space_cases(dataset: Path, spec: ModelSpec) -> list[Case]:
                 image=case.image[0].numpy(),
                 spacing=spacing,
                 labels=np.rint(case.label[0].numpy()).astype(np.int64),
-                case_id=entry["name"],
+                case_id=f"{entry['name']} ({entry['subpopulation']})"
+                if "subpopulation" in entry
+                else entry["name"],
             )
         )
     return cases
@@ -75,6 +78,7 @@ def main() -> None:
         "--model", type=Path, help="e.g. Resources/SourceModel: its Dice, and a leave-one-out"
     )
     parser.add_argument("--queries", type=int, default=4, help="the last N pool cases are the queries")
+    parser.add_argument("--query-split", help="query the cases of this split (e.g. test) instead")
     parser.add_argument("--supports", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--deformable", default="bspline", choices=[s.value for s in DeformableStage])
     parser.add_argument("--bspline-iterations", type=int, default=RegistrationSettings.bspline_iterations)
@@ -94,7 +98,11 @@ def main() -> None:
         affine_shrink_factors=tuple(args.affine_shrink),
     )
     queries, pool = cases[-args.queries :], cases[: -args.queries]
-    measure_propagation(queries, pool, predictions, args.supports, num_classes, settings)
+    query_predictions = predictions[-args.queries :] if predictions is not None else None
+    if args.query_split:
+        pool, queries = cases, model_space_cases(args.dataset, spec, args.query_split)
+        query_predictions = model_predictions(args.model, queries)
+    measure_propagation(queries, pool, query_predictions, args.supports, num_classes, settings)
     if predictions is not None:
         for n in args.supports[1:]:
             started = time.perf_counter()
@@ -110,8 +118,7 @@ def measure_propagation(queries, pool, predictions, supports, num_classes, setti
     kinds = ["majority", "weighted"] + (["agreement"] if predictions is not None else [])
     results = {k: {kind: [] for kind in kinds} for k in supports}
     model_dice, seconds, cpu_seconds = [], [], []  # wall time a registration; CPU time one (with warping)
-    query_predictions = predictions[-len(queries) :] if predictions is not None else [None] * len(queries)
-    for query, prediction in zip(queries, query_predictions):
+    for query, prediction in zip(queries, predictions or [None] * len(queries)):
         started, cpu = time.perf_counter(), time.process_time()
         warped = propagate_all(query, pool[:largest], num_classes, settings)
         seconds += [w.seconds for w in warped]
