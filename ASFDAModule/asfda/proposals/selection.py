@@ -50,7 +50,9 @@ class ProposalChoice:
             return f"starting from: the model's prediction ({self.reason})"
         model = self.dice[ProposalKind.MODEL]
         if self.served is ProposalKind.MODEL:
-            best = max((k for k in self.dice if k is not ProposalKind.MODEL), key=self.dice.get)
+            best = max((k for k in self.dice if k is not ProposalKind.MODEL), key=self.dice.get, default=None)
+            if best is None:
+                return f"starting from: the model's prediction, validated Dice {model:.2f}"
             return (
                 f"starting from: the model's prediction, validated Dice {model:.2f} against "
                 f"{self.dice[best]:.2f} for {describe(best, self.labelled_cases)}"
@@ -156,7 +158,11 @@ def choose_proposal(
     scores: dict[ProposalKind, list[float]] = {k: [] for k in kinds}
     for index, (query, prediction) in enumerate(zip(labelled, predictions)):
         others = [case for other, case in enumerate(labelled) if other != index]
-        warped = propagate_all(query, others, num_classes, settings, max_supports, cancelled=cancelled)
+        warped = (
+            propagate_all(query, others, num_classes, settings, max_supports, cancelled=cancelled)
+            if len(kinds) > 1
+            else []  # the model alone: nothing to register
+        )
         for kind in kinds:
             proposal = proposal_from_warped(kind, query, warped, prediction, num_classes)
             scores[kind].append(foreground_dice(proposal.labels, query.labels, num_classes))

@@ -83,6 +83,8 @@ def test_one_labelled_case_serves_the_model_and_says_why():
     assert choice.served is ProposalKind.MODEL and not choice.validated and choice.labelled_cases == 1
     assert "no leave-one-out" in choice.reason
     assert choice.summary() == "starting from: the model's prediction (1 labelled case: no leave-one-out yet)"
+    alone = choose_proposal(related_cases()[:2], [c.labels for c in related_cases()[:2]], NUM_CLASSES, ())
+    assert alone.served is ProposalKind.MODEL and alone.summary().endswith("validated Dice 1.00")
 
 
 def test_the_chosen_proposal_is_built_for_a_new_case():
