@@ -5,7 +5,7 @@ the seed differs per run) unless its ``finetune_overrides`` say otherwise, so ar
 query, and the headline arm ``asfda`` is the product. ``recipe-2026-11`` is the recipe the benchmark ran
 before it shipped one recipe (lr 1e-3 constant, no warm-up, no hold-out, every round accepted, augmentation,
 BatchNorm statistics from the labelled cases, 100 + 20 steps per labelled case), kept as an arm so the two
-compare on the same run; ``RECIPE_VARIANTS`` are the candidate recipes, one change each from the shipped one.
+compare on the same run; ``RECIPE_VARIANTS`` are the candidate recipes, each a change from the shipped one.
 Every query arm fine-tunes supervised, so arm against arm measures the query. The full method, ``asfda``,
 is one query (the ``DEFAULT_QUERY``, or with ``--asfda-query auto`` the candidate with the best
 *validation* Dice at the endpoint) followed by the fine-tuning chosen on the validation split
@@ -87,32 +87,31 @@ RECIPE_2026_11_OVERRIDES: tuple[tuple[str, object], ...] = (
     ("recompute_batchnorm", True),
     ("batchnorm_pool_cases", 0),
 )
-# Candidate recipes: the shipped one with one change each, after the default query's picks.
+# Candidate recipes: the shipped one with a change each, after the default query's picks. The candidates of
+# Resources/Benchmark/recipe_parts/ were named against the recipe shipped before it (README there).
 RECIPE_VARIANTS: dict[str, tuple[str, tuple[tuple[str, object], ...]]] = {
-    "recipe-lr1e-3": ("the shipped recipe at a peak rate of 1e-3", (("learning_rate", 1e-3),)),
-    "recipe-no-average": ("the shipped recipe, the student's last weights", (("weight_average_decay", 0.0),)),
-    "recipe-labelled-batchnorm": (
-        "the shipped recipe, BatchNorm statistics from the training cases only",
-        (("batchnorm_pool_cases", 0),),
-    ),
-    "recipe-2026-11-cosine": (
-        "recipe-2026-11's rate, last weights and training-case BatchNorm, "
-        "with the shipped warm-up and cosine",
-        (("learning_rate", 1e-3), ("weight_average_decay", 0.0), ("batchnorm_pool_cases", 0)),
-    ),
-    "recipe-constant": (
-        "the shipped recipe, the rate held at its peak after the warm-up instead of the cosine decay",
-        (("lr_schedule", LearningRateSchedule.CONSTANT),),
-    ),
-    "recipe-2026-11-warmup": (
-        "recipe-2026-11 with the shipped warm-up: 1e-3 held after 10 % warm-up, last weights, training-case"
-        " BatchNorm",
+    "recipe-cosine-average": (
+        "the recipe shipped before recipe_parts: peak 5e-4 decayed by a cosine, an EMA of the weights (0.95),"
+        " BatchNorm statistics from the training cases and up to 32 pool cases",
         (
-            ("learning_rate", 1e-3),
-            ("lr_schedule", LearningRateSchedule.CONSTANT),
-            ("weight_average_decay", 0.0),
-            ("batchnorm_pool_cases", 0),
+            ("learning_rate", 5e-4),
+            ("lr_schedule", LearningRateSchedule.COSINE),
+            ("weight_average_decay", 0.95),
+            ("batchnorm_pool_cases", 32),
         ),
+    ),
+    "recipe-cosine": (
+        "the shipped recipe, the rate decayed by a cosine to zero after the warm-up",
+        (("lr_schedule", LearningRateSchedule.COSINE),),
+    ),
+    "recipe-lr5e-4": ("the shipped recipe at a rate of 5e-4", (("learning_rate", 5e-4),)),
+    "recipe-average": (
+        "the shipped recipe, an EMA of the student's weights (0.95) as the round's result",
+        (("weight_average_decay", 0.95),),
+    ),
+    "recipe-pool-batchnorm": (
+        "the shipped recipe, BatchNorm statistics from the training cases and up to 32 pool cases",
+        (("batchnorm_pool_cases", 32),),
     ),
     "recipe-hold-out": (
         "the shipped recipe with the guard's validation: labelled cases held out, a worse round held back",
