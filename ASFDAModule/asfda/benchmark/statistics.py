@@ -35,6 +35,7 @@ from .significance import (
     wilcoxon_p,
     wilcoxon_seeds_p,
 )
+from .site_picks import picks_by_subpopulation, picks_markdown, pool_prevalence
 from .site_statistics import arm_site_endpoints, site_compare, site_markdown, site_subpopulations
 from .training_noise import load_noise_runs, training_noise_markdown, training_noise_summary
 
@@ -225,6 +226,8 @@ def summarise(
         site = {
             "arms": arm_site_endpoints(results, endpoint, subpopulation_of),
             "comparisons_case_weighted": comparisons,
+            "picks": picks_by_subpopulation(results, subpopulation_of),
+            "pool_prevalence": pool_prevalence(run_info.get("case_metadata") or {}),
         }
         comparisons = [site_compare(results, FULL_METHOD, b, endpoint, subpopulation_of) for b in baselines]
     random = next((c for c in comparisons if c["strategy"] == "random"), None)
@@ -301,6 +304,7 @@ def statistics_markdown(summary: dict) -> str:
             "Wilcoxon over the per-seed differences of the sub-population mean (site_statistics.py).",
         ]
         lines += site_markdown(summary)
+        lines += picks_markdown(summary["site"]["picks"], summary["site"]["pool_prevalence"])
     draws = summary.get("random_all_draws")
     if draws:
         lines += [
@@ -351,6 +355,7 @@ def write_statistics(
     """summary.json, statistics.md and the figures (Dice/HD95 curves; slices before/after if kept)."""
     from .figures import plot_dice_hd95, plot_slices_before_after
     from .oracle import load_oracle_runs
+    from .site_figures import write_site_figures
 
     out = Path(out)
     config = run_info.get("config") or {}
@@ -360,5 +365,6 @@ def write_statistics(
     files[0].write_text(json.dumps(summary, indent=2, default=float))
     files[1].write_text(statistics_markdown(summary))
     plot_dice_hd95(results, schedule, endpoint, files[2], run_info.get("n_pool"))
+    files += write_site_figures(out, results, summary, run_info, FULL_METHOD)
     slices = plot_slices_before_after(out, run_info)
     return files + ([slices] if slices else [])
