@@ -159,9 +159,11 @@ def run_oracle(args: argparse.Namespace) -> int:
     layout = open_dataset(as_benchmark_dataset(args.dataset, work))
     set_threads(args.threads)
     pool = sorted(case_name(image) for image, _ in layout.pool)
-    size = args.size or endpoint_labelled(len(pool))
-    budgets = sorted({n for n in (args.schedule or (size,)) if n <= size} | {size})
-    images = [image for image, _ in (*layout.pool, *layout.val)]
+    benchmark = json.loads((out / "run.json").read_text()) if (out / "run.json").is_file() else {}
+    size = args.size or benchmark.get("endpoint") or endpoint_labelled(len(pool))
+    schedule = args.schedule or benchmark.get("schedule") or (size,)
+    budgets = sorted({n for n in schedule if n <= size} | {size})
+    images = [image for image, _ in (*layout.pool, *layout.test)]  # as the benchmark: the same window
     model, patch = prepare_model(
         Path(args.model or committed_model()), work / "model", Window(args.window), images
     )
@@ -218,9 +220,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--work", type=Path, metavar="DIR", help="scratch (default: OUT/work)")
     parser.add_argument("--model", type=Path, help="source model folder (default: Resources/SourceModel)")
     parser.add_argument(
-        "--size", type=int, help="labelled cases to reach (default: the endpoint, 10 %% of the pool)"
+        "--size",
+        type=int,
+        help="labelled cases to reach (default: OUT/run.json's endpoint, else 10 %% of the pool)",
     )
-    parser.add_argument("--schedule", nargs="+", type=int, help="budgets scored on test (default: the size)")
+    parser.add_argument(
+        "--schedule",
+        nargs="+",
+        type=int,
+        help="budgets scored on test (default: OUT/run.json's, up to the size)",
+    )
     parser.add_argument(
         "--candidates",
         type=int,
