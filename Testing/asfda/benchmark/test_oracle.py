@@ -56,3 +56,44 @@ def test_bad_sizes_are_refused_and_saved_runs_load(tmp_path):
         tmp_path / "none"
     ) == []
     assert OracleStep("a", 0.5).tried == {}
+
+
+def test_the_oracle_command_searches_on_validation_and_scores_its_set_on_test(
+    tmp_path, tiny_dataset, tiny_model, monkeypatch
+):
+    """``asfda oracle`` end to end on a folder of the tiny dataset's 6 cases (3 pool / 1 val / 2 test), with
+    a one-step recipe: only the final set is scored on test."""
+    from dataclasses import replace
+
+    from asfda.benchmark.oracle import SetTrainer
+    from asfda.benchmark.runner import BenchmarkConfig
+    from asfda.cli.main import main
+    from asfda.config import FinetuneConfig
+
+    folder = tmp_path / "cases"
+    for kind, column in (("images", 0), ("labels", 1)):
+        (folder / kind).mkdir(parents=True)
+        for pair in (*tiny_dataset.pool, *tiny_dataset.test):
+            (folder / kind / pair[0].name).symlink_to(pair[column])
+    monkeypatch.setattr(
+        BenchmarkConfig,
+        "recipe",
+        property(lambda self: replace(FinetuneConfig(), steps=1, steps_per_labelled=0)),
+    )
+    calls = []
+    run = SetTrainer.run
+    monkeypatch.setattr(
+        SetTrainer,
+        "run",
+        lambda self, labelled, on_test: calls.append(on_test) or run(self, labelled, on_test),
+    )
+    out = tmp_path / "out"
+    argv = ["oracle", "--dataset", str(folder), "--model", str(tiny_model), "--out", str(out), "--size", "2"]
+    assert main([*argv, "--candidates", "2", "--device", "cpu", "--no-progress"]) == 0
+    assert calls == [False] * 4 + [True]  # 2 + 2 candidates on validation, then the set once on test
+    search = json.loads((out / "oracle" / "oracle-seed0-search.json").read_text())
+    assert [len(step["tried"]) for step in search["steps"]] == [2, 2]
+    (oracle,) = load_oracle_runs(out)
+    record = oracle.at(2)
+    assert record.picked == [s["picked"] for s in search["steps"]] and len(record.per_case_dice) == 2
+    assert record.validation_split_dice and record.test_dice is not None
