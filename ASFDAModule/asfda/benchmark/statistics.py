@@ -278,8 +278,9 @@ def statistics_markdown(summary: dict) -> str:
         f"Full method's query: `{summary['full_method'].get('query')}` "
         f"(chosen by {summary['full_method'].get('chosen_by')}).",
         "",
-        "| ASFDA minus | difference | 95 % CI (seeds x cases) | 95 % CI (hierarchical) | Wilcoxon p (cases) "
-        "| Wilcoxon p (seeds) | seeds x cases |",
+        "| ASFDA minus | difference | 95 % CI (seeds x cases) | 95 % CI (hierarchical) | "
+        + ("sign-flip p (cases)" if summary.get("site") else "Wilcoxon p (cases)")
+        + " | Wilcoxon p (seeds) | seeds x cases |",
         "|---|---|---|---|---|---|---|",
     ]
     for c in summary["comparisons"]:

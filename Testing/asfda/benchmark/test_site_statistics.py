@@ -76,7 +76,9 @@ def test_a_dataset_without_subpopulations_keeps_the_plain_endpoint():
 def test_statistics_files_state_the_site_endpoint(tmp_path):
     write_statistics(tmp_path, site_results(), (1, 2), 2, INFO)
     text = (tmp_path / "statistics.md").read_text()
-    assert "Site endpoint per arm" in text and "sign-flip" in text and "| rare | routine |" in text
+    assert (
+        "Site endpoint per arm" in text and "| sign-flip p (cases) |" in text and "| rare | routine |" in text
+    )
     assert "| asfda | 0.62" in text and "rare 0.50" in text and "Worst sub-population, ASFDA minus" in text
     assert json.loads((tmp_path / "summary.json").read_text())["site"]["arms"]["random"]["n_runs"] == 4
 
