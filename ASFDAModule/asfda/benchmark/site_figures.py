@@ -39,7 +39,7 @@ def colours(names: Sequence[str]) -> dict[str, tuple]:
 
 
 def plot_picks_by_subpopulation(
-    picks: Mapping[str, dict], prevalence: Mapping[str, float], path: Path
+    picks: Mapping[str, dict], prevalence: Mapping[str, float], path: Path, palette: dict | None = None
 ) -> Path | None:
     """One stacked bar per arm (its share of all picks by sub-population) beside the pool's bar."""
     if not picks:
@@ -53,8 +53,8 @@ def plot_picks_by_subpopulation(
     bars = ({"pool (prevalence)": dict(prevalence)} if prevalence else {}) | {
         arm: entry["shares"] for arm, entry in picks.items()
     }
-    colour = colours(names)
-    figure, axis = plt.subplots(figsize=(1.2 + 0.7 * len(bars), 4.5))
+    colour = palette or colours(names)
+    figure, axis = plt.subplots(figsize=(4.5 + 0.8 * len(bars), 4.8))
     bottom = np.zeros(len(bars))
     for name in names:
         heights = np.array([shares.get(name, 0.0) for shares in bars.values()])
@@ -62,11 +62,11 @@ def plot_picks_by_subpopulation(
             list(bars), heights, bottom=bottom, color=colour[name], label=name, edgecolor="white", lw=0.5
         )
         bottom += heights
-    axis.set_ylabel("share of picks (over seeds and rounds)")
+    axis.set_ylabel("share of picks over seeds and rounds (pool: prevalence)")
     axis.set_ylim(0, 1)
-    axis.tick_params(axis="x", rotation=45)
+    axis.set_xticks(range(len(bars)), list(bars), rotation=30, ha="right")
     axis.legend(fontsize=7, bbox_to_anchor=(1.01, 1), loc="upper left")
-    axis.set_title("Picked sub-populations per arm against the pool", fontsize=10)
+    axis.set_title("Picked sub-populations per arm, against the pool", fontsize=10)
     return save_figure(figure, path)
 
 
@@ -76,6 +76,7 @@ def plot_embedding_projection(
     picked: Sequence[str],
     arm: str,
     path: Path,
+    palette: dict | None = None,
 ) -> Path | None:
     """The pool's embeddings on their first two principal axes, a colour per sub-population; ``picked``
     (one run's picks, in order) ringed and numbered."""
@@ -89,7 +90,7 @@ def plot_embedding_projection(
 
     xy = principal_components(np.array([embeddings[n] for n in names]))
     groups = [subpopulation_of.get(n, "unknown") for n in names]
-    colour = colours(set(groups))
+    colour = palette or colours(set(groups))
     figure, axis = plt.subplots(figsize=(7, 5.5))
     for group in sorted(set(groups)):
         rows = [i for i, g in enumerate(groups) if g == group]
@@ -115,26 +116,18 @@ def write_site_figures(out: Path, results, summary: dict, run_info: dict, arm: s
     if not site:
         return []
     out = Path(out)
-    files = [
-        plot_picks_by_subpopulation(
-            site.get("picks") or {}, site.get("pool_prevalence") or {}, out / "picks_by_subpopulation.png"
-        )
-    ]
+    subpopulation_of = {
+        n: m.get("subpopulation", "unknown") for n, m in (run_info.get("case_metadata") or {}).items()
+    }
+    palette = colours({*subpopulation_of.values(), "unknown"})  # one colour per mode in both figures
+    picks, prevalence = site.get("picks") or {}, site.get("pool_prevalence") or {}
+    files = [plot_picks_by_subpopulation(picks, prevalence, out / "picks_by_subpopulation.png", palette)]
     scoring = out / "pretrained_scoring.json"
     embeddings = json.loads(scoring.read_text()).get("pool_embeddings") if scoring.is_file() else None
     runs = sorted((r for r in results if r.arm == arm), key=lambda r: r.seed)
     if embeddings:
         picked = [name for record in runs[0].records for name in record.picked] if runs else []
-        subpopulation_of = {
-            n: m.get("subpopulation", "unknown") for n, m in (run_info.get("case_metadata") or {}).items()
-        }
-        files.append(
-            plot_embedding_projection(
-                embeddings,
-                subpopulation_of,
-                picked,
-                f"{arm} (seed {runs[0].seed})" if runs else arm,
-                out / "embedding_projection.png",
-            )
-        )
+        name = f"{arm} (seed {runs[0].seed})" if runs else arm
+        path = out / "embedding_projection.png"
+        files.append(plot_embedding_projection(embeddings, subpopulation_of, picked, name, path, palette))
     return [f for f in files if f is not None]
