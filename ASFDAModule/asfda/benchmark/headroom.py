@@ -61,7 +61,10 @@ def oracle_summary(oracle: Sequence[RunResult], endpoint: int, subpopulation_of)
         "dice": mean_or_none([endpoint_value(r, subpopulation_of) for r in records]),
         "validation_dice": mean_or_none(validation),
         "n_runs": len(runs),
-        "picked_by_seed": {str(run.seed): list(rec.picked) for run, rec in zip(runs, records)},
+        "picked_by_seed": {  # the whole set at the endpoint: a record's picks are only its round's
+            str(run.seed): [name for rec in run.records if rec.n_labelled <= endpoint for name in rec.picked]
+            for run in runs
+        },
     }
 
 

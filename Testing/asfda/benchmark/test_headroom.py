@@ -36,6 +36,7 @@ def test_random_spread_over_all_draws_and_each_arms_share_of_the_headroom():
     assert quantiles["0.75"] == pytest.approx(0.65) and quantiles["0.95"] == pytest.approx(0.69)
     assert room["random_best"] == pytest.approx(0.70)
     assert room["oracle"]["dice"] == pytest.approx(0.70) and room["oracle"]["validation_dice"] == 0.9
+    assert room["oracle"]["picked_by_seed"] == {"0": ["tgt_001", "tgt_002"]}  # the set, not the last round
     assert room["all_labelled"] == pytest.approx(0.80)
     asfda, entropy = room["arms"]["asfda"], room["arms"]["entropy"]
     assert asfda["dice"] == pytest.approx(0.65)
