@@ -362,7 +362,8 @@ def dataset_layout(out_dir: str | Path) -> DatasetLayout:
         for split in Split
     }
     metadata = {
-        case["name"]: {k: case[k] for k in ("protocol", "source", "subpopulation") if k in case}
+        case["name"]: {"split": split.value}
+        | {k: case[k] for k in ("protocol", "source", "subpopulation") if k in case}
         for split in Split
         for case in cases.get(split.value, [])
         if "name" in case

@@ -14,7 +14,10 @@ Intervals: the two-way bootstrap resamples seeds and cases independently (crosse
 identity across seeds, :func:`paired_bootstrap`); the hierarchical bootstrap resamples seeds, then test
 cases within each resampled seed (:func:`hierarchical_bootstrap`). Random's extra draws have no partner:
 the all-draws comparison (:func:`draws_bootstrap`, :func:`mann_whitney_p`) takes the mean over every
-draw as the reference and resamples each arm's runs on its own.
+draw as the reference and resamples each arm's runs on its own. The site endpoint averages over
+sub-populations: its interval resamples test cases within their sub-population
+(:func:`stratified_bootstrap`) and its case-level test flips the signs of weighted per-case differences
+(:func:`weighted_sign_flip_p`).
 """
 
 from __future__ import annotations
@@ -114,3 +117,58 @@ def mann_whitney_p(arm: Sequence, reference: Sequence) -> float:
     if len(arm) == 0 or len(reference) == 0:
         return float("nan")
     return float(mannwhitneyu(arm, reference, alternative="two-sided").pvalue)
+
+
+def stratified_bootstrap(
+    differences: np.ndarray,
+    strata: Sequence[Sequence[int]],
+    samples: int = BOOTSTRAP_SAMPLES,
+    seed: int = 0,
+    level: float = 0.95,
+    nested: bool = False,
+) -> tuple[float, float, float]:
+    """The mean over strata of each stratum's mean difference, and its percentile interval.
+
+    ``strata`` are the column indices of each stratum (a sub-population's test cases). Seeds are resampled,
+    and test cases *within* their stratum, so every resample keeps each stratum's count and weight, as the
+    stratified test split was drawn; ``nested``: each resampled seed its own cases (hierarchical)."""
+    differences = np.asarray(differences, dtype=np.float64)
+    if differences.size == 0 or not strata:
+        return float("nan"), float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    n_seeds = differences.shape[0]
+    rows = rng.integers(0, n_seeds, (samples, n_seeds))
+    means = np.zeros(samples)
+    for columns in strata:
+        columns = np.asarray(columns)
+        if nested:
+            picks = columns[rng.integers(0, len(columns), (samples, n_seeds, len(columns)))]
+            means += differences[rows[:, :, None], picks].mean(axis=(1, 2))
+        else:
+            seed_means = differences[rows][:, :, columns].mean(axis=1)  # samples x the stratum's cases
+            picks = rng.integers(0, len(columns), (samples, len(columns)))
+            means += np.take_along_axis(seed_means, picks, axis=1).mean(axis=1)
+    estimate = float(np.mean([differences[:, np.asarray(c)].mean() for c in strata]))
+    return (estimate, *interval(means / len(strata), level))
+
+
+EXACT_SIGN_FLIPS = 16  # up to 2^16 sign vectors are enumerated; more cases draw BOOTSTRAP_SAMPLES of them
+
+
+def weighted_sign_flip_p(values: np.ndarray, weights: np.ndarray, samples: int = BOOTSTRAP_SAMPLES) -> float:
+    """Two-sided paired randomisation test of ``sum(weights * values) = 0``: under the null each case's
+    difference is symmetric about zero, so its sign is flipped at random. Exact up to 16 cases, else Monte
+    Carlo with the observed signs counted, (1 + hits) / (1 + samples); 1 for all zeros."""
+    values, weights = np.asarray(values, dtype=np.float64), np.asarray(weights, dtype=np.float64)
+    if values.size == 0:
+        return float("nan")
+    if np.allclose(values, 0.0):
+        return 1.0
+    observed = abs(float(values @ weights))
+    tolerance = 1e-12 * max(1.0, observed)
+    if values.size <= EXACT_SIGN_FLIPS:
+        signs = 1 - 2 * ((np.arange(2**values.size)[:, None] >> np.arange(values.size)) & 1)
+        return float(np.mean(np.abs(signs @ (values * weights)) >= observed - tolerance))
+    signs = np.random.default_rng(0).choice((-1.0, 1.0), (samples, values.size))
+    hits = int(np.sum(np.abs(signs @ (values * weights)) >= observed - tolerance))
+    return (1 + hits) / (1 + samples)

@@ -25,6 +25,7 @@ import numpy as np
 
 from .arms import DEFAULT_QUERY, FULL_METHOD, LEGACY_FINE_TUNING, SSL_SETTINGS, SUPERVISED
 from .guard_outcomes import guard_markdown, guard_summary, guarded_rounds, source_dice
+from .headroom import TARGET_POINTS, headroom, headroom_markdown
 from .report import ALL_LABELLED, SOURCE_ONLY, RunResult
 from .significance import (
     draws_bootstrap,
@@ -34,9 +35,11 @@ from .significance import (
     wilcoxon_p,
     wilcoxon_seeds_p,
 )
+from .site_picks import picks_by_subpopulation, picks_markdown, pool_prevalence
+from .site_statistics import arm_site_endpoints, site_compare, site_markdown, site_subpopulations
 from .training_noise import load_noise_runs, training_noise_markdown, training_noise_summary
 
-TARGET_POINTS = 0.03  # the issue's target: ASFDA >= random + 3 Dice points with the interval above zero
+__all__ = ["TARGET_POINTS", "headroom", "headroom_markdown"]  # re-exported: they live in headroom.py
 
 
 def record_at(run: RunResult, n_labelled: int):
@@ -190,36 +193,6 @@ def picked_kinds(results: Sequence[RunResult], metadata: dict[str, dict]) -> dic
     return {arm: dict(sorted(c.items())) for arm, c in kinds.items()}
 
 
-def headroom(results: Sequence[RunResult], endpoint: int, ceiling_steps: int | None = None) -> dict | None:
-    """How far a choice of cases moved the endpoint in this run, beside what the target asks.
-
-    Descriptive, never used to choose anything: the spread of random's draws at the endpoint (a query that
-    always found the best draw would gain ``best - mean``), random at the next budget (what more labels
-    gave), and the all-labelled ceiling."""
-    draws = [record_at(run, endpoint) for run in results if run.arm == "random"]
-    dice = np.array([r.test_dice for r in draws if r and r.test_dice is not None], dtype=np.float64)
-    if dice.size < 2:
-        return None
-    random_records = [r for run in results if run.arm == "random" for r in run.records]
-    following = min((r.n_labelled for r in random_records if r.n_labelled > endpoint), default=None)
-    next_dice = [r.test_dice for r in random_records if r.n_labelled == following and r.test_dice is not None]
-    ceiling = [run.records[-1].test_dice for run in results if run.arm == ALL_LABELLED and run.records]
-    ceiling = [d for d in ceiling if d is not None]
-    mean = float(dice.mean())
-    return {
-        "random_draws": int(dice.size),
-        "random_mean": mean,
-        "random_quantiles": {str(q): float(np.quantile(dice, q)) for q in (0.1, 0.5, 0.9)},
-        "random_best": float(dice.max()),
-        "best_draw_gain": float(dice.max() - mean),
-        "target_dice": mean + TARGET_POINTS,
-        "next_budget": following,
-        "random_at_next_budget": float(np.mean(next_dice)) if next_dice else None,
-        "all_labelled": float(np.mean(ceiling)) if ceiling else None,
-        "all_labelled_steps": ceiling_steps if ceiling else None,
-    }
-
-
 def semi_supervised_pair(arms: Sequence[str], full: dict) -> tuple[str, str] | None:
     """(semi-supervised arm, its supervised twin: the same query's picks, fine-tuned supervised).
 
@@ -234,15 +207,29 @@ def semi_supervised_pair(arms: Sequence[str], full: dict) -> tuple[str, str] | N
 
 
 def summarise(
-    results: Sequence[RunResult], endpoint: int, run_info: dict, noise: Sequence[RunResult] = ()
+    results: Sequence[RunResult],
+    endpoint: int,
+    run_info: dict,
+    noise: Sequence[RunResult] = (),
+    oracle: Sequence[RunResult] = (),
 ) -> dict:
-    """summary.json: ``noise`` are the training-noise runs (training_noise.py), kept apart from the arms."""
+    """summary.json: ``noise`` are the training-noise runs (training_noise.py), ``oracle`` the oracle's
+    (oracle.py), both kept apart from the arms. On a site dataset the comparisons are made on the site
+    endpoint (site_statistics.py) and the plain mean's are kept as ``site.comparisons_case_weighted``."""
     arms = [a for a in dict.fromkeys(r.arm for r in results) if a not in (SOURCE_ONLY, ALL_LABELLED)]
     full = run_info.get("full_method") or {}
-    baselines = [a for a in arms if a != FULL_METHOD]
-    comparisons = (
-        [compare(results, FULL_METHOD, b, endpoint) for b in baselines] if FULL_METHOD in arms else []
-    )
+    baselines = [a for a in arms if a != FULL_METHOD] if FULL_METHOD in arms else []
+    subpopulation_of = site_subpopulations(run_info)
+    comparisons = [compare(results, FULL_METHOD, b, endpoint) for b in baselines]
+    site = None
+    if subpopulation_of:
+        site = {
+            "arms": arm_site_endpoints(results, endpoint, subpopulation_of),
+            "comparisons_case_weighted": comparisons,
+            "picks": picks_by_subpopulation(results, subpopulation_of),
+            "pool_prevalence": pool_prevalence(run_info.get("case_metadata") or {}),
+        }
+        comparisons = [site_compare(results, FULL_METHOD, b, endpoint, subpopulation_of) for b in baselines]
     random = next((c for c in comparisons if c["strategy"] == "random"), None)
     semi = None
     pair = semi_supervised_pair(arms, full)
@@ -251,10 +238,16 @@ def summarise(
         semi["pseudo_labelled_per_round_by_seed"] = [
             [rec.pseudo_labelled for rec in r.records[1:]] for r in results if r.arm == pair[0]
         ]
+    metric = (
+        "mean over sub-populations of their mean test Dice"
+        if site
+        else "mean foreground Dice on the test split"
+    )
     return {
-        "endpoint": {"n_labelled": endpoint, "metric": "mean foreground Dice on the test split"},
+        "endpoint": {"n_labelled": endpoint, "metric": metric},
         "full_method": full,
         "comparisons": comparisons,
+        "site": site,
         "random_all_draws": compare_all_draws(results, FULL_METHOD, "random", endpoint)
         if FULL_METHOD in arms and "random" in arms
         else None,
@@ -267,7 +260,7 @@ def summarise(
         },
         "arms": arm_summary(results, endpoint),
         "picked_kinds": picked_kinds(results, run_info.get("case_metadata") or {}),
-        "headroom": headroom(results, endpoint, run_info.get("ceiling_steps")),
+        "headroom": headroom(results, endpoint, run_info.get("ceiling_steps"), oracle, subpopulation_of),
         "guard": guard_summary(
             guarded_rounds([*results, *noise], source_dice(results)),
             (run_info.get("finetune_defaults") or {}).get("accept_worse"),
@@ -285,8 +278,9 @@ def statistics_markdown(summary: dict) -> str:
         f"Full method's query: `{summary['full_method'].get('query')}` "
         f"(chosen by {summary['full_method'].get('chosen_by')}).",
         "",
-        "| ASFDA minus | difference | 95 % CI (seeds x cases) | 95 % CI (hierarchical) | Wilcoxon p (cases) "
-        "| Wilcoxon p (seeds) | seeds x cases |",
+        "| ASFDA minus | difference | 95 % CI (seeds x cases) | 95 % CI (hierarchical) | "
+        + ("sign-flip p (cases)" if summary.get("site") else "Wilcoxon p (cases)")
+        + " | Wilcoxon p (seeds) | seeds x cases |",
         "|---|---|---|---|---|---|---|",
     ]
     for c in summary["comparisons"]:
@@ -302,6 +296,16 @@ def statistics_markdown(summary: dict) -> str:
         "differences averaged over seeds; p (seeds): over the per-seed differences averaged over cases "
         "(exact; the smallest p that n seeds can give is 2 / 2^n).",
     ]
+    if summary.get("site"):
+        lines += [
+            "",
+            "Site dataset: the comparisons are on the sub-population mean. Its intervals resample test cases "
+            "within their sub-population; its p (cases) is a sign-flip randomisation test of the weighted "
+            "mean difference (each sub-population weighing the same), not Wilcoxon; its p (seeds) is "
+            "Wilcoxon over the per-seed differences of the sub-population mean (site_statistics.py).",
+        ]
+        lines += site_markdown(summary)
+        lines += picks_markdown(summary["site"]["picks"], summary["site"]["pool_prevalence"])
     draws = summary.get("random_all_draws")
     if draws:
         lines += [
@@ -346,39 +350,22 @@ def statistics_markdown(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def headroom_markdown(room: dict | None, endpoint: int) -> list[str]:
-    if not room:
-        return []
-    q = room["random_quantiles"]
-    text = (
-        f"How much the choice of cases moved the endpoint in this run (descriptive): random's "
-        f"{room['random_draws']} draws at {endpoint} labelled cases score {room['random_mean']:.4f} on "
-        f"average (10 / 50 / 90 % quantiles {q['0.1']:.4f} / {q['0.5']:.4f} / {q['0.9']:.4f}); the best draw "
-        f"scores {room['random_best']:.4f}, {room['best_draw_gain']:+.4f} above the mean, against the "
-        f"target's {room['target_dice']:.4f}."
-    )
-    if room["random_at_next_budget"] is not None:
-        later, gain = room["random_at_next_budget"], room["random_at_next_budget"] - room["random_mean"]
-        text += f" Random at {room['next_budget']} labelled cases: {later:.4f} ({gain:+.4f})."
-    if room["all_labelled"] is not None:
-        steps = f" ({room['all_labelled_steps']} steps)" if room.get("all_labelled_steps") else ""
-        text += f" All pool cases labelled{steps}: {room['all_labelled']:.4f}."
-    return ["", text]
-
-
 def write_statistics(
     out: Path, results: Sequence[RunResult], schedule: Sequence[int], endpoint: int, run_info: dict
 ) -> list[Path]:
     """summary.json, statistics.md and the figures (Dice/HD95 curves; slices before/after if kept)."""
     from .figures import plot_dice_hd95, plot_slices_before_after
+    from .oracle import load_oracle_runs
+    from .site_figures import write_site_figures
 
     out = Path(out)
     config = run_info.get("config") or {}
     noise = load_noise_runs(out, config.get("training_noise") or (), config.get("seeds"))
-    summary = summarise(results, endpoint, run_info, noise)
+    summary = summarise(results, endpoint, run_info, noise, load_oracle_runs(out))
     files = [out / "summary.json", out / "statistics.md", out / "dice_hd95.png"]
     files[0].write_text(json.dumps(summary, indent=2, default=float))
     files[1].write_text(statistics_markdown(summary))
     plot_dice_hd95(results, schedule, endpoint, files[2], run_info.get("n_pool"))
+    files += write_site_figures(out, results, summary, run_info, FULL_METHOD)
     slices = plot_slices_before_after(out, run_info)
     return files + ([slices] if slices else [])
