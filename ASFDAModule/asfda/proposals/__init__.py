@@ -1,0 +1,1 @@
+"""Few-shot proposals without training: coarse label maps refined before the radiologist sees them."""
