@@ -54,6 +54,7 @@ class RefinedLabelMap:
         np.ndarray
     )  # float32 in [0, 1]: SAM's confidence in the voxel's label, 0 where the coarse stayed
     accepted_slices: dict[int, np.ndarray]  # per structure, (slices,) bool
+    structure_masks: dict[int, np.ndarray]  # per structure, its consistent stack before the structures meet
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -107,20 +108,24 @@ def consistent_stack(
 def combine_structures(
     coarse_labels: np.ndarray, refined: dict[int, tuple[np.ndarray, np.ndarray]], fill_label: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One label map from per-structure (mask, confidence) volumes: a structure's voxels that its refinement
-    drops go to ``fill_label`` unless another structure claims them; where two claim a voxel the more
-    confident wins (the coarse owner on ties). Labels that were not refined are kept."""
+    """One label map from per-structure (mask, confidence) volumes. A refined structure keeps the voxels of
+    its coarse proposal that its own mask keeps, whatever the others say (a box around a ribbon such as the
+    cortex holds the structures inside it); voxels it lets go, and voxels of labels not refined, go to the
+    most confident structure whose mask claims them, else ``fill_label`` (let go) or their old label."""
     labels = coarse_labels.copy()
     confidence = np.zeros(coarse_labels.shape, dtype=np.float32)
-    for label in refined:
-        labels[coarse_labels == label] = fill_label
-    owner_confidence = np.full(coarse_labels.shape, -1.0, dtype=np.float32)
+    claimable = ~np.isin(coarse_labels, list(refined))
     for label, (mask, structure_confidence) in refined.items():
-        score = structure_confidence + 1e-6 * (coarse_labels == label)  # the coarse owner wins ties
-        claim = mask & (score > owner_confidence)
+        owned = coarse_labels == label
+        kept = owned & mask
+        labels[owned & ~mask] = fill_label
+        claimable |= owned & ~mask
+        confidence[kept] = structure_confidence[kept]
+    best = np.full(coarse_labels.shape, -1.0, dtype=np.float32)
+    for label, (mask, structure_confidence) in refined.items():
+        claim = mask & claimable & (coarse_labels != label) & (structure_confidence > best)
         labels[claim] = label
-        confidence[claim] = structure_confidence[claim]
-        owner_confidence[claim] = score[claim]
+        confidence[claim] = best[claim] = structure_confidence[claim]
     return labels, confidence
 
 
@@ -195,4 +200,6 @@ def refine_label_map(
         )
         accepted[label] = stack.accepted
     labels, confidence = combine_structures(coarse_labels, refined, config.fill_label)
-    return RefinedLabelMap(labels, confidence, accepted)
+    return RefinedLabelMap(
+        labels, confidence, accepted, {label: mask for label, (mask, _) in refined.items()}
+    )

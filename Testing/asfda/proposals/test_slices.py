@@ -67,22 +67,23 @@ def test_each_run_of_slices_gets_its_own_seed():
     assert dice(masks[4], square(3, 6, 6)) == 1.0
 
 
-def test_combining_structures_drops_what_sam_removed_and_lets_the_more_confident_claim():
+def test_combining_structures_keeps_what_an_owner_keeps_and_gives_the_rest_to_the_most_confident():
     coarse = np.zeros((1, 6, 6), dtype=np.uint8)
-    coarse[0, :, :3], coarse[0, :, 3:] = 2, 3
+    coarse[0, :, :2], coarse[0, :, 2], coarse[0, :, 3:] = 2, 1, 3  # label 1 is not refined
     mask_2 = np.zeros_like(coarse, dtype=bool)
-    mask_2[0, 1:5, :4] = True  # removes rows 0 and 5, claims column 3
-    mask_3 = coarse == 3
+    mask_2[0, 1:5, :4] = True  # lets rows 0 and 5 go, claims columns 2 and 3
+    mask_3 = coarse >= 1
+    mask_3[0, :, :2] = False
+    mask_3[0, 1:3, 3] = False  # lets two of its voxels go, claims column 2
     confidence_2 = np.full(coarse.shape, 0.8, np.float32)
     confidence_3 = np.full(coarse.shape, 0.6, np.float32)
-    labels, confidence = combine_structures(coarse, {2: (mask_2, confidence_2), 3: (mask_3, confidence_3)}, 1)
-    assert (labels[0, [0, 5], :3] == 1).all()  # taken out of 2, claimed by no one
-    assert (labels[0, 1:5, 3] == 2).all() and (labels[0, [0, 5], 3] == 3).all()  # 0.8 beats 0.6
-    assert confidence[0, 2, 3] == pytest.approx(0.8) and confidence[0, 0, 0] == 0.0
-    # Confidence 0 on both (coarse kept): the coarse owner keeps its voxel.
-    zero = np.zeros(coarse.shape, np.float32)
-    labels, _ = combine_structures(coarse, {2: (mask_2, zero), 3: (mask_3, zero)}, 1)
-    assert (labels[0, 1:5, 3] == 3).all()
+    labels, confidence = combine_structures(coarse, {2: (mask_2, confidence_2), 3: (mask_3, confidence_3)}, 0)
+    assert (labels[0, [0, 5], :2] == 0).all()  # let go by 2, claimed by no one
+    assert (labels[0, 1:5, 2] == 2).all() and (labels[0, [0, 5], 2] == 3).all()  # 0.8 beats 0.6
+    assert (labels[0, 1:3, 3] == 2).all()  # let go by 3, claimed by 2
+    assert (labels[0, 3:5, 3] == 3).all()  # kept by its owner although 2 is more confident
+    assert confidence[0, 1, 2] == pytest.approx(0.8) and confidence[0, 4, 3] == pytest.approx(0.6)
+    assert confidence[0, 0, 0] == 0.0
 
 
 class ShiftingModel:
