@@ -20,6 +20,7 @@ from ..session.session import AdaptationSession
 from . import ranking as ranking_views
 from . import schemas
 from .case_files import CaseFiles, PredictionFormat
+from .job_records import JobKind
 from .jobs import JobManager, stop_leftover_workers
 from .model_versions import ModelVersions
 from .paths import PathForbiddenError, PathGuard
@@ -215,12 +216,22 @@ class Backend(CaseFiles, CaseServing, ModelVersions):
         finally:
             # Kept only until the mask is stored (or refused): it is the annotator's work during the check.
             saved.unlink(missing_ok=True)
+        self._rechoose_starting_point()
         return self.case(case_id)
+
+    def _rechoose_starting_point(self) -> None:
+        """A new mask changes the evidence: with one labelled case the choice (the model, unvalidated) is
+        recorded at once; from two on, the leave-one-out runs as a job."""
+        if len(self.store.labelled_ids()) < 2:
+            self.session.choose_starting_point()
+        else:
+            self.jobs.ensure_proposal()
 
     def remove_case(self, case_id: str) -> schemas.Case:
         """Take a case out of the pool (a volume the model cannot use, or added by mistake)."""
         view = self.case(case_id)
-        busy = self.jobs.active()
+        # a proposal job only reads the pool (a removed case's proposal is not built): it does not hold it
+        busy = [job for job in self.jobs.active() if job.kind is not JobKind.PROPOSE]
         if busy:
             raise HTTPException(
                 409,
