@@ -20,7 +20,6 @@ from ..session.session import AdaptationSession
 from . import ranking as ranking_views
 from . import schemas
 from .case_files import CaseFiles, PredictionFormat
-from .job_records import JobKind
 from .jobs import JobManager, stop_leftover_workers
 from .model_versions import ModelVersions
 from .paths import PathForbiddenError, PathGuard
@@ -230,8 +229,7 @@ class Backend(CaseFiles, CaseServing, ModelVersions):
     def remove_case(self, case_id: str) -> schemas.Case:
         """Take a case out of the pool (a volume the model cannot use, or added by mistake)."""
         view = self.case(case_id)
-        # a proposal job only reads the pool (a removed case's proposal is not built): it does not hold it
-        busy = [job for job in self.jobs.active() if job.kind is not JobKind.PROPOSE]
+        busy = self.jobs.blocking()
         if busy:
             raise HTTPException(
                 409,

@@ -98,6 +98,11 @@ class JobManager:
         """Queued and running jobs (of ``kind``), oldest first."""
         return [job for job in self.list() if not job.state.finished and (kind is None or job.kind is kind)]
 
+    def blocking(self) -> list[Job]:
+        """Active jobs that hold the pool and the models: all but proposal jobs (they only read them, and a
+        choice made with a model no longer active is made again)."""
+        return [job for job in self.active() if job.kind is not JobKind.PROPOSE]
+
     # -- submission --------------------------------------------------------------------------------------
     def submit_finetune(self, options: dict) -> Job:
         with self._changed:
