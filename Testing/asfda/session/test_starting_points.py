@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from asfda.errors import CancelledError
 from asfda.proposals import ProposalKind, foreground_dice
 from asfda.session.session import AdaptationSession
 from asfda.session.starting_points import ProposalConfig, StartingPoint
@@ -85,3 +86,16 @@ def test_a_new_mask_remakes_the_choice(session, tiny_dataset):
     label_cases(session, tiny_dataset, 2)
     second = session.refresh_starting_points()
     assert first.cases != second.cases and second.choice.validated
+
+
+def test_a_cancelled_choice_records_nothing(session, tiny_dataset):
+    label_cases(session, tiny_dataset, 2)
+    asked = []
+
+    def cancelled() -> bool:  # the user's stop arrives during the leave-one-out
+        asked.append(True)
+        return len(asked) > 2
+
+    with pytest.raises(CancelledError):
+        session.refresh_starting_points(cancelled=cancelled)
+    assert session.starting_point() is None and len(asked) > 2
