@@ -68,6 +68,8 @@ def test_propagation_is_served_when_it_validates_better_than_a_bad_model(session
     classes = session.pretrained().spec.num_classes
     assert foreground_dice(proposal, reference, classes) > foreground_dice(model, reference, classes) + 0.2
     assert session.proposed_prediction(labelled[0]) is None  # a labelled case keeps its own mask
+    session.remove_case(query.id)
+    assert not served.exists()  # a case taken out of the pool takes its proposal with it
 
 
 def test_one_labelled_case_serves_the_model_and_says_why(session, tiny_dataset):
