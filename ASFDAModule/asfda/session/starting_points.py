@@ -241,7 +241,8 @@ class StartingSegmentations:
         labelled = tuple(self.store.labelled_ids())
         if point is None or point.cases != labelled or point.model_version != self.store.active_version:
             point = self.choose_starting_point(config, progress, cancelled)
-        targets = [c for c in (list(cases) or self.cases_ahead(config.ahead)) if c not in point.cases]
+        pool = {r.id for r in self.store.cases()}  # a case asked for may have left the pool since
+        targets = [c for c in (list(cases) or self.cases_ahead(config.ahead)) if c in pool - set(point.cases)]
         if point.proposes:
             share = (1.0 - CHOOSING_SHARE) / max(len(targets), 1)
             for index, case_id in enumerate(targets):
