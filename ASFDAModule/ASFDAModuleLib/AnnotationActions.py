@@ -49,17 +49,19 @@ class AnnotationActions:
             sceneLogic = self.logic.sceneLogic
             sceneLogic.jumpSlicesTo(sceneLogic.focusPoint(annotation.segmentationNode, annotation.volumeNode))
             if annotation.case.provisional:  # asked for before the pool's first scoring ended
-                self._setStatus(
+                self._setCaseStatus(
                     _(
                         "Case {name} (model {version}, from a provisional ranking: the pool is still being "
                         "scored): correct it above, then Save."
-                    ).format(name=annotation.case.name, version=caseFiles.modelVersion or "?")
+                    ).format(name=annotation.case.name, version=caseFiles.modelVersion or "?"),
+                    annotation.case.id,
                 )
             else:
-                self._setStatus(
+                self._setCaseStatus(
                     _("Case {name} (model {version}): correct it above, then Save.").format(
                         name=annotation.case.name, version=caseFiles.modelVersion or "?"
-                    )
+                    ),
+                    annotation.case.id,
                 )
         self._updateButtons()
         self._offerPredictionUpdate()  # a round may have ended while the case was on its way

@@ -27,7 +27,7 @@ from .EditEffort import EditRecord, changedFraction, editDice
 from .i18n import _
 from .Paths import safeName
 from .RoundOutcome import heldBack, heldBackNote, roundDoneMessage
-from .SceneLogic import ijkToRas
+from .SceneLogic import STARTING_FROM_ATTRIBUTE, ijkToRas
 from .Settings import LeavePolicy
 from .VolumeFiles import VolumeSnapshot
 from .WorkflowTypes import AnnotationCase, CaseFiles, SubmitResult
@@ -53,12 +53,22 @@ class AnnotationLogic:
         if case.id not in caseIdsInScene:
             downloadedImage = client.downloadImage(case.id, folder / "image.nii.gz")
             imagePath, window = VolumeFiles.rewriteImageForLoading(downloadedImage)
-        downloaded, version = client.downloadVersionedPrediction(case.id, folder / "prediction.nii.gz")
-        version = version or info.modelVersion
-        predictionPath = downloaded.replace(folder / f"prediction-{safeName(version or 'model')}.nii.gz")
+        download = client.downloadStartingSegmentation(case.id, folder / "prediction.nii.gz")
+        version = download.modelVersion or info.modelVersion
+        predictionPath = download.path.replace(folder / f"prediction-{safeName(version or 'model')}.nii.gz")
         predictionPath = VolumeFiles.rewriteForLoading(predictionPath)
         round_ = info.round if version == info.modelVersion else None
-        return CaseFiles(case, imagePath, predictionPath, info.labels, version, round_, window)
+        return CaseFiles(
+            case,
+            imagePath,
+            predictionPath,
+            info.labels,
+            version,
+            round_,
+            window,
+            download.source,
+            download.startingFrom,
+        )
 
     def loadCase(self, caseFiles: CaseFiles, previousCaseId: str | None = None, leave=LeavePolicy.KEEP):
         """*scene*: the case's volume and a segmentation made from the prediction, ready to correct.
@@ -97,6 +107,8 @@ class AnnotationLogic:
             caseFiles.predictionPath, volume, caseFiles.labels, f"{case.name} segmentation"
         )
         self.sceneLogic.tagCase(segmentation, case.id, caseFiles.modelVersion)
+        if caseFiles.startingFrom:
+            segmentation.SetAttribute(STARTING_FROM_ATTRIBUTE, caseFiles.startingFrom)
         SegmentationEdits.watchEdits(self.scene, segmentation)
         return segmentation
 
@@ -111,6 +123,11 @@ class AnnotationLogic:
         if caseFiles is None or active is None or caseFiles.modelVersion == active:
             return None
         return active
+
+    def startingFrom(self, caseId: str) -> str | None:
+        """What the open case's segmentation started from, in one line (None when the backend did not say)."""
+        caseFiles = self.openCaseFiles.get(caseId)
+        return caseFiles.startingFrom if caseFiles is not None else None
 
     def segmentationEdited(self, caseId: str) -> bool:
         """*scene*: whether the case's segmentation was edited since it was made from a prediction."""

@@ -17,7 +17,16 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from .BackendTypes import BackendInfo, Case, Job, ModelVersion, QuerySettings, Ranking, RoundMetrics
+from .BackendTypes import (
+    BackendInfo,
+    Case,
+    Job,
+    ModelVersion,
+    PredictionDownload,
+    QuerySettings,
+    Ranking,
+    RoundMetrics,
+)
 from .i18n import _
 from .Paths import temporaryName
 
@@ -32,6 +41,9 @@ HTTP_METHOD_NOT_ALLOWED = 405  # a route an older backend does not have
 HTTP_CONFLICT = 409  # a job in the way, or the pool changed during scoring
 # The model version that made a prediction (GET /cases/{id}/prediction); an older backend does not send it.
 MODEL_VERSION_HEADER = "X-ASFDA-Model-Version"
+# What the served segmentation is (model, majority, weighted, agreement) and its source in one line.
+PREDICTION_SOURCE_HEADER = "X-ASFDA-Prediction-Source"
+STARTING_FROM_HEADER = "X-ASFDA-Starting-From"
 
 
 class BackendError(Exception):
@@ -125,10 +137,23 @@ class BackendClient:
         self, caseId: str, destination: str | Path, fileFormat: str = "nii.gz"
     ) -> tuple[Path, str | None]:
         """The prediction and the model version that made it (None from a backend that does not say)."""
+        download = self.downloadStartingSegmentation(caseId, destination, fileFormat)
+        return download.path, download.modelVersion
+
+    def downloadStartingSegmentation(
+        self, caseId: str, destination: str | Path, fileFormat: str = "nii.gz"
+    ) -> PredictionDownload:
+        """The segmentation a case starts from (the model's prediction or a few-shot proposal) and where it
+        comes from (None where an older backend does not say)."""
         query = urllib.parse.urlencode({"format": fileFormat})
         headers = {}
         path = self._download(f"/cases/{_quote(caseId)}/prediction?{query}", Path(destination), headers)
-        return path, headers.get(MODEL_VERSION_HEADER.lower()) or None
+        return PredictionDownload(
+            path,
+            headers.get(MODEL_VERSION_HEADER.lower()) or None,
+            headers.get(PREDICTION_SOURCE_HEADER.lower()) or None,
+            headers.get(STARTING_FROM_HEADER.lower()) or None,
+        )
 
     def submitLabel(self, caseId: str, labelFile: str | Path) -> Case:
         answer = self._sendFile("PUT", f"/cases/{_quote(caseId)}/label", Path(labelFile))

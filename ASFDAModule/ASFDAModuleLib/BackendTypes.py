@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+from pathlib import Path
 from typing import Any
 
 from .i18n import _
@@ -27,6 +28,7 @@ class CaseStatus(str, Enum):
 class JobKind(str, Enum):
     SCORE = "score"
     FINETUNE = "finetune"
+    PROPOSE = "propose"  # the backend chooses the starting segmentation and builds proposals
 
 
 class JobState(str, Enum):
@@ -248,3 +250,14 @@ class BackendInfo:
             labels={int(value): str(name) for value, name in (data.get("labels") or {}).items()},
             round=_optionalInt(data.get("round")),
         )
+
+
+@dataclass(frozen=True)
+class PredictionDownload:
+    """A case's starting segmentation as downloaded: the file, the model version behind it, what it is
+    (``model`` or a proposal kind) and its source in one line ("starting from: ...")."""
+
+    path: Path
+    modelVersion: str | None = None
+    source: str | None = None
+    startingFrom: str | None = None

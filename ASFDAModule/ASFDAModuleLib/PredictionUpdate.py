@@ -64,9 +64,10 @@ class PredictionUpdate:
             p = self._parameterNode
             if p.currentCaseId == annotation.case.id:
                 p.currentSegmentation = annotation.segmentationNode
-            self._setStatus(
+            self._setCaseStatus(
                 _("Case {name} now shows the prediction of model {version}.").format(
                     name=annotation.case.name, version=caseFiles.modelVersion or "?"
-                )
+                ),
+                annotation.case.id,
             )
         self._offerPredictionUpdate()

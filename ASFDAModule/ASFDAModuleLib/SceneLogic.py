@@ -37,6 +37,7 @@ __all__ = [
 
 CASE_ID_ATTRIBUTE = "ASFDA.CaseId"
 MODEL_VERSION_ATTRIBUTE = "ASFDA.ModelVersion"
+STARTING_FROM_ATTRIBUTE = "ASFDA.StartingFrom"  # what a case's segmentation started from, in one line
 SEGMENT_EDITOR_SINGLETON_TAG = "SegmentEditor"  # the tag Slicer's Segment Editor module looks for
 VOLUME_SUFFIX = ".nii.gz"
 

@@ -24,6 +24,12 @@ class WidgetMessages:
         note = self.logic.heldBackNote
         self._setStatus(f"{text.rstrip('.')}. {note}" if note else text)
 
+    def _setCaseStatus(self, text: str, caseId: str) -> None:
+        """A status about the open case, with what its segmentation started from (the model's prediction
+        or a few-shot proposal, and the evidence) when the backend says."""
+        source = self.logic.startingFrom(caseId)
+        self._setStatus(f"{text} {source[0].upper()}{source[1:]}." if source else text)
+
     def _runTask(self, name, function, onDone, failure: str, *args, quiet=False, onError=None) -> None:
         def reportError(error):
             self._updateButtons()

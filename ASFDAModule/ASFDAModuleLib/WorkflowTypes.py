@@ -41,6 +41,10 @@ class CaseFiles:
     modelVersion: str | None
     round: int | None = None
     window: tuple[float, float] | None = None  # the volume's display window, computed on the worker
+    # what the segmentation starts from (a backend before issue 23 does not say): model or a proposal kind,
+    # and the line the panel shows, e.g. "starting from: propagation from 2 cases, validated Dice 0.71 ..."
+    predictionSource: str | None = None
+    startingFrom: str | None = None
 
 
 @dataclass

@@ -118,6 +118,8 @@ class FakeState:
     versionHeader: bool = True  # False: an older backend that does not name the prediction's model version
     roundGate: threading.Event | None = None  # set: a round holds at half way until the event is set
     provisionalNext: bool = False  # True: POST /next serves from a provisional ranking (first scoring)
+    # set: GET /cases/{id}/prediction serves a few-shot proposal (its kind and summary) instead of the model's
+    proposal: tuple[str, str] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -356,12 +358,18 @@ class _Handler(BaseHTTPRequestHandler):
         array = sitk.GetArrayFromImage(image)
         label = np.zeros(array.shape, np.uint8)
         brightest = 80 - 5 * self.state.versions.index(version)
+        if self.state.proposal is not None:
+            brightest = 50  # the proposal: half the volume, unlike any model version's
         label[array > np.percentile(array, brightest)] = 1  # the "liver": the brightest voxels
         prediction = sitk.GetImageFromArray(label)
         prediction.CopyInformation(image)
         path = self.state.session / f"prediction-{case.id}-{version}.nii.gz"
         sitk.WriteImage(prediction, str(path))
-        return path, {"X-ASFDA-Model-Version": version} if self.state.versionHeader else {}
+        headers = {"X-ASFDA-Model-Version": version} if self.state.versionHeader else {}
+        if self.state.proposal is not None:
+            source, summary = self.state.proposal
+            headers.update({"X-ASFDA-Prediction-Source": source, "X-ASFDA-Starting-From": summary})
+        return path, headers
 
     def putLabel(self, url):
         case = self._case(url)

@@ -215,12 +215,21 @@ class Backend(CaseFiles, CaseServing, ModelVersions):
         finally:
             # Kept only until the mask is stored (or refused): it is the annotator's work during the check.
             saved.unlink(missing_ok=True)
+        self._rechoose_starting_point()
         return self.case(case_id)
+
+    def _rechoose_starting_point(self) -> None:
+        """A new mask changes the evidence: with one labelled case the choice (the model, unvalidated) is
+        recorded at once; from two on, the leave-one-out runs as a job."""
+        if len(self.store.labelled_ids()) < 2:
+            self.session.choose_starting_point()
+        else:
+            self.jobs.ensure_proposal()
 
     def remove_case(self, case_id: str) -> schemas.Case:
         """Take a case out of the pool (a volume the model cannot use, or added by mistake)."""
         view = self.case(case_id)
-        busy = self.jobs.active()
+        busy = self.jobs.blocking()
         if busy:
             raise HTTPException(
                 409,

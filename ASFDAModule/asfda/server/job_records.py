@@ -22,6 +22,7 @@ JOB_FILE = re.compile(r"^(j\d+)\.json$")
 class JobKind(str, Enum):
     SCORE = "score"
     FINETUNE = "finetune"
+    PROPOSE = "propose"  # choose the starting segmentation and build the chosen proposals ahead
 
 
 class JobState(str, Enum):

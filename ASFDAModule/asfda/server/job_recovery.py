@@ -4,13 +4,15 @@ journal shows committed stands; anything else was interrupted and nothing of it 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from ..errors import no_space_message
 from ..session.records import now_iso
 from ..session.store import SessionStore
 from . import processes
-from .job_records import Job, JobKind, JobState, committed_round, jobs_folder, load_jobs
+from .job_records import Job, JobFiles, JobKind, JobState, committed_round, jobs_folder, load_jobs
 
 
 def stop_leftover_workers(session_root: Path) -> list[int]:
@@ -77,3 +79,29 @@ def mark_done_after_restart(
     job.model_version = version.id
     job.result = {"model_version": version.id, "round": version.round, "metrics": version.metrics}
     save(job)
+
+
+def worker_death_message(exit_code: int | None, files: JobFiles) -> str:
+    """Why a worker ended without a word: a full disk said so, else the last line of its log."""
+    how = (
+        f"killed by signal {-exit_code}"
+        if exit_code is not None and exit_code < 0
+        else f"exit code {exit_code}"
+    )
+    try:
+        stats = os.statvfs(files.folder)
+        if stats.f_bavail * stats.f_frsize < 1 << 20:
+            return f"the worker process ended ({how}): {no_space_message(files.log)}"
+    except (OSError, AttributeError):
+        pass
+    last = ""
+    try:
+        lines = [line for line in files.log.read_text(errors="replace").splitlines() if line.strip()]
+        last = lines[-1].strip() if lines else ""
+    except OSError:
+        pass
+    return (
+        f"the worker process ended unexpectedly ({how})"
+        + (f"; its last words: {last[:300]}" if last else "; its log is empty")
+        + f" (see {files.log})"
+    )

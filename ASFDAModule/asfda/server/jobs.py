@@ -27,7 +27,6 @@ import threading
 import time
 from collections.abc import Callable
 
-from ..errors import no_space_message
 from ..session.files import write_json_atomic
 from ..session.records import now_iso
 from ..session.store import SessionStore
@@ -44,38 +43,12 @@ from .job_records import (
     load_jobs,
     read_report,
 )
-from .job_recovery import close_open_rounds, recover_jobs, stop_leftover_workers
+from .job_recovery import close_open_rounds, recover_jobs, stop_leftover_workers, worker_death_message
 
 log = logging.getLogger(__name__)
 
 # the public names, those that moved to job_recovery included (callers import them from here)
 __all__ = ["JobManager", "close_open_rounds", "stop_leftover_workers", "worker_death_message"]
-
-
-def worker_death_message(exit_code: int | None, files: JobFiles) -> str:
-    """Why a worker ended without a word: a full disk said so, else the last line of its log."""
-    how = (
-        f"killed by signal {-exit_code}"
-        if exit_code is not None and exit_code < 0
-        else f"exit code {exit_code}"
-    )
-    try:
-        stats = os.statvfs(files.folder)
-        if stats.f_bavail * stats.f_frsize < 1 << 20:
-            return f"the worker process ended ({how}): {no_space_message(files.log)}"
-    except (OSError, AttributeError):
-        pass
-    last = ""
-    try:
-        lines = [line for line in files.log.read_text(errors="replace").splitlines() if line.strip()]
-        last = lines[-1].strip() if lines else ""
-    except OSError:
-        pass
-    return (
-        f"the worker process ended unexpectedly ({how})"
-        + (f"; its last words: {last[:300]}" if last else "; its log is empty")
-        + f" (see {files.log})"
-    )
 
 
 class JobManager:
@@ -125,6 +98,11 @@ class JobManager:
         """Queued and running jobs (of ``kind``), oldest first."""
         return [job for job in self.list() if not job.state.finished and (kind is None or job.kind is kind)]
 
+    def blocking(self) -> list[Job]:
+        """Active jobs that hold the pool and the models: all but proposal jobs (they only read them, and a
+        choice made with a model no longer active is made again)."""
+        return [job for job in self.active() if job.kind is not JobKind.PROPOSE]
+
     # -- submission --------------------------------------------------------------------------------------
     def submit_finetune(self, options: dict) -> Job:
         with self._changed:
@@ -144,6 +122,21 @@ class JobManager:
                 if job.state is JobState.QUEUED or job.model_version == version:
                     return job
             return self._submit(JobKind.SCORE, {}, model_version=version)
+
+    def ensure_proposal(self, cases: tuple[str, ...] = ()) -> Job:
+        """A job that will remake the starting-segmentation choice (and build the proposals of ``cases``, or
+        of the next cases): the one waiting, given these cases too, else a new one."""
+        with self._changed:
+            for job in self.active(JobKind.PROPOSE):
+                wanted = job.options.get("cases", [])
+                if job.state is JobState.QUEUED:
+                    stored = self._jobs[job.id]
+                    stored.options["cases"] = list(dict.fromkeys([*wanted, *cases]))
+                    self._save(stored)
+                    return self._copy(stored)
+                if cases and set(cases) <= set(wanted):
+                    return job
+            return self._submit(JobKind.PROPOSE, {"cases": list(cases)})
 
     def _submit(self, kind: JobKind, options: dict, model_version: str | None = None) -> Job:
         job = Job(self._next_id(), kind, options=dict(options), model_version=model_version)
@@ -234,7 +227,8 @@ class JobManager:
 
     def _next_queued(self) -> Job | None:
         queued = [job for job in self._jobs.values() if job.state is JobState.QUEUED]
-        return min(queued, key=lambda j: j.id) if queued else None
+        # proposals yield to rounds and scoring: the model's work is what the next cases wait for
+        return min(queued, key=lambda j: (j.kind is JobKind.PROPOSE, j.id)) if queued else None
 
     # -- the worker process ------------------------------------------------------------------------------
     def _warm_worker(self):
@@ -373,6 +367,7 @@ class JobManager:
                 # A new active model version: its scores are all stale, refresh them at once (unless a
                 # client asked for them already). A version the guard kept back is not scored.
                 self.ensure_scoring(job.model_version)
+                self.ensure_proposal()  # then the starting segmentation, chosen with the new model
             self._changed.notify_all()
 
     # -- records -----------------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ class ModelVersions:
     def activate(self, version_id: str) -> schemas.ModelVersion:
         if version_id not in {v.id for v in self.store.versions()}:
             raise HTTPException(404, f"unknown model version {version_id!r}")
-        busy = self.jobs.active()
+        busy = self.jobs.blocking()
         if busy:
             raise HTTPException(
                 409,
@@ -42,6 +42,8 @@ class ModelVersions:
                 f"activate a model version after it ends or cancel it",
             )
         self.session.activate(version_id)
+        if len(self.store.labelled_ids()) >= 2:
+            self.jobs.ensure_proposal()  # the starting segmentation, chosen again with this model
         return next(v for v in self.versions() if v.id == version_id)
 
     def metrics(self) -> list[schemas.RoundMetrics]:

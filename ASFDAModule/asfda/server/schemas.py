@@ -132,6 +132,25 @@ class Job(BaseModel):
         return cls(**finite_tree(job.to_json()))
 
 
+class StartingFrom(BaseModel):
+    """What a case's segmentation starts from: the model's prediction or a few-shot proposal, with the
+    leave-one-out evidence of the choice (``asfda.proposals``)."""
+
+    source: str = Field(description="model, majority, weighted or agreement: what the served file is")
+    summary: str = Field(
+        description="one line for the annotator, e.g. 'starting from: propagation from 2 "
+        "cases, validated Dice 0.71 against the model's 0.48'"
+    )
+    served: str = Field(description="what the current choice serves (the source once the proposal is built)")
+    validated: bool = Field(description="false with fewer than two labelled cases: no leave-one-out yet")
+    labelled_cases: int = 0
+    dice: dict[str, float | None] = Field(
+        default_factory=dict, description="mean leave-one-out Dice of each candidate, the model's included"
+    )
+    model_version: str | None = Field(None, description="the model version the choice was made with")
+    made: str | None = Field(None, description="when the choice was made (UTC, ISO 8601)")
+
+
 class Ranking(BaseModel):
     model_version: str
     round: int

@@ -150,6 +150,15 @@ def run_task(task: WorkerTask, report: ProgressReport) -> dict:
             "ranked": len(ranking),
             "skipped": skipped,
         }
+    if task.kind is JobKind.PROPOSE:
+        point = session.refresh_starting_points(
+            progress=report, cancelled=report.cancelled, cases=tuple(task.options.get("cases") or ())
+        )
+        return {
+            "message": point.choice.summary(),
+            "model_version": point.model_version,
+            "starting_from": point.to_json(),
+        }
     overrides = {k: v for k, v in task.options.items() if k in FINETUNE_OPTIONS and v is not None}
     config = dataclasses.replace(session.finetune_config, **round_steps_given(overrides))
     report.write(JobState.RUNNING, 0.0, "preparing the round (scoring the pool for reliable cases)")

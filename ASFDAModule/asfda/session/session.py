@@ -43,13 +43,14 @@ from .files import read_json, write_json_atomic
 from .predictions import PredictionFiles
 from .query import SERVE_LEASE_SECONDS, PoolQuery, scoring_order
 from .records import CaseRecord, ModelVersion
+from .starting_points import StartingSegmentations
 from .store import PRETRAINED_VERSION, SessionStore
 
 # the public names, those that moved to their own modules included (callers import them from here)
 __all__ = ["SERVE_LEASE_SECONDS", "AdaptationSession", "Cancelled", "Progress", "scoring_order"]
 
 
-class AdaptationSession(PredictionFiles, PoolQuery):
+class AdaptationSession(PredictionFiles, PoolQuery, StartingSegmentations):
     """One session folder plus the models it needs, loaded lazily and kept in memory."""
 
     def __init__(self, store: SessionStore, device: str = "auto"):

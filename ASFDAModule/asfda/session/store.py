@@ -241,8 +241,9 @@ class SessionStore:
             self.log("case_removed", case=case_id, name=record.name, path=record.source_path)
         for path in [*self.root.glob(f"scores/*/{case_id}.*json"), self.gap_path(case_id)]:
             path.unlink(missing_ok=True)
-        for path in self.root.glob(f"labels/predicted/*/{case_id}.*"):
-            path.unlink(missing_ok=True)
+        for kept in ("predicted", "proposed"):  # the model's label maps and the few-shot proposals
+            for path in self.root.glob(f"labels/{kept}/*/{case_id}.*"):
+                path.unlink(missing_ok=True)
         (self.root / "images" / "nifti" / f"{case_id}.nii.gz").unlink(missing_ok=True)
         uploaded = self.root / "images" / case_id
         if Path(record.source_path).resolve().is_relative_to(uploaded):

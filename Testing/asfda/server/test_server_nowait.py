@@ -67,16 +67,17 @@ def test_prediction_is_the_saved_one_with_its_version_until_the_rescoring(after_
     session, labelled = after_a_round
     backend = backend_of(session)
     case_id = next(r.id for r in session.store.cases() if r.id != labelled)
-    path, name, version = backend.prediction_file(case_id, PredictionFormat.NIFTI)
+    path, name, version, source = backend.prediction_file(case_id, PredictionFormat.NIFTI)
     assert version == "v0000" and path == session.store.predicted_label_path(case_id, "v0000")
+    assert source.source == "model" and "no choice made yet" in source.summary  # made before any choice
     assert name.endswith("_prediction_v0000.nii.gz")
-    segmentation, _, version = backend.prediction_file(case_id, PredictionFormat.SEG_NRRD)
+    segmentation, _, version, _ = backend.prediction_file(case_id, PredictionFormat.SEG_NRRD)
     assert version == "v0000" and sitk.ReadImage(str(segmentation)).GetMetaData("Segment0_Name")
     # the label map the scoring kept is the one a prediction of its own would give
     on_demand = predict_labelmap(session.model("v0000"), session.image(case_id))
     assert (sitk.GetArrayFromImage(on_demand) == sitk.GetArrayFromImage(sitk.ReadImage(str(path)))).all()
     session.rank()  # the rescoring: v0001's scores and label maps
     case = backend.next_case("annotator")
-    path, _, version = backend.prediction_file(case.id, PredictionFormat.NIFTI)
+    path, _, version, _ = backend.prediction_file(case.id, PredictionFormat.NIFTI)
     assert case.model_version == "v0001" and version == "v0001"
     assert path == session.store.predicted_label_path(case.id, "v0001")

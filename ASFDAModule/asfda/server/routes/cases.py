@@ -12,6 +12,8 @@ from ..backend import PredictionFormat
 from . import FILE_RESPONSE, BackendDep, errors
 
 MODEL_VERSION_HEADER = "X-ASFDA-Model-Version"  # the model version that made a prediction
+STARTING_FROM_HEADER = "X-ASFDA-Starting-From"  # the source of the served segmentation, in one line
+SOURCE_HEADER = "X-ASFDA-Prediction-Source"  # model, majority, weighted or agreement
 router = APIRouter(tags=["cases"], responses=errors())
 
 
@@ -76,17 +78,30 @@ def image(case_id: str, backend: BackendDep) -> FileResponse:
     "/cases/{case_id}/prediction",
     response_class=FileResponse,
     responses={200: FILE_RESPONSE, **errors(404)},
-    summary="the label map of the case on the case's grid; header X-ASFDA-Model-Version names its model",
+    summary="the starting segmentation of the case on the case's grid (the model's label map or the chosen "
+    "proposal); headers X-ASFDA-Model-Version, X-ASFDA-Prediction-Source and X-ASFDA-Starting-From",
 )
 def prediction(
     case_id: str,
     backend: BackendDep,
     format: Annotated[PredictionFormat, Query(description="file format")] = PredictionFormat.NIFTI,
 ) -> FileResponse:
-    path, name, version = backend.prediction_file(case_id, format)
-    return FileResponse(
-        path, media_type=media_type(name), filename=name, headers={MODEL_VERSION_HEADER: version}
-    )
+    path, name, version, source = backend.prediction_file(case_id, format)
+    headers = {
+        MODEL_VERSION_HEADER: version,
+        SOURCE_HEADER: source.source,
+        STARTING_FROM_HEADER: source.summary,
+    }
+    return FileResponse(path, media_type=media_type(name), filename=name, headers=headers)
+
+
+@router.get(
+    "/proposal",
+    response_model=schemas.StartingFrom,
+    summary="what the next cases start from (the model or a few-shot proposal) and the evidence for it",
+)
+def proposal(backend: BackendDep) -> schemas.StartingFrom:
+    return backend.starting_point()
 
 
 @router.put(

@@ -1,0 +1,256 @@
+"""What a case's segmentation starts from: the model's prediction, or a few-shot proposal built from the
+labelled cases when the leave-one-out over them says it validates better (:mod:`asfda.proposals`).
+
+The choice is remade in the background (a job after each round and after each saved mask) and kept in
+``proposals/choice.json`` with the model version and the labelled cases it was made with; the proposals it
+serves are label maps on the cases' own grids under ``labels/proposed/<choice>/``, built ahead for the
+best-ranked cases. Until a choice exists, or while a case's proposal is not built, the model's prediction is
+served.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..config import config_from_dict
+from ..errors import CancelledError
+from ..inference.labelmap import source_grid_labelmap
+from ..io.preprocessing import ModelSpaceCase
+from ..io.volumes import write_volume
+from ..proposals import Case, ProposalChoice, ProposalKind, RegistrationSettings, choose_proposal, propose
+from .callbacks import Cancelled, Progress
+from .files import read_json, write_json_atomic
+from .records import now_iso
+from .store import SessionStore
+
+CHOICE_FILE = Path("proposals") / "choice.json"
+CHOOSING_SHARE = 0.7  # of a refresh's progress bar: the leave-one-out; the rest builds the proposals ahead
+
+
+@dataclass(frozen=True)
+class ProposalConfig:
+    """How a session chooses and builds proposals (``session.json``'s ``proposals``)."""
+
+    registration: RegistrationSettings = field(default_factory=RegistrationSettings)
+    max_supports: int | None = 5  # deformable registrations per proposal: the most similar cases
+    ahead: int = 3  # best-ranked unlabelled cases whose proposal is built as soon as a proposal is chosen
+    margin: float = 0.0  # Dice a proposal must validate above the model's to be served
+
+    @classmethod
+    def from_settings(cls, data: dict | None) -> ProposalConfig:
+        data = dict(data or {})
+        registration = config_from_dict(RegistrationSettings, data.pop("registration", None))
+        known = {k: v for k, v in data.items() if k in ("max_supports", "ahead", "margin")}
+        return cls(registration, **known)
+
+
+@dataclass(frozen=True)
+class StartingPoint:
+    """A recorded choice: what cases start from, and the model version and labelled cases it was made with."""
+
+    choice: ProposalChoice
+    model_version: str
+    cases: tuple[str, ...]  # the labelled cases of the leave-one-out
+    made: str = field(default_factory=now_iso)
+
+    @property
+    def proposes(self) -> bool:
+        """Whether a proposal, not the model's prediction, is served."""
+        return self.choice.served is not ProposalKind.MODEL
+
+    @property
+    def key(self) -> str:
+        """The folder name of the proposals this choice builds (one per model version and labelled set)."""
+        digest = hashlib.sha1(",".join(sorted(self.cases)).encode()).hexdigest()[:10]
+        return f"{self.model_version}-{self.choice.served.value}-{digest}"
+
+    def to_json(self) -> dict:
+        choice = self.choice
+        return {
+            "served": choice.served.value,
+            "summary": choice.summary(),
+            "validated": choice.validated,
+            "labelled_cases": choice.labelled_cases,
+            "dice": {kind.value: value for kind, value in choice.dice.items()},
+            "per_case": {kind.value: list(values) for kind, values in choice.per_case.items()},
+            "reason": choice.reason,
+            "seconds": choice.seconds,
+            "model_version": self.model_version,
+            "cases": list(self.cases),
+            "made": self.made,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict) -> StartingPoint:
+        choice = ProposalChoice(
+            ProposalKind(data["served"]),
+            int(data["labelled_cases"]),
+            {ProposalKind(k): float(v) for k, v in data.get("dice", {}).items()},
+            {ProposalKind(k): tuple(v) for k, v in data.get("per_case", {}).items()},
+            data.get("reason", ""),
+            float(data.get("seconds", 0.0)),
+        )
+        return cls(choice, data["model_version"], tuple(data.get("cases", ())), data.get("made", ""))
+
+
+def model_space_case(case: ModelSpaceCase, case_id: str) -> Case:
+    """A session's model-space case as the proposals take it: the first channel, its spacing, its mask."""
+    spacing = tuple(float(s) for s in case.image.pixdim[:3])
+    labels = None if case.label is None else np.rint(case.label[0].numpy()).astype(np.int64)
+    return Case(case.image[0].numpy().astype(np.float32), spacing, labels, case_id)
+
+
+def unvalidated(labelled: int) -> ProposalChoice:
+    """The choice with fewer than two labelled cases: the model, for want of a leave-one-out."""
+    return ProposalChoice(
+        ProposalKind.MODEL,
+        labelled,
+        reason=f"{labelled} labelled case{'s' if labelled != 1 else ''}: no leave-one-out yet",
+    )
+
+
+def _scaled(progress: Progress | None, start: float, share: float, what: str):
+    if progress is None:
+        return None
+    return lambda done, total: progress(start + share * done / max(total, 1), f"{what} ({done}/{total})")
+
+
+class StartingSegmentations:
+    """The starting segmentations of an :class:`~asfda.session.session.AdaptationSession` (a mixin of it: it
+    uses the session's ``model_space_case()``, ``predict_case()``, ``pretrained()``, ``image()`` and
+    ``latest_ranking()``)."""
+
+    store: SessionStore
+
+    @property
+    def proposal_config(self) -> ProposalConfig:
+        return ProposalConfig.from_settings(self.store.settings.get("proposals"))
+
+    def starting_point(self) -> StartingPoint | None:
+        """The last recorded choice (None before any mask was saved)."""
+        path = self.store.root / CHOICE_FILE
+        return StartingPoint.from_json(read_json(path)) if path.is_file() else None
+
+    def proposal_path(self, case_id: str, point: StartingPoint) -> Path:
+        return self.store.root / "labels" / "proposed" / point.key / f"{case_id}.nii.gz"
+
+    def proposed_prediction(self, case_id: str, point: StartingPoint | None = None) -> Path | None:
+        """The proposal served for a case when the current choice serves one and it is built, else None."""
+        point = point if point is not None else self.starting_point()
+        if point is None or not point.proposes or case_id in point.cases:
+            return None
+        path = self.proposal_path(case_id, point)
+        return path if path.is_file() else None
+
+    def _proposal_inputs(self, case_id: str) -> tuple[ModelSpaceCase, Case, np.ndarray]:
+        """A case in model space, as the proposals take it, and the active model's probabilities of it."""
+        case = self.model_space_case(case_id)
+        probabilities = self.predict_case(case_id).probabilities.detach().float().cpu().numpy()
+        return case, model_space_case(case, case_id), probabilities
+
+    def choose_starting_point(
+        self,
+        config: ProposalConfig | None = None,
+        progress: Progress | None = None,
+        cancelled: Cancelled | None = None,
+    ) -> StartingPoint:
+        """The leave-one-out over the labelled cases with the active model, recorded (atomically)."""
+        config = config or self.proposal_config
+        version = self.store.active_version
+        labelled = tuple(self.store.labelled_ids())
+        if len(labelled) < 2:  # nothing to leave out: no prediction, no registration
+            choice = unvalidated(len(labelled))
+        else:
+            cases, predictions = [], []
+            for case_id in labelled:
+                if cancelled is not None and cancelled():
+                    raise CancelledError("choosing the starting segmentation cancelled")
+                _, case, probabilities = self._proposal_inputs(case_id)
+                cases.append(case)
+                predictions.append(probabilities)
+            choice = choose_proposal(
+                cases,
+                predictions,
+                self.pretrained().spec.num_classes,
+                settings=config.registration,
+                max_supports=config.max_supports,
+                margin=config.margin,
+                progress=_scaled(progress, 0.0, CHOOSING_SHARE, "leave-one-out over the labelled cases"),
+                cancelled=cancelled,
+            )
+        point = StartingPoint(choice, version, labelled)
+        write_json_atomic(self.store.root / CHOICE_FILE, point.to_json())
+        self.store.log("proposal_chosen", served=choice.served.value, summary=choice.summary(), model=version)
+        return point
+
+    def build_proposal(
+        self,
+        case_id: str,
+        point: StartingPoint,
+        config: ProposalConfig | None = None,
+        progress: Progress | None = None,
+        cancelled: Cancelled | None = None,
+    ) -> Path:
+        """The chosen proposal of an unlabelled case as a label map on its own grid (written once)."""
+        path = self.proposal_path(case_id, point)
+        if path.is_file():
+            return path
+        config = config or self.proposal_config
+        labelled = [model_space_case(self.model_space_case(c), c) for c in point.cases]
+        query_space, query, probabilities = self._proposal_inputs(case_id)
+        proposal = propose(
+            point.choice.served,
+            query,
+            labelled,
+            probabilities,
+            self.pretrained().spec.num_classes,
+            config.registration,
+            config.max_supports,
+            progress,
+            cancelled,
+        )
+        shares = torch.from_numpy(np.ascontiguousarray(proposal.probabilities, dtype=np.float32))
+        labelmap = source_grid_labelmap(shares, self.image(case_id), self.pretrained().spec, query_space)
+        return write_volume(labelmap, path)
+
+    def cases_ahead(self, count: int) -> list[str]:
+        """The unlabelled cases served next: the active ranking's best first, else the pool's order."""
+        labelled = set(self.store.labelled_ids())
+        ranking = self.latest_ranking()
+        order = [r.case_id for r in sorted(ranking, key=lambda r: r.rank)] if ranking else []
+        order += [r.id for r in self.store.cases() if r.id not in order]
+        return [case_id for case_id in order if case_id not in labelled][:count]
+
+    def refresh_starting_points(
+        self,
+        config: ProposalConfig | None = None,
+        progress: Progress | None = None,
+        cancelled: Cancelled | None = None,
+        cases: Sequence[str] = (),
+    ) -> StartingPoint:
+        """Remake the choice when the labelled cases or the model changed since it was made, then build the
+        chosen proposal for ``cases`` (default: the next ``ahead`` cases) when it is not the model."""
+        config = config or self.proposal_config
+        point = self.starting_point()
+        labelled = tuple(self.store.labelled_ids())
+        if point is None or point.cases != labelled or point.model_version != self.store.active_version:
+            point = self.choose_starting_point(config, progress, cancelled)
+        pool = {r.id for r in self.store.cases()}  # a case asked for may have left the pool since
+        targets = [c for c in (list(cases) or self.cases_ahead(config.ahead)) if c in pool - set(point.cases)]
+        if point.proposes:
+            share = (1.0 - CHOOSING_SHARE) / max(len(targets), 1)
+            for index, case_id in enumerate(targets):
+                start = CHOOSING_SHARE + index * share
+                if progress is not None:
+                    progress(start, f"building the proposal of case {case_id}")
+                what = f"proposal of case {case_id}: registrations"
+                self.build_proposal(case_id, point, config, _scaled(progress, start, share, what), cancelled)
+        if progress is not None:
+            progress(1.0, point.choice.summary())
+        return point

@@ -1,0 +1,103 @@
+"""The starting segmentation a session serves: a few-shot proposal when the leave-one-out over the labelled
+cases says it validates better than the model (here a random model, deliberately bad), the model with one
+labelled case; ICBM152 at 6 mm, affine-only registration (about a second a case)."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+from asfda.errors import CancelledError
+from asfda.proposals import ProposalKind, foreground_dice
+from asfda.session.session import AdaptationSession
+from asfda.session.starting_points import ProposalConfig, StartingPoint
+
+FAST = {"registration": {"deformable": "none", "affine_samples": 4000}, "ahead": 1}
+
+
+@pytest.fixture
+def session(tmp_path, tiny_dataset, tiny_model):
+    session = AdaptationSession.create(tmp_path / "session", tiny_model, "cpu")
+    session.add_folder(tiny_dataset.pool[0][0].parent)
+    session.store.update_settings(proposals=FAST)
+    return session
+
+
+def label_cases(session, tiny_dataset, count: int) -> list[str]:
+    """Save the reference masks of the first ``count`` cases, as the radiologist would."""
+    references = dict(tiny_dataset.pool)
+    records = session.store.cases()
+    for record in records[:count]:
+        session.submit_label(record.id, references[Path(record.source_path)])
+    return [r.id for r in records[:count]]
+
+
+def labels_of(path) -> np.ndarray:
+    return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+
+
+def test_settings_give_the_registration_and_the_cases_ahead():
+    config = ProposalConfig.from_settings(FAST)
+    assert config.registration.deformable.value == "none" and config.registration.affine_samples == 4000
+    assert config.ahead == 1 and ProposalConfig.from_settings(None) == ProposalConfig()
+
+
+def test_propagation_is_served_when_it_validates_better_than_a_bad_model(session, tiny_dataset):
+    labelled = label_cases(session, tiny_dataset, 3)
+    assert session.starting_point() is None  # before any choice, the model's prediction is served
+    query = next(r for r in session.store.cases() if r.id not in labelled)
+    assert session.proposed_prediction(query.id) is None
+
+    steps = []
+    point = session.refresh_starting_points(progress=lambda f, m: steps.append(f), cases=[query.id])
+
+    assert point.proposes and point.cases == tuple(labelled) and point.model_version == "v0000"
+    model_dice = point.choice.dice[ProposalKind.MODEL]
+    assert point.choice.dice[point.choice.served] > model_dice + 0.2
+    assert steps == sorted(steps) and steps[-1] == 1.0
+    recorded = StartingPoint.from_json(json.loads((session.store.root / "proposals/choice.json").read_text()))
+    assert recorded.choice.summary() == point.choice.summary()
+    assert "validated Dice" in recorded.choice.summary() and "from 3 cases" in recorded.choice.summary()
+
+    served = session.proposed_prediction(query.id)
+    assert served is not None
+    reference = labels_of(dict(tiny_dataset.pool)[Path(query.source_path)])
+    proposal, model = labels_of(served), labels_of(session.write_prediction(query.id))
+    assert proposal.shape == reference.shape
+    classes = session.pretrained().spec.num_classes
+    assert foreground_dice(proposal, reference, classes) > foreground_dice(model, reference, classes) + 0.2
+    assert session.proposed_prediction(labelled[0]) is None  # a labelled case keeps its own mask
+    session.remove_case(query.id)
+    assert not served.exists()  # a case taken out of the pool takes its proposal with it
+
+
+def test_one_labelled_case_serves_the_model_and_says_why(session, tiny_dataset):
+    label_cases(session, tiny_dataset, 1)
+    point = session.refresh_starting_points()
+    assert not point.proposes and not point.choice.validated
+    summary = "starting from: the model's prediction (1 labelled case: no leave-one-out yet)"
+    assert point.choice.summary() == summary
+    assert all(session.proposed_prediction(r.id) is None for r in session.store.cases())
+    assert not (session.store.root / "labels" / "proposed").exists()
+
+
+def test_a_new_mask_remakes_the_choice(session, tiny_dataset):
+    label_cases(session, tiny_dataset, 1)
+    first = session.refresh_starting_points()
+    label_cases(session, tiny_dataset, 2)
+    second = session.refresh_starting_points()
+    assert first.cases != second.cases and second.choice.validated
+
+
+def test_a_cancelled_choice_records_nothing(session, tiny_dataset):
+    label_cases(session, tiny_dataset, 2)
+    asked = []
+
+    def cancelled() -> bool:  # the user's stop arrives during the leave-one-out
+        asked.append(True)
+        return len(asked) > 2
+
+    with pytest.raises(CancelledError):
+        session.refresh_starting_points(cancelled=cancelled)
+    assert session.starting_point() is None and len(asked) > 2
