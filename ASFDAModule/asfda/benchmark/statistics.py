@@ -244,7 +244,11 @@ def summarise(
         else "mean foreground Dice on the test split"
     )
     return {
-        "endpoint": {"n_labelled": endpoint, "metric": metric},
+        "endpoint": {
+            "n_labelled": endpoint,
+            "percent_of_pool": (run_info.get("config") or {}).get("endpoint_percent", 10.0),
+            "metric": metric,
+        },
         "full_method": full,
         "comparisons": comparisons,
         "site": site,
@@ -273,7 +277,8 @@ def summarise(
 def statistics_markdown(summary: dict) -> str:
     endpoint = summary["endpoint"]["n_labelled"]
     lines = [
-        f"## Endpoint: Dice at {endpoint} labelled cases (pre-stated: 10 % of the pool)",
+        f"## Endpoint: Dice at {endpoint} labelled cases (pre-stated: "
+        f"{summary['endpoint'].get('percent_of_pool', 10.0):g} % of the pool)",
         "",
         f"Full method's query: `{summary['full_method'].get('query')}` "
         f"(chosen by {summary['full_method'].get('chosen_by')}).",
