@@ -245,6 +245,7 @@ VARIANTS: dict[str, Arm] = {
     )
 }
 KNOWN_ARMS: dict[str, Arm] = {**ARMS, **VARIANTS}
+RECIPE_ARMS: tuple[str, ...] = (RECIPE_2026_11, *RECIPE_VARIANTS)
 CEILING = Arm(
     ALL_LABELLED, QueryStrategy.RANDOM, False, "every pool case labelled in one round (the ceiling)"
 )

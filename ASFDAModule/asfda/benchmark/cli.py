@@ -221,6 +221,7 @@ def benchmark(args: argparse.Namespace) -> int:
         asfda_fine_tuning=args.asfda_fine_tuning,
         random_seeds=tuple(args.random_seeds or ()),
         training_noise=tuple(args.training_noise or ()),
+        training_noise_recipe=args.training_noise_recipe,
     )
     command = command_line("benchmark", args)
     outcome = run_benchmark(
@@ -243,6 +244,7 @@ def benchmark(args: argparse.Namespace) -> int:
 
 
 def _add_benchmark(subparsers: argparse._SubParsersAction) -> None:
+    from .arms import FULL_METHOD, RECIPE_ARMS
     from .runner import ARMS, FULL_FINE_TUNING, KNOWN_ARMS, SSL_SETTINGS, BenchmarkConfig, Window
 
     defaults = BenchmarkConfig()
@@ -294,6 +296,14 @@ def _add_benchmark(subparsers: argparse._SubParsersAction) -> None:
         metavar="N",
         help="also train one fixed labelled set of N pool cases once per seed with the full method's "
         "fine-tuning (summary.json: training_noise)",
+    )
+    parser.add_argument(
+        "--training-noise-recipe",
+        default=FULL_METHOD,
+        choices=[FULL_METHOD, *RECIPE_ARMS],
+        metavar="ARM",
+        help="train the --training-noise sets with this recipe arm's fine-tuning instead (default: the "
+        "full method's)",
     )
     parser.add_argument(
         "--asfda-query",

@@ -56,6 +56,7 @@ from .arms import (
     FULL_METHOD,
     KNOWN_ARMS,
     QUERY_ARMS,
+    RECIPE_ARMS,
     SSL_SETTINGS,
     SUPERVISED,
     Arm,
@@ -131,8 +132,12 @@ class BenchmarkConfig:
     random_seeds: tuple[int, ...] = ()  # extra draws for random (cheap: it needs no scores)
     # Sizes of the fixed labelled sets the full method's fine-tuning trains once per seed (training_noise.py)
     training_noise: tuple[int, ...] = ()
+    # Whose fine-tuning the fixed sets train with: the full method's, or a recipe arm's (to compare noise)
+    training_noise_recipe: str = FULL_METHOD
 
     def __post_init__(self) -> None:
+        if self.training_noise_recipe != FULL_METHOD and self.training_noise_recipe not in RECIPE_ARMS:
+            raise ASFDAError(f"--training-noise-recipe must be a recipe arm: {self.training_noise_recipe}")
         unknown = [a for a in self.arms if a not in KNOWN_ARMS]
         if unknown:
             raise ASFDAError(f"unknown strategies {unknown}; known: {', '.join(KNOWN_ARMS)}")
@@ -257,10 +262,13 @@ def plan_training_noise(
     full: Arm | None = None,
 ) -> list[Job]:
     """The training-noise runs: for each fixed labelled set, the full method's job of every seed, one round
-    on that set (the same fine-tuning the full method's runs get)."""
+    on that set (the same fine-tuning the full method's runs get, or ``training_noise_recipe``'s)."""
     if not config.training_noise:
         return []
     headline = replace(config, arms=(FULL_METHOD,), all_labelled=False, random_seeds=())
+    full = full or ARMS[FULL_METHOD]
+    if config.training_noise_recipe != FULL_METHOD:  # the full method's jobs with that recipe's training
+        full = replace(full, finetune_overrides=KNOWN_ARMS[config.training_noise_recipe].finetune_overrides)
     jobs = plan_jobs(headline, layout, model, patch, out, work, full, [FULL_METHOD])
     sets = fixed_sets([case_name(image) for image, _ in layout.pool], config.training_noise)
     return noise_jobs(jobs, sets, out, work)

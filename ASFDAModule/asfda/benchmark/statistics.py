@@ -269,7 +269,9 @@ def summarise(
             guarded_rounds([*results, *noise], source_dice(results)),
             (run_info.get("finetune_defaults") or {}).get("accept_worse"),
         ),
-        "training_noise": training_noise_summary(noise),
+        "training_noise": training_noise_summary(
+            noise, (run_info.get("config") or {}).get("training_noise_recipe", FULL_METHOD)
+        ),
         "method": __doc__.split("\n\n")[1].replace("\n", " "),
     }
 

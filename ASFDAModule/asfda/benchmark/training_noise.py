@@ -91,9 +91,10 @@ def load_noise_runs(
     ]
 
 
-def training_noise_summary(runs: Sequence[RunResult]) -> dict | None:
+def training_noise_summary(runs: Sequence[RunResult], recipe: str = "asfda") -> dict | None:
     """summary.json's ``training_noise``: per set size its cases, the mean test Dice, the sd over seeds in
-    Dice points, the number of seeds and every seed's Dice."""
+    Dice points, the number of seeds and every seed's Dice; ``recipe``: the arm whose fine-tuning trained
+    them (the full method's unless ``--training-noise-recipe`` said otherwise)."""
     by_size: dict[int, list[RunResult]] = {}
     for run in runs:
         if run.records and run.records[-1].test_dice is not None:
@@ -118,9 +119,10 @@ def training_noise_summary(runs: Sequence[RunResult]) -> dict | None:
     return {
         "how": (
             "one labelled set per size (the first n of a permutation of the pool seeded "
-            f"{TRAINING_NOISE_SEED}), one round of the full method's fine-tuning from the source model "
+            f"{TRAINING_NOISE_SEED}), one round of {recipe}'s fine-tuning from the source model "
             "per training seed"
         ),
+        "recipe": recipe,
         "target_sd_points": TARGET_SD_POINTS,
         "sets": sets,
     }

@@ -14,11 +14,13 @@ from asfda.benchmark.report import RunResult
 from asfda.benchmark.runner import (
     ARMS,
     CEILING,
+    KNOWN_ARMS,
     BenchmarkConfig,
     ScoringMeter,
     Window,
     ceiling_steps_used,
     plan_jobs,
+    plan_training_noise,
     prepare_model,
 )
 from asfda.cli.main import main
@@ -284,3 +286,21 @@ def test_budgets_are_fractions_of_the_pool_with_a_pre_stated_endpoint():
     with pytest.raises(ASFDAError, match="asfda-fine-tuning"):
         BenchmarkConfig(arms=("random",), asfda_fine_tuning="nonsense")
     assert BenchmarkConfig(arms=("random",)).full_fine_tuning == "supervised"
+
+
+def test_training_noise_trains_with_the_recipe_asked_for(tmp_path, tiny_dataset):
+    """--training-noise-recipe: the fixed sets train with that recipe arm's fine-tuning, else the full
+    method's (the shipped recipe)."""
+    args = (tiny_dataset, tmp_path / "model", (16, 16, 16), tmp_path / "out", tmp_path / "work")
+    shipped = plan_training_noise(BenchmarkConfig(arms=("asfda",), seeds=(0, 1), training_noise=(2,)), *args)
+    assert [job.name for job in shipped] == ["training-noise-2-seed0", "training-noise-2-seed1"]
+    assert replace(shipped[1].finetune, seed=0, patch_size=None) == FinetuneConfig()
+    config = BenchmarkConfig(
+        arms=("asfda",), seeds=(0,), training_noise=(2,), training_noise_recipe="recipe-cosine-average"
+    )
+    (old,) = plan_training_noise(config, *args)
+    expected = replace(FinetuneConfig(), **dict(KNOWN_ARMS["recipe-cosine-average"].finetune_overrides))
+    assert replace(old.finetune, patch_size=None) == expected
+    assert old.fixed_labelled == shipped[0].fixed_labelled
+    with pytest.raises(ASFDAError, match="recipe arm"):
+        BenchmarkConfig(arms=("asfda",), training_noise=(2,), training_noise_recipe="random")
