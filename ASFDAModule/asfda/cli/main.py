@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "asfda.models.cli",
     "asfda.benchmark.speed",
     "asfda.benchmark.speed_loop",
+    "asfda.benchmark.edit_effort_cli",
 )
 
 
