@@ -22,7 +22,7 @@ def config_from_args(args: argparse.Namespace) -> EffortConfig:
     if args.affine_only:  # a test option: not the registration the product runs
         registration = dataclasses.replace(registration, deformable=DeformableStage.NONE)
     return EffortConfig(
-        seeds=tuple(range(args.seeds)) if len(args.seeds) == 1 else tuple(args.seeds),
+        seeds=tuple(range(args.seeds[0])) if len(args.seeds) == 1 else tuple(args.seeds),
         budgets=tuple(sorted(set(args.budgets))),
         query_split=args.query_split,
         max_queries=args.max_queries,

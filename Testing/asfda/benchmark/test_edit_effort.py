@@ -121,3 +121,20 @@ def test_tiny_end_to_end_run_writes_resumable_seeds_and_a_summary(
     monkeypatch.setattr(edit_effort, "run_seed", measured_again)
     run_edit_effort(tiny_dataset.root, tiny_model, tmp_path, config, progress=False)
     assert (tmp_path / "summary.json").read_text() == written
+
+
+def test_the_command_line_reads_a_seed_count_or_the_seeds_and_keeps_the_recipe_unless_told():
+    from asfda.benchmark.edit_effort_cli import config_from_args
+    from asfda.cli.main import build_parser
+
+    def config(*options):
+        return config_from_args(
+            build_parser().parse_args(["proposals-bench", "--dataset", "d", "--out", "o", *options])
+        )
+
+    assert config().seeds == tuple(range(8)) and config("--seeds", "3").seeds == (0, 1, 2)
+    assert config("--seeds", "4", "9").seeds == (4, 9)
+    assert config().finetune == FinetuneConfig() and config().registration == RegistrationSettings()
+    short = config("--finetune-steps", "2", "--affine-only")
+    assert (short.finetune.steps, short.finetune.steps_per_labelled) == (2, 0)
+    assert short.registration.deformable is DeformableStage.NONE
