@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "asfda.benchmark.speed",
     "asfda.benchmark.speed_loop",
     "asfda.benchmark.oracle",
+    "asfda.benchmark.edit_effort_cli",
 )
 
 
