@@ -81,7 +81,12 @@ def test_rounds_validate_on_held_out_cases_and_record_them(session, tiny_dataset
     label(session, tiny_dataset, first)
     label(session, tiny_dataset, second)
     config = FinetuneConfig(
-        steps=2, steps_per_labelled=0, validate_every=1, batch_size=1, hold_out_validation=True
+        steps=2,
+        steps_per_labelled=0,
+        validate_every=1,
+        batch_size=1,
+        hold_out_validation=True,
+        batchnorm_pool_cases=32,  # the pool's cases join the BatchNorm statistics (off by default)
     )
     session.finetune(config)
     record = session.store.rounds()[-1]
