@@ -231,6 +231,7 @@ def summarise(
         }
         comparisons = [site_compare(results, FULL_METHOD, b, endpoint, subpopulation_of) for b in baselines]
     random = next((c for c in comparisons if c["strategy"] == "random"), None)
+    config = run_info.get("config") or {}
     semi = None
     pair = semi_supervised_pair(arms, full)
     if pair is not None:
@@ -246,7 +247,7 @@ def summarise(
     return {
         "endpoint": {
             "n_labelled": endpoint,
-            "percent_of_pool": (run_info.get("config") or {}).get("endpoint_percent", 10.0),
+            "percent_of_pool": config.get("endpoint_percent", 10.0),
             "metric": metric,
         },
         "full_method": full,
@@ -269,9 +270,7 @@ def summarise(
             guarded_rounds([*results, *noise], source_dice(results)),
             (run_info.get("finetune_defaults") or {}).get("accept_worse"),
         ),
-        "training_noise": training_noise_summary(
-            noise, (run_info.get("config") or {}).get("training_noise_recipe", FULL_METHOD)
-        ),
+        "training_noise": training_noise_summary(noise, config.get("training_noise_recipe", FULL_METHOD)),
         "method": __doc__.split("\n\n")[1].replace("\n", " "),
     }
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import ASFDAError
-from .arms import Arm
+from .arms import FULL_METHOD, Arm
 from .report import RunResult
 
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ def load_noise_runs(
     ]
 
 
-def training_noise_summary(runs: Sequence[RunResult], recipe: str = "asfda") -> dict | None:
+def training_noise_summary(runs: Sequence[RunResult], recipe: str = FULL_METHOD) -> dict | None:
     """summary.json's ``training_noise``: per set size its cases, the mean test Dice, the sd over seeds in
     Dice points, the number of seeds and every seed's Dice; ``recipe``: the arm whose fine-tuning trained
     them (the full method's unless ``--training-noise-recipe`` said otherwise)."""
