@@ -46,6 +46,7 @@ from .augmentation import augment_batch, strong_augmentation, weak_augmentation
 from .batchnorm import adapted_batchnorm_layers, freeze_batchnorm, recompute_batchnorm_statistics
 from .ema import average_decay, make_average, make_teacher, update_teacher
 from .guard import ValidationSignal, best_candidate
+from .layout import in_layout, to_layout, training_layout
 from .patches import draw_batch, labelled_sampler, unlabelled_sampler
 from .peft import freeze_statistics, parameter_groups, select_trainable
 from .reliable import class_balanced_cross_entropy, masked_cross_entropy, unlabelled_weight
@@ -150,7 +151,8 @@ def finetune_round(
     rng = np.random.default_rng(config.seed)
     patch = tuple(config.patch_size or model.spec.roi_size)
     activation = model.spec.activation
-    student: nn.Module = model.network.to(device)
+    layout = training_layout(device, len(patch))
+    student: nn.Module = to_layout(model.network.to(device), layout)
     candidates: dict[int, float] = {}
     if validation:  # the parent is step 0's candidate
         candidates[0] = validation_dice(model, validation, device)
@@ -201,16 +203,15 @@ def finetune_round(
         if weak is not None:
             batch[IMAGE] = augment_batch(batch[IMAGE], weak)
         with torch.autocast(device_type=device.type, enabled=use_amp):
-            logits = to_logits(student(batch[IMAGE].to(device)), activation)
+            logits = to_logits(student(in_layout(batch[IMAGE].to(device), layout)), activation)
             loss = loss_function(logits, batch[LABEL].to(device))
             ramp = (step - supervised_steps, config.steps - supervised_steps)
             with_unlabelled = semi_supervised and teacher is not None
             weight_u = unlabelled_weight(*ramp, config.lambda_u_max) if with_unlabelled else 0.0
             loss_u = torch.zeros((), device=device)
             if with_unlabelled and weight_u > 0:
-                images = draw_batch(unlabelled, sample_unlabelled, rng, config.batch_size, False)[IMAGE].to(
-                    device
-                )
+                images = draw_batch(unlabelled, sample_unlabelled, rng, config.batch_size, False)[IMAGE]
+                images = in_layout(images.to(device), layout)
                 with torch.no_grad():
                     teacher_probabilities = to_probabilities(teacher(images), activation)
                 student_view = augment_batch(images, strong) if strong is not None else images
@@ -244,6 +245,9 @@ def finetune_round(
         if progress is not None:
             progress(step, config.steps, f"step {step}/{config.steps} loss {float(total.detach()):.3f}")
 
+    for network in (student, result.network, teacher):  # saved and served in the default layout
+        if network is not None:
+            to_layout(network, torch.contiguous_format)
     student.eval()
     best_step, state = best if best is not None else (config.steps, result.network.state_dict())
     student.load_state_dict(state)
@@ -277,4 +281,4 @@ def fit_dice(model: LoadedModel, labelled: list[ModelSpaceCase], device, limit: 
 
 
 def cpu_copy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {k: v.detach().cpu().clone() for k, v in state.items()}
+    return {k: v.detach().cpu().clone(memory_format=torch.contiguous_format) for k, v in state.items()}
