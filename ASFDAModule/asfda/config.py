@@ -79,6 +79,7 @@ class LearningRateSchedule(str, Enum):
 
     CONSTANT = "constant"
     COSINE = "cosine"  # half a cosine from the peak down to zero at the round's last step
+    ANNEAL = "anneal"  # the peak, then linearly down to near zero over the last anneal_fraction of the steps
 
 
 @dataclass
@@ -99,6 +100,7 @@ class FinetuneConfig:
     learning_rate: float = 1e-3
     warmup_fraction: float = 0.1  # learning rate ramped linearly from 0 over this share of the steps
     lr_schedule: LearningRateSchedule = LearningRateSchedule.CONSTANT
+    anneal_fraction: float = 0.2  # the share of the steps the ANNEAL schedule decays over
     # The encoder's rate as a share of the decoder's (1: one rate); the encoder carries what the source
     # data taught, the decoder maps it to this site's labels. Needs a network whose decoder can be told.
     encoder_lr_factor: float = 1.0

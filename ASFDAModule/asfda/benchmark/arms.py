@@ -109,6 +109,14 @@ RECIPE_VARIANTS: dict[str, tuple[str, tuple[tuple[str, object], ...]]] = {
         "the shipped recipe, an EMA of the student's weights (0.95) as the round's result",
         (("weight_average_decay", 0.95),),
     ),
+    "recipe-anneal": (
+        "the shipped recipe, the rate annealed linearly to near zero over the last 20 % of the steps",
+        (("lr_schedule", LearningRateSchedule.ANNEAL),),
+    ),
+    "recipe-anneal-average": (
+        "the shipped recipe annealed over the last 20 % of the steps, an EMA of the weights (0.95) as result",
+        (("lr_schedule", LearningRateSchedule.ANNEAL), ("weight_average_decay", 0.95)),
+    ),
     "recipe-pool-batchnorm": (
         "the shipped recipe, BatchNorm statistics from the training cases and up to 32 pool cases",
         (("batchnorm_pool_cases", 32),),

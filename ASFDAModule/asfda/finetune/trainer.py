@@ -172,7 +172,9 @@ def finetune_round(
     optimizer = torch.optim.AdamW(groups, lr=config.learning_rate, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer,
-        lambda index: learning_rate_factor(index, config.steps, config.warmup_fraction, config.lr_schedule),
+        lambda index: learning_rate_factor(
+            index, config.steps, config.warmup_fraction, config.lr_schedule, config.anneal_fraction
+        ),
     )
     loss_function = DiceCELoss(to_onehot_y=True, softmax=True)
     use_amp = config.amp and device.type == "cuda"

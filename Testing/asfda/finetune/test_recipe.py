@@ -17,6 +17,7 @@ from asfda.models.loading import load_model
 from monai.data import MetaTensor
 
 COSINE, CONSTANT = LearningRateSchedule.COSINE, LearningRateSchedule.CONSTANT
+ANNEAL = LearningRateSchedule.ANNEAL
 SMALL = replace(
     FinetuneConfig(), steps=4, steps_per_labelled=1, patch_size=(16, 16, 16), batch_size=1, amp=False
 )
@@ -38,6 +39,12 @@ def test_the_rate_warms_up_linearly_then_decays_along_half_a_cosine():
     assert learning_rate_factor(0, 10, 0.0, CONSTANT) == 1.0  # no warm-up: the peak from the first step
     # no warm-up is one step at the peak; then step i of 12 is (i - 1 + 1) / 12 of the way down
     assert math.isclose(learning_rate_factor(5, 12, 0.0, COSINE), 0.5 * (1 + math.cos(math.pi * 5 / 12)))
+
+
+def test_the_anneal_holds_the_peak_then_falls_linearly_over_its_last_steps():
+    factors = [learning_rate_factor(i, 20, 0.1, ANNEAL, anneal_fraction=0.2) for i in range(20)]
+    assert factors[:2] == [0.5, 1.0] and factors[2:16] == [1.0] * 14  # warm-up, then the peak
+    assert factors[16:] == pytest.approx([4 / 5, 3 / 5, 2 / 5, 1 / 5])  # 4 steps down, never to zero
 
 
 def test_the_weight_average_moves_fast_first_then_at_its_decay():
