@@ -9,7 +9,9 @@ source model fine-tuned by the shipped recipe (``FinetuneConfig()``, seeded by t
 one round from the source model (the product trains one round a save, each from the last; one round is the
 cheaper stand-in), the source model itself at 0. Each query gets the model's prediction, every proposal of
 ``asfda.proposals`` from the k labelled cases, and the served one: what ``choose_proposal`` picks by its
-leave-one-out over the k labelled cases with this model's predictions of them, as the product would.
+leave-one-out over the k labelled cases, each predicted as the product predicts it (``corrected_from``):
+case i by the model at budget i, the one before case i was labelled, which never trained on it (the model at
+k did, and its fit would flatter it).
 
 Each seed's records go to ``runs/seed<N>.json`` when the seed ends, so an interrupted benchmark (Ctrl-C) keeps
 the finished seeds and a rerun with the same settings resumes after them.
@@ -20,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -38,10 +41,20 @@ from ..proposals import CANDIDATES, Case, ProposalKind, RegistrationSettings, ch
 from ..proposals.selection import foreground_dice, proposal_from_warped
 from ..session.store import write_json_atomic
 from .dataset import DATASET_FILE
-from .edit_effort_summary import MODEL, SERVED, TARGET, EffortRecord, Target, results_markdown, summarize
+from .edit_effort_summary import (
+    CORRECTED_FROM,
+    FITTED,
+    MODEL,
+    SERVED,
+    TARGET,
+    EffortRecord,
+    Target,
+    results_markdown,
+    summarize,
+)
 from .subpopulations import SITE_SUBPOPULATIONS, Anatomy
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the leave-one-out predicts case i by the model at budget i (1: by the model at k)
 # The proposal kinds measured: a new kind (e.g. a refinement) joins CANDIDATES, measured and served with them.
 PROPOSAL_KINDS = tuple(kind.value for kind in CANDIDATES)
 _ANATOMY = {s.name: s.anatomy.value for s in SITE_SUBPOPULATIONS}
@@ -135,23 +148,40 @@ def budget_model(source: Path, labelled: list[BenchCase], config: EffortConfig, 
     return model
 
 
+def trained_budgets(budgets: Sequence[int]) -> list[int]:
+    """The budgets whose model is trained: those measured and every one below them, whose model predicts the
+    case labelled next for the leave-one-out."""
+    return sorted(set(budgets) | set(range(max(budgets))))
+
+
+def budget_models(
+    source: Path, labelled: list[BenchCase], config: EffortConfig, seed: int
+) -> Iterator[tuple[int, LoadedModel, list[np.ndarray]]]:
+    """Each measured budget k with its model and the leave-one-out's predictions of the first k labelled
+    cases: case i's by the model at budget i (the source model for the first), the prediction a radiologist
+    labelling in this order corrected."""
+    corrected: list[np.ndarray] = []
+    for budget in trained_budgets(config.budgets):
+        model = budget_model(source, labelled[:budget], config, seed)
+        if budget < len(labelled):
+            corrected.append(probabilities(model, labelled[budget], config.device))
+        if budget in config.budgets:
+            yield budget, model, corrected[:budget]
+
+
 def measure_budget(
     model: LoadedModel,
     labelled: list[BenchCase],
+    corrected: list[np.ndarray],
     queries: list[BenchCase],
     warped_by_query: list[list],
     num_classes: int,
     config: EffortConfig,
     seed: int,
 ) -> tuple[list[EffortRecord], dict]:
-    """The records of one budget: every query's model, proposal and served Dice."""
-    support_cases = [c.case for c in labelled]
-    choice = choose_proposal(
-        support_cases,
-        [probabilities(model, c, config.device) for c in labelled],
-        num_classes,
-        settings=config.registration,
-    )
+    """The records of one budget: every query's model, proposal and served Dice (``corrected``: the
+    leave-one-out's predictions of the labelled cases, from ``budget_models``)."""
+    choice = choose_proposal([c.case for c in labelled], corrected, num_classes, settings=config.registration)
     names = {c.name for c in labelled}
     records = []
     for query, warped in zip(queries, warped_by_query):
@@ -181,7 +211,12 @@ def measure_budget(
                 {k: float(v) for k, v in dice.items()},
             )
         )
-    return records, {"served": choice.served.value, "summary": choice.summary(), "seconds": choice.seconds}
+    return records, {
+        "served": choice.served.value,
+        "summary": choice.summary(),
+        "seconds": choice.seconds,
+        "model_budgets": {c.name: i for i, c in enumerate(labelled)},  # the model each case was predicted by
+    }
 
 
 def run_seed(
@@ -203,11 +238,10 @@ def run_seed(
         else [[] for _ in queries]
     )
     records, choices = [], {}
-    for budget in config.budgets:
+    for budget, model, corrected in budget_models(source, labelled, config, seed):
         bar.set_postfix_str(f"seed {seed}, {budget} labelled")
-        model = budget_model(source, labelled[:budget], config, seed)
         budget_records, choices[str(budget)] = measure_budget(
-            model, labelled[:budget], queries, warped_by_query, num_classes, config, seed
+            model, labelled[:budget], corrected, queries, warped_by_query, num_classes, config, seed
         )
         records += budget_records
         bar.update(1)
@@ -215,6 +249,7 @@ def run_seed(
         "seed": seed,
         "labelled": [c.name for c in labelled],
         "queries": [q.name for q in queries],
+        "leave_one_out": CORRECTED_FROM,
         "choices": choices,
         "records": [r.to_json() for r in records],
         "seconds": time.perf_counter() - started,
@@ -267,6 +302,7 @@ def write_summary(out: Path, runs: list[dict], target: Target = TARGET) -> dict:
     if not records:
         raise ASFDAError("no finished seed to summarise", out)
     summary = summarize(records, PROPOSAL_KINDS, target)
+    summary["leave_one_out"] = sorted({run.get("leave_one_out", FITTED) for run in runs})  # format 1: fitted
     write_json_atomic(out / "summary.json", summary)
     (out / "results.md").write_text(results_markdown(summary, PROPOSAL_KINDS))
     return summary

@@ -20,6 +20,13 @@ from .significance import hierarchical_bootstrap, paired_bootstrap, wilcoxon_p, 
 
 MODEL = "model"
 SERVED = "served"
+# What the leave-one-out predicts a labelled case with (a run's "leave_one_out")
+CORRECTED_FROM = "corrected_from"
+FITTED = "fitted"
+LEAVE_ONE_OUT = {
+    CORRECTED_FROM: "each labelled case predicted by the model before it was labelled, as the product does",
+    FITTED: "each labelled case predicted by the model at the budget, fine-tuned on it (flatters the model)",
+}
 
 
 class PairSet(str, Enum):
@@ -176,6 +183,8 @@ def results_markdown(summary: dict, kinds: Sequence[str]) -> str:
     lines.append(
         f"Seeds: {summary['seeds']}. Differences are kind - model, 95 % CI (seeds x cases, crossed)."
     )
+    for kind in summary.get("leave_one_out", ()):
+        lines.append(f"The served start's leave-one-out: {LEAVE_ONE_OUT.get(kind, kind)}.")
     for pairs in PairSet:
         rows = []
         for budget, entry in summary["budgets"].items():

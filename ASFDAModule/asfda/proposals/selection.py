@@ -1,8 +1,10 @@
 """Which proposal to serve, chosen on evidence: leave-one-out over the cases the radiologist has labelled.
 
-Each labelled case is proposed from the other labelled cases (and the current model's prediction of it) and
-scored by mean foreground Dice against the radiologist's saved mask. The model's prediction is served unless
-a proposal validates better; with one labelled case there is nothing to leave out, so the model is served.
+Each labelled case is proposed from the other labelled cases (and a model's prediction of it) and scored by
+mean foreground Dice against the radiologist's saved mask. The model's prediction is served unless a proposal
+validates better; with one labelled case there is nothing to leave out, so the model is served. The prediction
+of a labelled case should come from a model that never trained on it (the version it was corrected from):
+the current model's would be its fit, which flatters the model.
 """
 
 from __future__ import annotations
@@ -142,9 +144,10 @@ def choose_proposal(
     """Leave-one-out over the labelled cases: each candidate's mean foreground Dice against the saved masks
     next to the model's, and the one to serve (a candidate must beat the model by more than ``margin``).
 
-    ``predictions[i]`` is the current model's prediction of ``labelled[i]`` on its model-space grid, as
-    probabilities (C, x, y, z) or a label map (x, y, z). Costs n (n - 1) registrations for n labelled cases
-    (``max_supports`` caps the deformable ones per case); ``progress`` counts the left-out cases.
+    ``predictions[i]`` is the prediction of ``labelled[i]`` by a model that never trained on it (the version
+    it was corrected from) on its model-space grid, as probabilities (C, x, y, z) or a label map (x, y, z).
+    Costs n (n - 1) registrations for n labelled cases (``max_supports`` caps the deformable ones per case);
+    ``progress`` counts the left-out cases.
     """
     _checked(labelled, predictions)
     started = time.perf_counter()

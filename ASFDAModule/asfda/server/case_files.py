@@ -50,6 +50,7 @@ def starting_from(point: StartingPoint | None, proposed: bool, labelled: int) ->
         labelled_cases=choice.labelled_cases,
         dice=schemas.finite_tree({kind.value: value for kind, value in choice.dice.items()}),
         model_version=point.model_version,
+        model_versions=dict(point.model_versions),
         made=point.made,
     )
 

@@ -148,6 +148,11 @@ class StartingFrom(BaseModel):
         default_factory=dict, description="mean leave-one-out Dice of each candidate, the model's included"
     )
     model_version: str | None = Field(None, description="the model version the choice was made with")
+    model_versions: dict[str, str] = Field(
+        default_factory=dict,
+        description="labelled case id -> the model version whose prediction of it the leave-one-out scored: "
+        "the one active when its mask was first saved, which never trained on it",
+    )
     made: str | None = Field(None, description="when the choice was made (UTC, ISO 8601)")
 
 

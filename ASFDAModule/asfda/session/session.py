@@ -225,8 +225,19 @@ class AdaptationSession(PredictionFiles, PoolQuery, StartingSegmentations):
         mask = validated_mask(mask_path, self.image(case_id), self.labels, **read_options)
         target = write_volume(mask, self.store.final_label_path(case_id))
         self._model_space.pop(case_id, None)
-        self.store.log("label_submitted", case=case_id, source=str(mask_path))
+        # the version active at the save never trained on the case: the leave-one-out scores the model with it
+        model = self.store.active_version
+        self.store.log("label_submitted", case=case_id, source=str(mask_path), model=model)
         return target
+
+    def corrected_from(self, case_id: str) -> str:
+        """The model version active when the case's mask was first saved: it never trained on the case (a
+        re-save names a version that may have). Sessions from before the journal named it, and a case with
+        no saved mask, give the pretrained version, which never trained on anything."""
+        for event in self.store.journal():
+            if event.get("event") == "label_submitted" and event.get("case") == case_id:
+                return event.get("model") or PRETRAINED_VERSION
+        return PRETRAINED_VERSION
 
     # -- prediction and scores -----------------------------------------------------------------------------
     def predict_case(self, case_id: str, **options) -> Prediction:

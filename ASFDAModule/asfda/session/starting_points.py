@@ -6,13 +6,17 @@ The choice is remade in the background (a job after each round and after each sa
 serves are label maps on the cases' own grids under ``labels/proposed/<choice>/``, built ahead for the
 best-ranked cases. Until a choice exists, or while a case's proposal is not built, the model's prediction is
 served.
+
+The leave-one-out scores the model, for each labelled case, with the prediction of the version that was
+active when the case's mask was first saved (``corrected_from``): the active version may have trained on the
+case, and its prediction of it would be its fit, which flatters the model.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,13 +25,15 @@ import torch
 from ..config import config_from_dict
 from ..errors import CancelledError
 from ..inference.labelmap import source_grid_labelmap
+from ..inference.predictor import predict
 from ..io.preprocessing import ModelSpaceCase
 from ..io.volumes import write_volume
+from ..models.loading import LoadedModel
 from ..proposals import Case, ProposalChoice, ProposalKind, RegistrationSettings, choose_proposal, propose
 from .callbacks import Cancelled, Progress
 from .files import read_json, write_json_atomic
 from .records import now_iso
-from .store import SessionStore
+from .store import PRETRAINED_VERSION, SessionStore
 
 CHOICE_FILE = Path("proposals") / "choice.json"
 CHOOSING_SHARE = 0.7  # of a refresh's progress bar: the leave-one-out; the rest builds the proposals ahead
@@ -55,9 +61,12 @@ class StartingPoint:
     """A recorded choice: what cases start from, and the model version and labelled cases it was made with."""
 
     choice: ProposalChoice
-    model_version: str
+    model_version: str  # the active one: it predicts the cases the chosen proposal is built for
     cases: tuple[str, ...]  # the labelled cases of the leave-one-out
     made: str = field(default_factory=now_iso)
+    # the version whose prediction of each labelled case the leave-one-out scored (the one it was corrected
+    # from); empty with fewer than two labelled cases and in choices recorded before it was kept
+    model_versions: dict[str, str] = field(default_factory=dict)
 
     @property
     def proposes(self) -> bool:
@@ -83,6 +92,7 @@ class StartingPoint:
             "seconds": choice.seconds,
             "model_version": self.model_version,
             "cases": list(self.cases),
+            "model_versions": dict(self.model_versions),
             "made": self.made,
         }
 
@@ -96,7 +106,13 @@ class StartingPoint:
             data.get("reason", ""),
             float(data.get("seconds", 0.0)),
         )
-        return cls(choice, data["model_version"], tuple(data.get("cases", ())), data.get("made", ""))
+        return cls(
+            choice,
+            data["model_version"],
+            tuple(data.get("cases", ())),
+            data.get("made", ""),
+            dict(data.get("model_versions", {})),
+        )
 
 
 def model_space_case(case: ModelSpaceCase, case_id: str) -> Case:
@@ -123,8 +139,8 @@ def _scaled(progress: Progress | None, start: float, share: float, what: str):
 
 class StartingSegmentations:
     """The starting segmentations of an :class:`~asfda.session.session.AdaptationSession` (a mixin of it: it
-    uses the session's ``model_space_case()``, ``predict_case()``, ``pretrained()``, ``image()`` and
-    ``latest_ranking()``)."""
+    uses the session's ``model_space_case()``, ``model_space_image()``, ``predict_case()``, ``model()``,
+    ``load_version()``, ``corrected_from()``, ``pretrained()``, ``image()`` and ``latest_ranking()``)."""
 
     store: SessionStore
 
@@ -154,26 +170,47 @@ class StartingSegmentations:
         probabilities = self.predict_case(case_id).probabilities.detach().float().cpu().numpy()
         return case, model_space_case(case, case_id), probabilities
 
+    def _version_model(self, version: str, active: str) -> LoadedModel:
+        """A version's model for the leave-one-out: the session's own for the active and the pretrained ones
+        (the active one stays in memory for the server), a fresh copy, dropped after use, for the others."""
+        return self.model(version) if version in (active, PRETRAINED_VERSION) else self.load_version(version)
+
+    def _corrected_predictions(
+        self, labelled: Sequence[str], active: str, cancelled: Cancelled | None = None
+    ) -> tuple[list[Case], list[np.ndarray], dict[str, str]]:
+        """The labelled cases as the proposals take them, each one's probabilities by the version it was
+        corrected from, and those versions; each version is loaded once."""
+        versions = {case_id: self.corrected_from(case_id) for case_id in labelled}
+        cases: dict[str, Case] = {}
+        predictions: dict[str, np.ndarray] = {}
+        for version in dict.fromkeys(versions.values()):
+            model = self._version_model(version, active)
+            for case_id in (c for c in labelled if versions[c] == version):
+                if cancelled is not None and cancelled():
+                    raise CancelledError("choosing the starting segmentation cancelled")
+                cases[case_id] = model_space_case(self.model_space_case(case_id), case_id)
+                prediction = predict(model, self.model_space_image(case_id), self.device)
+                predictions[case_id] = prediction.probabilities.detach().float().cpu().numpy()
+            del model  # a version neither active nor pretrained is freed before the next one loads
+        return [cases[c] for c in labelled], [predictions[c] for c in labelled], versions
+
     def choose_starting_point(
         self,
         config: ProposalConfig | None = None,
         progress: Progress | None = None,
         cancelled: Cancelled | None = None,
     ) -> StartingPoint:
-        """The leave-one-out over the labelled cases with the active model, recorded (atomically)."""
+        """The leave-one-out over the labelled cases, each scored with the prediction of the version it was
+        corrected from (the model's Dice and the agreement fusion's), recorded (atomically) with the active
+        version, which predicts the cases the chosen proposal is built for."""
         config = config or self.proposal_config
         version = self.store.active_version
         labelled = tuple(self.store.labelled_ids())
+        model_versions: dict[str, str] = {}
         if len(labelled) < 2:  # nothing to leave out: no prediction, no registration
             choice = unvalidated(len(labelled))
         else:
-            cases, predictions = [], []
-            for case_id in labelled:
-                if cancelled is not None and cancelled():
-                    raise CancelledError("choosing the starting segmentation cancelled")
-                _, case, probabilities = self._proposal_inputs(case_id)
-                cases.append(case)
-                predictions.append(probabilities)
+            cases, predictions, model_versions = self._corrected_predictions(labelled, version, cancelled)
             choice = choose_proposal(
                 cases,
                 predictions,
@@ -184,7 +221,10 @@ class StartingSegmentations:
                 progress=_scaled(progress, 0.0, CHOOSING_SHARE, "leave-one-out over the labelled cases"),
                 cancelled=cancelled,
             )
-        point = StartingPoint(choice, version, labelled)
+            corrected = ", ".join(sorted(set(model_versions.values())))
+            reason = f"{choice.reason}; the model's by the versions they were corrected from: {corrected}"
+            choice = replace(choice, reason=reason)
+        point = StartingPoint(choice, version, labelled, model_versions=model_versions)
         write_json_atomic(self.store.root / CHOICE_FILE, point.to_json())
         self.store.log("proposal_chosen", served=choice.served.value, summary=choice.summary(), model=version)
         return point

@@ -4,11 +4,15 @@ cross-anatomy split, and a tiny end-to-end run (a few fine-tuning steps, affine 
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from asfda.benchmark import edit_effort
 from asfda.benchmark.edit_effort import EffortConfig, run_edit_effort
 from asfda.benchmark.edit_effort_summary import (
+    CORRECTED_FROM,
     MODEL,
     SERVED,
     EffortRecord,
@@ -18,7 +22,8 @@ from asfda.benchmark.edit_effort_summary import (
     summarize,
 )
 from asfda.config import FinetuneConfig
-from asfda.proposals import DeformableStage, RegistrationSettings
+from asfda.proposals import DeformableStage, ProposalChoice, ProposalKind, RegistrationSettings
+from tqdm.auto import tqdm
 
 KINDS = ("majority", "weighted", "agreement")
 
@@ -111,8 +116,8 @@ def test_tiny_end_to_end_run_writes_resumable_seeds_and_a_summary(
     assert set(summary["budgets"]) == {"0", "1", "2"}
     assert summary["budgets"]["0"]["pairs"]["all"][SERVED]["difference"] == 0.0
     assert (tmp_path / "results.md").read_text().startswith("# Edit effort")
-
-    import asfda.benchmark.edit_effort as edit_effort
+    assert run["leave_one_out"] == CORRECTED_FROM and summary["leave_one_out"] == [CORRECTED_FROM]
+    assert "predicted by the model before it was labelled" in (tmp_path / "results.md").read_text()
 
     def measured_again(*args, **kwargs):
         raise AssertionError("a finished seed was measured again")
@@ -121,6 +126,37 @@ def test_tiny_end_to_end_run_writes_resumable_seeds_and_a_summary(
     monkeypatch.setattr(edit_effort, "run_seed", measured_again)
     run_edit_effort(tiny_dataset.root, tiny_model, tmp_path, config, progress=False)
     assert (tmp_path / "summary.json").read_text() == written
+
+
+def test_the_leave_one_out_predicts_case_i_by_the_model_at_budget_i(monkeypatch):
+    """As the product predicts a labelled case by the version it was corrected from: case i was labelled
+    after i others, so its prediction is the model at budget i's (never trained on it), not the one at k's."""
+    pool = [SimpleNamespace(name=f"case{i}", anatomy="icbm152", case=f"support{i}") for i in range(5)]
+    trained = []
+
+    def budget_model(source, labelled, config, seed):
+        trained.append(len(labelled))
+        return SimpleNamespace(budget=len(labelled))
+
+    given = {}
+
+    def leave_one_out(cases, predictions, num_classes, **options):
+        given[len(cases)] = list(predictions)
+        return ProposalChoice(ProposalKind.MODEL, len(cases))
+
+    monkeypatch.setattr(edit_effort, "budget_model", budget_model)
+    monkeypatch.setattr(edit_effort, "probabilities", lambda model, case, device: (model.budget, case.name))
+    monkeypatch.setattr(edit_effort, "choose_proposal", leave_one_out)
+    config = EffortConfig(budgets=(0, 2, 3))
+    run = edit_effort.run_seed(0, Path("source"), pool, [], 2, config, tqdm(disable=True))
+
+    labelled = run["labelled"]
+    assert set(given) == {0, 2, 3}
+    for budget, predictions in given.items():
+        assert predictions == [(i, labelled[i]) for i in range(budget)]
+    assert trained == [0, 1, 2, 3]  # the model at 1 is trained though not measured: it predicts case 1
+    assert run["choices"]["3"]["model_budgets"] == {name: i for i, name in enumerate(labelled)}
+    assert run["leave_one_out"] == CORRECTED_FROM
 
 
 def test_the_command_line_reads_a_seed_count_or_the_seeds_and_keeps_the_recipe_unless_told():

@@ -86,6 +86,8 @@ def test_propagation_is_served_when_it_validates_better_than_the_model(backend, 
     assert f"against the model's {choice['dice']['model']:.2f}" in choice["summary"]
     recorded = json.loads((backend.root / "proposals" / "choice.json").read_text())
     assert recorded["summary"] == choice["summary"] and recorded["model_version"] == "v0000"
+    corrected = {record.id: "v0000" for record in backend.cases[:3]}  # no round yet: saved under v0000
+    assert recorded["model_versions"] == choice["model_versions"] == corrected
 
     assert headers["x-asfda-prediction-source"] == choice["served"]
     assert headers["x-asfda-starting-from"] == choice["summary"]

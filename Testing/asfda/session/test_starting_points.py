@@ -3,15 +3,22 @@ cases says it validates better than the model (here a random model, deliberately
 labelled case; ICBM152 at 6 mm, affine-only registration (about a second a case)."""
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
+import torch
 from asfda.errors import CancelledError
-from asfda.proposals import ProposalKind, foreground_dice
+from asfda.inference.predictor import predict
+from asfda.models.loading import build_network
+from asfda.proposals import ProposalChoice, ProposalKind, foreground_dice
+from asfda.session import starting_points
+from asfda.session.records import ModelVersion, now_iso
 from asfda.session.session import AdaptationSession
 from asfda.session.starting_points import ProposalConfig, StartingPoint
+from asfda.session.store import PRETRAINED_VERSION
 
 FAST = {"registration": {"deformable": "none", "affine_samples": 4000}, "ahead": 1}
 
@@ -31,6 +38,23 @@ def label_cases(session, tiny_dataset, count: int) -> list[str]:
     for record in records[:count]:
         session.submit_label(record.id, references[Path(record.source_path)])
     return [r.id for r in records[:count]]
+
+
+def save_mask(session, tiny_dataset, case_id: str) -> None:
+    record = session.store.case(case_id)
+    session.submit_label(case_id, dict(tiny_dataset.pool)[Path(record.source_path)])
+
+
+def commit_version(session, seed: int) -> str:
+    """A new active version with its own random weights: a round's outcome, without the training."""
+    store = session.store
+    version_id, number, parent = store.next_version_id(), store.next_round_number(), store.active_version
+    partial = store.partial_version_folder()
+    torch.manual_seed(seed)
+    torch.save(build_network(session.pretrained().spec.network).state_dict(), partial / "model.pt")
+    store.log("round_started", round=number, parent=parent, pid=os.getpid())
+    store.commit_round(partial, ModelVersion(version_id, parent, now_iso(), number), {})
+    return version_id
 
 
 def labels_of(path) -> np.ndarray:
@@ -101,3 +125,62 @@ def test_a_cancelled_choice_records_nothing(session, tiny_dataset):
     with pytest.raises(CancelledError):
         session.refresh_starting_points(cancelled=cancelled)
     assert session.starting_point() is None and len(asked) > 2
+
+
+def test_corrected_from_is_the_version_active_at_the_first_save(session, tiny_dataset):
+    first, second, unlabelled, older = (r.id for r in session.store.cases())
+    save_mask(session, tiny_dataset, first)
+    version = commit_version(session, seed=1)
+    save_mask(session, tiny_dataset, first)  # a re-save under a version that may have trained on it
+    save_mask(session, tiny_dataset, second)
+    session.store.log("label_submitted", case=older, source="old.nii.gz")  # a session from before
+    save_mask(session, tiny_dataset, older)
+    assert session.corrected_from(first) == PRETRAINED_VERSION
+    assert session.corrected_from(second) == version != PRETRAINED_VERSION
+    assert session.corrected_from(older) == PRETRAINED_VERSION
+    assert session.corrected_from(unlabelled) == PRETRAINED_VERSION
+
+
+def test_the_leave_one_out_predicts_each_case_with_the_version_it_was_corrected_from(
+    session, tiny_dataset, monkeypatch
+):
+    first, second, third, _ = (r.id for r in session.store.cases())
+    save_mask(session, tiny_dataset, first)  # corrected from the pretrained model
+    corrected = commit_version(session, seed=1)
+    save_mask(session, tiny_dataset, second)
+    save_mask(session, tiny_dataset, third)
+    active = commit_version(session, seed=2)  # trained on all three, in a real session
+    save_mask(session, tiny_dataset, first)  # a re-save changes nothing
+
+    load_version = session.load_version
+
+    def probabilities(version: str, case_id: str) -> np.ndarray:
+        model = load_version(version)
+        return predict(model, session.model_space_image(case_id), "cpu").probabilities.numpy()
+
+    expected = {first: PRETRAINED_VERSION, second: corrected, third: corrected}
+    scored: dict[str, np.ndarray] = {}
+
+    def leave_one_out(cases, predictions, *args, **kwargs):  # what the choice is given, without registering
+        scored.update({case.case_id: prediction for case, prediction in zip(cases, predictions)})
+        return ProposalChoice(ProposalKind.MODEL, len(cases), {ProposalKind.MODEL: 0.5}, {}, "leave-one-out")
+
+    monkeypatch.setattr(starting_points, "choose_proposal", leave_one_out)
+    serving = session.model()
+    loaded = []
+    monkeypatch.setattr(
+        session, "load_version", lambda version: loaded.append(version) or load_version(version)
+    )
+    point = session.choose_starting_point()
+
+    assert set(scored) == set(expected)
+    for case_id, version in expected.items():
+        assert np.allclose(scored[case_id], probabilities(version, case_id), atol=1e-5), case_id
+        assert not np.allclose(scored[case_id], probabilities(active, case_id), atol=1e-3), case_id
+    assert loaded == [corrected]  # once for its two cases; the active and pretrained ones are the session's
+    assert session.model() is serving  # the model the server uses was not evicted
+    assert point.model_version == active and point.model_versions == expected
+    recorded = json.loads((session.store.root / "proposals/choice.json").read_text())
+    assert recorded["model_versions"] == expected
+    assert StartingPoint.from_json(recorded).model_versions == expected
+    assert f"{PRETRAINED_VERSION}, {corrected}" in point.choice.reason
