@@ -267,6 +267,15 @@ class StartingSegmentations:
         order += [r.id for r in self.store.cases() if r.id not in order]
         return [case_id for case_id in order if case_id not in labelled][:count]
 
+    def _carried_to(self, point: StartingPoint, version: str) -> StartingPoint:
+        """The same choice under a new active version: the leave-one-out scored the versions the labelled
+        cases were corrected from, not the active one, so a round that leaves the labelled cases as they were
+        changes only the model the proposals are built with."""
+        point = replace(point, model_version=version, made=now_iso())
+        write_json_atomic(self.store.root / CHOICE_FILE, point.to_json())
+        self.store.log("proposal_carried", served=point.choice.served.value, model=version)
+        return point
+
     def refresh_starting_points(
         self,
         config: ProposalConfig | None = None,
@@ -274,13 +283,17 @@ class StartingSegmentations:
         cancelled: Cancelled | None = None,
         cases: Sequence[str] = (),
     ) -> StartingPoint:
-        """Remake the choice when the labelled cases or the model changed since it was made, then build the
-        chosen proposal for ``cases`` (default: the next ``ahead`` cases) when it is not the model."""
+        """Remake the choice when the labelled cases changed since it was made (carry it to a new active
+        version otherwise), then build the chosen proposal for ``cases`` (default: the next ``ahead`` cases)
+        when it is not the model."""
         config = config or self.proposal_config
         point = self.starting_point()
         labelled = tuple(self.store.labelled_ids())
-        if point is None or point.cases != labelled or point.model_version != self.store.active_version:
+        active = self.store.active_version
+        if point is None or point.cases != labelled or not (point.model_versions or len(labelled) < 2):
             point = self.choose_starting_point(config, progress, cancelled)
+        elif point.model_version != active:
+            point = self._carried_to(point, active)
         pool = {r.id for r in self.store.cases()}  # a case asked for may have left the pool since
         targets = [c for c in (list(cases) or self.cases_ahead(config.ahead)) if c in pool - set(point.cases)]
         if point.proposes:

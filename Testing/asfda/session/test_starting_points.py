@@ -114,6 +114,33 @@ def test_a_new_mask_remakes_the_choice(session, tiny_dataset):
     assert first.cases != second.cases and second.choice.validated
 
 
+def test_a_round_on_the_same_labelled_cases_carries_the_choice_without_a_new_leave_one_out(
+    session, tiny_dataset, monkeypatch
+):
+    label_cases(session, tiny_dataset, 2)
+    first = session.refresh_starting_points()
+    version = commit_version(session, seed=3)
+    calls = []
+
+    def remade(*args, **kwargs):
+        calls.append(args)
+        raise RuntimeError("remade")
+
+    monkeypatch.setattr(starting_points, "choose_proposal", remade)
+
+    carried = session.refresh_starting_points()
+
+    assert calls == []  # the leave-one-out scored the versions the cases were corrected from: unchanged
+    assert carried.model_version == version and carried.choice == first.choice
+    assert (
+        carried.model_versions == first.model_versions and session.starting_point().model_version == version
+    )
+    label_cases(session, tiny_dataset, 3)
+    with pytest.raises(RuntimeError, match="remade"):  # a new mask remakes it
+        session.refresh_starting_points()
+    assert len(calls) == 1
+
+
 def test_a_cancelled_choice_records_nothing(session, tiny_dataset):
     label_cases(session, tiny_dataset, 2)
     asked = []
