@@ -39,6 +39,7 @@ from ..io.volumes import case_name, read_volume
 from ..models.loading import LoadedModel, load_model
 from ..proposals import CANDIDATES, Case, ProposalKind, RegistrationSettings, choose_proposal, propagate_all
 from ..proposals.selection import foreground_dice, proposal_from_warped
+from ..session.starting_points import ProposalConfig
 from ..session.store import write_json_atomic
 from .dataset import DATASET_FILE
 from .edit_effort_summary import (
@@ -68,6 +69,7 @@ class EffortConfig:
     max_queries: int | None = None  # the first N cases of the query split (bounds the cost)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     registration: RegistrationSettings = field(default_factory=RegistrationSettings)
+    single_case: ProposalKind = ProposalConfig.single_case  # what the product serves from one labelled case
     threads: int | None = 1
     device: str = "cpu"
 
@@ -82,6 +84,7 @@ class EffortConfig:
             "max_queries": self.max_queries,
             "finetune": json.loads(json.dumps(dataclasses.asdict(self.finetune), default=str)),
             "registration": json.loads(json.dumps(dataclasses.asdict(self.registration), default=str)),
+            "single_case": self.single_case.value,
         }
 
 
@@ -181,7 +184,13 @@ def measure_budget(
 ) -> tuple[list[EffortRecord], dict]:
     """The records of one budget: every query's model, proposal and served Dice (``corrected``: the
     leave-one-out's predictions of the labelled cases, from ``budget_models``)."""
-    choice = choose_proposal([c.case for c in labelled], corrected, num_classes, settings=config.registration)
+    choice = choose_proposal(
+        [c.case for c in labelled],
+        corrected,
+        num_classes,
+        settings=config.registration,
+        single_case=config.single_case,
+    )
     names = {c.name for c in labelled}
     records = []
     for query, warped in zip(queries, warped_by_query):

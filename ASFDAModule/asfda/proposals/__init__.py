@@ -38,7 +38,15 @@ from .propagation import (
     propagate,
     propagate_all,
 )
-from .selection import CANDIDATES, ProposalChoice, choose_proposal, describe, foreground_dice, propose
+from .selection import (
+    CANDIDATES,
+    ProposalChoice,
+    choose_proposal,
+    describe,
+    foreground_dice,
+    propose,
+    unvalidated,
+)
 
 __all__ = [
     "CANDIDATES",
@@ -62,5 +70,6 @@ __all__ = [
     "propagate_all",
     "propose",
     "similarity_weights",
+    "unvalidated",
     "weighted_vote",
 ]

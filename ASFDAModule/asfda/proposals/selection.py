@@ -2,7 +2,8 @@
 
 Each labelled case is proposed from the other labelled cases (and a model's prediction of it) and scored by
 mean foreground Dice against the radiologist's saved mask. The model's prediction is served unless a proposal
-validates better; with one labelled case there is nothing to leave out, so the model is served. The prediction
+validates better; with one labelled case there is nothing to leave out, so a rule chosen beforehand on a
+validation split decides (``single_case``; the model unless told otherwise). The prediction
 of a labelled case should come from a model that never trained on it (the version it was corrected from):
 the current model's would be its fit, which flatters the model.
 """
@@ -49,7 +50,7 @@ class ProposalChoice:
         """One line for the module, e.g. 'starting from: propagation from 2 cases, validated Dice 0.71
         against the model's 0.48'."""
         if not self.validated:
-            return f"starting from: the model's prediction ({self.reason})"
+            return f"starting from: {describe(self.served, self.labelled_cases)} ({self.reason})"
         model = self.dice[ProposalKind.MODEL]
         if self.served is ProposalKind.MODEL:
             best = max((k for k in self.dice if k is not ProposalKind.MODEL), key=self.dice.get, default=None)
@@ -74,6 +75,16 @@ def describe(kind: ProposalKind, cases: int) -> str:
         ProposalKind.WEIGHTED: f"propagation from {source} (locally weighted)",
         ProposalKind.AGREEMENT: f"the model with propagation from {source}",
     }[kind]
+
+
+def unvalidated(labelled: int, single_case: ProposalKind = ProposalKind.MODEL) -> ProposalChoice:
+    """The choice before a leave-one-out can be made: the model with no labelled case; with one, the kind
+    a validation split chose for one case (``single_case``), there being no evidence in the session yet."""
+    served = single_case if labelled == 1 else ProposalKind.MODEL
+    reason = f"{labelled} labelled case{'s' if labelled != 1 else ''}: no leave-one-out yet"
+    if served is not ProposalKind.MODEL:
+        reason += "; the one-case rule chosen on a validation split"
+    return ProposalChoice(served, labelled, reason=reason)
 
 
 def proposal_from_warped(
@@ -140,6 +151,7 @@ def choose_proposal(
     margin: float = 0.0,
     progress: ProgressCallback | None = None,
     cancelled: CancelCheck | None = None,
+    single_case: ProposalKind = ProposalKind.MODEL,
 ) -> ProposalChoice:
     """Leave-one-out over the labelled cases: each candidate's mean foreground Dice against the saved masks
     next to the model's, and the one to serve (a candidate must beat the model by more than ``margin``).
@@ -152,11 +164,7 @@ def choose_proposal(
     _checked(labelled, predictions)
     started = time.perf_counter()
     if len(labelled) < 2:
-        return ProposalChoice(
-            ProposalKind.MODEL,
-            len(labelled),
-            reason=f"{len(labelled)} labelled case{'s' if len(labelled) != 1 else ''}: no leave-one-out yet",
-        )
+        return unvalidated(len(labelled), single_case)
     kinds = (ProposalKind.MODEL, *(k for k in candidates if k is not ProposalKind.MODEL))
     scores: dict[ProposalKind, list[float]] = {k: [] for k in kinds}
     for index, (query, prediction) in enumerate(zip(labelled, predictions)):

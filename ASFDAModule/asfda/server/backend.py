@@ -14,6 +14,7 @@ from fastapi import HTTPException
 from .. import __version__
 from ..errors import ASFDAError, MaskError, StoreError, VolumeReadError
 from ..io.volumes import VOLUME_SUFFIXES, case_name, content_hash, read_volume, volume_suffix
+from ..proposals import ProposalKind
 from ..scoring.query import RankedCase
 from ..session.records import CaseRecord
 from ..session.session import AdaptationSession
@@ -219,9 +220,11 @@ class Backend(CaseFiles, CaseServing, ModelVersions):
         return self.case(case_id)
 
     def _rechoose_starting_point(self) -> None:
-        """A new mask changes the evidence: with one labelled case the choice (the model, unvalidated) is
-        recorded at once; from two on, the leave-one-out runs as a job."""
-        if len(self.store.labelled_ids()) < 2:
+        """A new mask changes the evidence: with one labelled case a choice that serves the model (no
+        leave-one-out, nothing to build) is recorded at once; a proposal to build, or from two cases on the
+        leave-one-out, runs as a job."""
+        single_case = self.session.proposal_config.single_case
+        if len(self.store.labelled_ids()) < 2 and single_case is ProposalKind.MODEL:
             self.session.choose_starting_point()
         else:
             self.jobs.ensure_proposal()

@@ -29,7 +29,15 @@ from ..inference.predictor import predict
 from ..io.preprocessing import ModelSpaceCase
 from ..io.volumes import write_volume
 from ..models.loading import LoadedModel
-from ..proposals import Case, ProposalChoice, ProposalKind, RegistrationSettings, choose_proposal, propose
+from ..proposals import (
+    Case,
+    ProposalChoice,
+    ProposalKind,
+    RegistrationSettings,
+    choose_proposal,
+    propose,
+    unvalidated,
+)
 from .callbacks import Cancelled, Progress
 from .files import read_json, write_json_atomic
 from .records import now_iso
@@ -47,12 +55,17 @@ class ProposalConfig:
     max_supports: int | None = 5  # deformable registrations per proposal: the most similar cases
     ahead: int = 3  # best-ranked unlabelled cases whose proposal is built as soon as a proposal is chosen
     margin: float = 0.0  # Dice a proposal must validate above the model's to be served
+    # What one labelled case starts the others from (no leave-one-out yet): chosen on a validation split,
+    # Resources/Benchmark/proposals_single_case/.
+    single_case: ProposalKind = ProposalKind.MODEL
 
     @classmethod
     def from_settings(cls, data: dict | None) -> ProposalConfig:
         data = dict(data or {})
         registration = config_from_dict(RegistrationSettings, data.pop("registration", None))
         known = {k: v for k, v in data.items() if k in ("max_supports", "ahead", "margin")}
+        if "single_case" in data:
+            known["single_case"] = ProposalKind(data["single_case"])
         return cls(registration, **known)
 
 
@@ -120,15 +133,6 @@ def model_space_case(case: ModelSpaceCase, case_id: str) -> Case:
     spacing = tuple(float(s) for s in case.image.pixdim[:3])
     labels = None if case.label is None else np.rint(case.label[0].numpy()).astype(np.int64)
     return Case(case.image[0].numpy().astype(np.float32), spacing, labels, case_id)
-
-
-def unvalidated(labelled: int) -> ProposalChoice:
-    """The choice with fewer than two labelled cases: the model, for want of a leave-one-out."""
-    return ProposalChoice(
-        ProposalKind.MODEL,
-        labelled,
-        reason=f"{labelled} labelled case{'s' if labelled != 1 else ''}: no leave-one-out yet",
-    )
 
 
 def _scaled(progress: Progress | None, start: float, share: float, what: str):
@@ -208,7 +212,7 @@ class StartingSegmentations:
         labelled = tuple(self.store.labelled_ids())
         model_versions: dict[str, str] = {}
         if len(labelled) < 2:  # nothing to leave out: no prediction, no registration
-            choice = unvalidated(len(labelled))
+            choice = unvalidated(len(labelled), config.single_case)
         else:
             cases, predictions, model_versions = self._corrected_predictions(labelled, version, cancelled)
             choice = choose_proposal(

@@ -87,6 +87,21 @@ def test_one_labelled_case_serves_the_model_and_says_why():
     assert alone.served is ProposalKind.MODEL and alone.summary().endswith("validated Dice 1.00")
 
 
+def test_one_labelled_case_serves_the_one_case_rule_and_none_serves_the_model():
+    case = related_cases()[0]
+    rule = ProposalKind.WEIGHTED
+    choice = choose_proposal([case], [shifted(case.labels)], NUM_CLASSES, settings=FAST, single_case=rule)
+
+    assert choice.served is rule and not choice.validated
+    assert choice.summary() == (
+        "starting from: propagation from 1 case (locally weighted) (1 labelled case: no leave-one-out yet; "
+        "the one-case rule chosen on a validation split)"
+    )
+    assert choose_proposal([], [], NUM_CLASSES, single_case=rule).served is ProposalKind.MODEL
+    two = related_cases()[:2]
+    assert choose_proposal(two, [c.labels for c in two], NUM_CLASSES, (), single_case=rule).validated
+
+
 def test_the_chosen_proposal_is_built_for_a_new_case():
     cases = related_cases()
     query = Case(cases[0].image, cases[0].spacing, case_id="new")

@@ -106,6 +106,20 @@ def test_one_labelled_case_serves_the_model_and_says_why(session, tiny_dataset):
     assert not (session.store.root / "labels" / "proposed").exists()
 
 
+def test_one_labelled_case_builds_the_one_case_rule_s_proposal(session, tiny_dataset):
+    session.store.update_settings(proposals={**FAST, "single_case": "weighted"})
+    (labelled,) = label_cases(session, tiny_dataset, 1)
+    query = next(r for r in session.store.cases() if r.id != labelled)
+
+    point = session.refresh_starting_points(cases=[query.id])
+
+    assert point.proposes and point.choice.served is ProposalKind.WEIGHTED and not point.choice.validated
+    assert "propagation from 1 case" in point.choice.summary()
+    served = session.proposed_prediction(query.id)
+    model = labels_of(session.write_prediction(query.id))
+    assert served is not None and labels_of(served).shape == model.shape
+
+
 def test_a_new_mask_remakes_the_choice(session, tiny_dataset):
     label_cases(session, tiny_dataset, 1)
     first = session.refresh_starting_points()
