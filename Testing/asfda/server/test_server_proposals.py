@@ -48,7 +48,7 @@ def prediction(client, case_id: str, tmp_path):
     return answer.headers, sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
 
 
-def test_one_labelled_case_serves_the_model_with_no_leave_one_out_yet(backend, tmp_path):
+def test_one_labelled_case_serves_propagation_by_the_one_case_rule(backend, tmp_path):
     query = backend.cases[-1]
     with backend.server.client() as client:
         headers, _ = prediction(client, query.id, tmp_path)
@@ -58,13 +58,19 @@ def test_one_labelled_case_serves_the_model_with_no_leave_one_out_yet(backend, t
         )
 
         submit_mask(client, backend, backend.cases[0])
+        jobs = [j for j in client.get("/jobs").json() if j["kind"] == "propose"]
+        assert jobs, "with one case the proposal to serve is built by a job"
+        job = wait_for_job(client, jobs[-1]["id"])
         choice = client.get("/proposal").json()
-        headers, _ = prediction(client, query.id, tmp_path)
-        jobs = client.get("/jobs").json()
-    summary = "starting from: the model's prediction (1 labelled case: no leave-one-out yet)"
-    assert choice["summary"] == summary and choice["source"] == "model" and not choice["validated"]
-    assert headers["x-asfda-prediction-source"] == "model" and headers["x-asfda-starting-from"] == summary
-    assert not [j for j in jobs if j["kind"] == "propose"]  # one case: chosen at once, nothing to register
+        sources = [prediction(client, r.id, tmp_path)[0] for r in backend.cases[1:]]
+    summary = (
+        "starting from: propagation from 1 case (locally weighted) (1 labelled case: no leave-one-out yet; "
+        "the one-case rule chosen on a validation split)"
+    )
+    assert job["state"] == "done", job
+    assert choice["summary"] == summary and choice["source"] == "weighted" and not choice["validated"]
+    built = [h for h in sources if h["x-asfda-prediction-source"] == "weighted"]
+    assert len(built) == 1 and built[0]["x-asfda-starting-from"] == summary  # the one case built ahead
 
 
 def test_propagation_is_served_when_it_validates_better_than_the_model(backend, tmp_path):

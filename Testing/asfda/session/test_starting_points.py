@@ -96,7 +96,8 @@ def test_propagation_is_served_when_it_validates_better_than_a_bad_model(session
     assert not served.exists()  # a case taken out of the pool takes its proposal with it
 
 
-def test_one_labelled_case_serves_the_model_and_says_why(session, tiny_dataset):
+def test_one_labelled_case_serves_the_model_when_the_rule_says_so(session, tiny_dataset):
+    session.store.update_settings(proposals={**FAST, "single_case": "model"})
     label_cases(session, tiny_dataset, 1)
     point = session.refresh_starting_points()
     assert not point.proposes and not point.choice.validated
@@ -107,7 +108,7 @@ def test_one_labelled_case_serves_the_model_and_says_why(session, tiny_dataset):
 
 
 def test_one_labelled_case_builds_the_one_case_rule_s_proposal(session, tiny_dataset):
-    session.store.update_settings(proposals={**FAST, "single_case": "weighted"})
+    assert ProposalConfig().single_case is ProposalKind.WEIGHTED  # the rule chosen on validation
     (labelled,) = label_cases(session, tiny_dataset, 1)
     query = next(r for r in session.store.cases() if r.id != labelled)
 
