@@ -96,8 +96,7 @@ RECIPE_VARIANTS: dict[str, tuple[str, tuple[tuple[str, object], ...]]] = {
         (
             ("learning_rate", 5e-4),
             ("lr_schedule", LearningRateSchedule.COSINE),
-            ("weight_average_decay", 0.95),
-            ("batchnorm_pool_cases", 32),
+            ("batchnorm_pool_cases", 32),  # and the weight average (0.95), the shipped one's
         ),
     ),
     "recipe-cosine": (
@@ -105,17 +104,13 @@ RECIPE_VARIANTS: dict[str, tuple[str, tuple[tuple[str, object], ...]]] = {
         (("lr_schedule", LearningRateSchedule.COSINE),),
     ),
     "recipe-lr5e-4": ("the shipped recipe at a rate of 5e-4", (("learning_rate", 5e-4),)),
-    "recipe-average": (
-        "the shipped recipe, an EMA of the student's weights (0.95) as the round's result",
-        (("weight_average_decay", 0.95),),
+    "recipe-last-weights": (
+        "the shipped recipe, the student's last weights as the round's result (shipped before recipe_noise)",
+        (("weight_average_decay", 0.0),),
     ),
     "recipe-anneal": (
         "the shipped recipe, the rate annealed linearly to near zero over the last 20 % of the steps",
         (("lr_schedule", LearningRateSchedule.ANNEAL),),
-    ),
-    "recipe-anneal-average": (
-        "the shipped recipe annealed over the last 20 % of the steps, an EMA of the weights (0.95) as result",
-        (("lr_schedule", LearningRateSchedule.ANNEAL), ("weight_average_decay", 0.95)),
     ),
     "recipe-pool-batchnorm": (
         "the shipped recipe, BatchNorm statistics from the training cases and up to 32 pool cases",
