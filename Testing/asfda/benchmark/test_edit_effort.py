@@ -108,7 +108,8 @@ def test_tiny_end_to_end_run_writes_resumable_seeds_and_a_summary(
     assert len(run["labelled"]) == 2 and not set(run["labelled"]) & set(run["queries"])
     assert len(run["records"]) == 3 * 1
     by_budget = {b: [r for r in run["records"] if r["budget"] == b] for b in (0, 1, 2)}
-    assert all(r["served"] == MODEL for r in by_budget[0] + by_budget[1])  # no leave-one-out before 2
+    assert all(r["served"] == MODEL for r in by_budget[0])
+    assert all(r["served"] == config.single_case.value == "weighted" for r in by_budget[1])  # one-case rule
     assert all(np.isnan(r["dice"]["majority"]) for r in by_budget[0])
     for record in by_budget[1] + by_budget[2]:
         assert all(0.0 <= record["dice"][k] <= 1.0 for k in (MODEL, *KINDS, SERVED))
