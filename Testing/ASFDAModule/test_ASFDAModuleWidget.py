@@ -216,6 +216,28 @@ def settle(widget, seconds=10.0):
     raise TimeoutError("background tasks still running")
 
 
+def recordStatus(widget) -> list[str]:
+    """Every status line the widget shows from now on, in order (the status label keeps only the last)."""
+    said = []
+    setStatus = widget._setStatus
+    widget._setStatus = lambda text, *args, **kwargs: (said.append(text), setStatus(text, *args, **kwargs))
+    return said
+
+
+def connectWithOneCase(widget, ui, fakeBackend, mrml) -> None:
+    """Connect to the fake backend and add one scene volume, p0, as the user would."""
+    from module_fake_backend import TOKEN
+
+    widget.logic.connect(fakeBackend.url, TOKEN)
+    widget._fetchInfo()
+    settle(widget)
+    ui.sceneVolumesSelector.checkedNodes.return_value = [
+        volumes.addVolume(mrml.slicer, mrml.scene, volumes.intensityArray(), "p0")
+    ]
+    widget.onAddSceneVolumes()
+    settle(widget)
+
+
 def test_the_widget_sets_up_refreshes_opens_saves_skips_trains_and_cleans_up(
     builtWidget, fakeBackend, mrml, caplog
 ):
@@ -287,7 +309,6 @@ def test_the_widget_asks_before_a_newer_prediction_replaces_an_edit(
     builtWidget, moduleFile, fakeBackend, mrml, monkeypatch
 ):
     from ASFDAModuleLib.WorkflowTypes import AnnotationCase
-    from module_fake_backend import TOKEN
 
     widget, ui, shown = builtWidget
     questions, answers = [], [False, True]
@@ -298,14 +319,7 @@ def test_the_widget_asks_before_a_newer_prediction_replaces_an_edit(
 
     monkeypatch.setattr(moduleFile.slicer.util, "confirmOkCancelDisplay", confirm)
     widget.setup()
-    widget.logic.connect(fakeBackend.url, TOKEN)
-    widget._fetchInfo()
-    settle(widget)
-    ui.sceneVolumesSelector.checkedNodes.return_value = [
-        volumes.addVolume(mrml.slicer, mrml.scene, volumes.intensityArray(), "p0")
-    ]
-    widget.onAddSceneVolumes()
-    settle(widget)
+    connectWithOneCase(widget, ui, fakeBackend, mrml)
     widget.onAnnotateNext()
     settle(widget)
     p = widget._parameterNode
@@ -337,13 +351,10 @@ def test_a_provisional_ranking_and_a_case_served_from_it_say_so(builtWidget, fak
     """During the pool's first scoring the status names how many cases the ranking stands on, and a case
     served from it says that it came from a provisional ranking."""
     from ASFDAModuleLib.BackendTypes import Ranking
-    from module_fake_backend import TOKEN
 
     widget, ui, shown = builtWidget
     widget.setup()
-    said = []
-    setStatus = widget._setStatus
-    widget._setStatus = lambda text, *args, **kwargs: (said.append(text), setStatus(text, *args, **kwargs))
+    said = recordStatus(widget)
     job = {"id": "j0001", "kind": "score", "state": "running", "message": "scoring p3"}
     partial = {"model_version": "v0", "round": 0, "cases": [], "next": None, "complete": False, "job": job}
     widget._onRanking(Ranking.fromJson({**partial, "provisional": True, "scored": 8, "pool_size": 20}))
@@ -351,14 +362,7 @@ def test_a_provisional_ranking_and_a_case_served_from_it_say_so(builtWidget, fak
     widget._onRanking(Ranking.fromJson(partial))  # an older backend, or after a round: no count
     scoring = said[-1]
     widget.scoringTimer.stop()
-    widget.logic.connect(fakeBackend.url, TOKEN)
-    widget._fetchInfo()
-    settle(widget)
-    ui.sceneVolumesSelector.checkedNodes.return_value = [
-        volumes.addVolume(mrml.slicer, mrml.scene, volumes.intensityArray(), "p0")
-    ]
-    widget.onAddSceneVolumes()
-    settle(widget)
+    connectWithOneCase(widget, ui, fakeBackend, mrml)
     fakeBackend.state.provisionalNext = True
     widget.onAnnotateNext()
     settle(widget)

@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import module_volumes as volumes
 import SimpleITK as sitk
-from module_fake_backend import TOKEN, useLocalBackend
-from test_ASFDAModuleWidget import builtWidget, settle  # noqa: F401 - the fixture is used by name
+from module_fake_backend import useLocalBackend
+from test_ASFDAModuleWidget import (  # noqa: F401 - the fixture is used by name
+    builtWidget,
+    connectWithOneCase,
+    recordStatus,
+    settle,
+)
 
 SUMMARY = "starting from: propagation from 2 cases, validated Dice 0.71 against the model's 0.48"
 
@@ -49,17 +54,8 @@ def test_the_models_prediction_says_nothing_more_from_an_older_backend(mrml, log
 def test_the_panel_says_what_the_case_starts_from(builtWidget, fakeBackend, mrml):  # noqa: F811
     widget, ui, shown = builtWidget
     widget.setup()
-    said = []
-    setStatus = widget._setStatus
-    widget._setStatus = lambda text, *args, **kwargs: (said.append(text), setStatus(text, *args, **kwargs))
-    widget.logic.connect(fakeBackend.url, TOKEN)
-    widget._fetchInfo()
-    settle(widget)
-    ui.sceneVolumesSelector.checkedNodes.return_value = [
-        volumes.addVolume(mrml.slicer, mrml.scene, volumes.intensityArray(), "p0")
-    ]
-    widget.onAddSceneVolumes()
-    settle(widget)
+    said = recordStatus(widget)
+    connectWithOneCase(widget, ui, fakeBackend, mrml)
     fakeBackend.state.proposal = ("majority", SUMMARY)
     widget.onAnnotateNext()
     settle(widget)
