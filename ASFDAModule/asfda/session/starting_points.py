@@ -162,9 +162,12 @@ class StartingSegmentations:
         return self.store.root / "labels" / "proposed" / point.key / f"{case_id}.nii.gz"
 
     def proposed_prediction(self, case_id: str, point: StartingPoint | None = None) -> Path | None:
-        """The proposal served for a case when the current choice serves one and it is built, else None."""
+        """The proposal served for a case when the current choice serves one and it is built with the active
+        version, else None (after a round, the new model's prediction until the choice is carried to it)."""
         point = point if point is not None else self.starting_point()
         if point is None or not point.proposes or case_id in point.cases:
+            return None
+        if point.model_version != self.store.active_version:
             return None
         path = self.proposal_path(case_id, point)
         return path if path.is_file() else None

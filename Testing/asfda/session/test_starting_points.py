@@ -92,6 +92,10 @@ def test_propagation_is_served_when_it_validates_better_than_a_bad_model(session
     classes = session.pretrained().spec.num_classes
     assert foreground_dice(proposal, reference, classes) > foreground_dice(model, reference, classes) + 0.2
     assert session.proposed_prediction(labelled[0]) is None  # a labelled case keeps its own mask
+    commit_version(session, seed=3)  # a round: the proposal was built with the older model
+    assert session.proposed_prediction(query.id) is None  # the new model's prediction until carried
+    session.refresh_starting_points(cases=[query.id])
+    assert session.proposed_prediction(query.id) is not None
     session.remove_case(query.id)
     assert not served.exists()  # a case taken out of the pool takes its proposal with it
 
