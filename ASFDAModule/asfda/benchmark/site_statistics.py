@@ -60,11 +60,22 @@ def run_site_endpoint(
     return site_endpoint(record.per_case_dice, subpopulation_of)
 
 
+def validation_site_endpoint(
+    run: RunResult, endpoint: int, subpopulation_of: Mapping[str, str]
+) -> float | None:
+    """The primary endpoint's metric on the validation split (what a query is chosen by), or None."""
+    record = endpoint_record(run, endpoint)
+    if record is None or not record.validation_split_dice:
+        return None
+    return site_endpoint(record.validation_split_dice, subpopulation_of).subpopulation_mean
+
+
 def arm_site_endpoints(
     results: Sequence[RunResult], endpoint: int, subpopulation_of: Mapping[str, str]
 ) -> dict[str, dict]:
     """Per arm, over its seeds: the sub-population mean (primary; mean and sd), the case-weighted mean, each
-    sub-population's mean Dice and the worst of those, and each seed's primary endpoint."""
+    sub-population's mean Dice and the worst of those, each seed's primary endpoint, and the primary
+    endpoint's metric on the validation split (the only split a choice between arms may read)."""
     table: dict[str, dict] = {}
     for arm in dict.fromkeys(r.arm for r in results):
         scored = [(r.seed, run_site_endpoint(r, endpoint, subpopulation_of)) for r in results if r.arm == arm]
@@ -77,6 +88,10 @@ def arm_site_endpoints(
             for name in scored[0][1].per_subpopulation
         }
         worst = min(per_subpopulation, key=lambda name: (per_subpopulation[name], name))
+        validation = [
+            validation_site_endpoint(r, endpoint, subpopulation_of) for r in results if r.arm == arm
+        ]
+        validation = [v for v in validation if v is not None]
         table[arm] = {
             PRIMARY: float(np.mean(primary)),
             "subpopulation_mean_sd": float(np.std(primary, ddof=1)) if len(primary) > 1 else None,
@@ -86,6 +101,7 @@ def arm_site_endpoints(
             "per_subpopulation": per_subpopulation,
             "n_runs": len(scored),
             "per_seed": {str(seed): e.subpopulation_mean for seed, e in scored},
+            "validation_subpopulation_mean": float(np.mean(validation)) if validation else None,
         }
     return table
 
@@ -168,15 +184,18 @@ def site_markdown(summary: dict) -> list[str]:
         "Site endpoint per arm (means over seeds): the sub-population mean (primary), the case-weighted "
         "mean, the worst sub-population, and each sub-population's mean test Dice.",
         "",
-        "| arm | sub-population mean (± sd) | case-weighted | worst | " + " | ".join(names) + " | runs |",
-        "|---|---|---|---|" + "---|" * len(names) + "---|",
+        "| arm | sub-population mean (± sd) | case-weighted | worst | " + " | ".join(names) + " | runs | "
+        "validation sub-population mean |",
+        "|---|---|---|---|" + "---|" * len(names) + "---|---|",
     ]
     for arm, a in arms.items():
         sd = "" if a["subpopulation_mean_sd"] is None else f" ± {a['subpopulation_mean_sd']:.4f}"
         cells = " | ".join(f"{a['per_subpopulation'].get(n, float('nan')):.3f}" for n in names)
+        validation = a.get("validation_subpopulation_mean")
         lines.append(
             f"| {arm} | {a[PRIMARY]:.4f}{sd} | {a['case_weighted_mean']:.4f} | "
-            f"{a['worst_subpopulation']} {a['worst_dice']:.3f} | {cells} | {a['n_runs']} |"
+            f"{a['worst_subpopulation']} {a['worst_dice']:.3f} | {cells} | {a['n_runs']} | "
+            f"{'n/a' if validation is None else f'{validation:.4f}'} |"
         )
     worst = [c for c in summary.get("comparisons", []) if "worst_difference" in c]
     if worst:

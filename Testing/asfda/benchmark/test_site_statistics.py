@@ -67,6 +67,22 @@ def test_each_arm_carries_its_site_endpoint():
     assert arms["random"]["worst_dice"] == pytest.approx(0.3, abs=0.01)
 
 
+def test_each_arm_carries_the_endpoint_metric_on_the_validation_split():
+    # 3 routine validation cases at 0.9 and 1 rare at 0.3: sub-population mean 0.6, case mean 0.75
+    validation = {"val_000": 0.9, "val_001": 0.9, "val_002": 0.9, "val_003": 0.3}
+    modes = {"val_000": "routine", "val_001": "routine", "val_002": "routine", "val_003": "rare"}
+    info = {
+        **INFO,
+        "case_metadata": {**INFO["case_metadata"], **{c: {"subpopulation": m} for c, m in modes.items()}},
+    }
+    results = site_results()
+    for run in results:
+        run.records[-1].validation_split_dice = dict(validation) if run.arm == "asfda" else {}
+    arms = summarise(results, 2, info)["site"]["arms"]
+    assert arms["asfda"]["validation_subpopulation_mean"] == pytest.approx(0.6)
+    assert arms["random"]["validation_subpopulation_mean"] is None  # no validation split scored
+
+
 def test_a_dataset_without_subpopulations_keeps_the_plain_endpoint():
     summary = summarise(site_results(), 2, {"full_method": {}})
     assert summary["site"] is None and "endpoint" not in summary["comparisons"][0]
