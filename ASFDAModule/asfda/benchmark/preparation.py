@@ -137,10 +137,11 @@ def score_pool_once(
     out: Path,
     report_line: Callable[[str], None] = print,
     epistemic: bool = True,
+    progress: bool = True,
 ) -> dict:
     """Score the pool with the pretrained model once, for every run's first round: our scores (one pass
     with BatchNorm statistics) and, when an arm needs it, MC-dropout epistemic (5 more passes), timed per
-    volume."""
+    volume (with a progress bar unless ``progress`` is off)."""
     if out.is_file() and (session_dir / "session.json").is_file():
         timing = json.loads(out.read_text())
         if "pool_embeddings" not in timing:  # a benchmark scored before they were recorded: from the cache
@@ -154,7 +155,8 @@ def score_pool_once(
     timing = {"ours": {"seconds": [], "passes": 0}, "epistemic": {"seconds": [], "passes": 0}}
     meter = ScoringMeter()
     with meter.installed():
-        for record in tqdm(cases, desc="scoring the pool with the pretrained model", leave=False):
+        bar = tqdm(cases, desc="scoring the pool by the pretrained model", leave=False, disable=not progress)
+        for record in bar:
             for kind, with_dropout in (("ours", False), ("epistemic", True))[: 2 if epistemic else 1]:
                 passes = meter.passes
                 started = time.perf_counter()

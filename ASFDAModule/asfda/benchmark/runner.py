@@ -359,6 +359,7 @@ def run_benchmark(
             out / "pretrained_scoring.json",
             tqdm.write,
             epistemic="epistemic" in config.arms,
+            progress=progress,
         )
         pending = [job for job in jobs if not job.result.is_file()]
         done = len(jobs) - len(pending)
