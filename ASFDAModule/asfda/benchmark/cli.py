@@ -201,7 +201,8 @@ def benchmark(args: argparse.Namespace) -> int:
     import sys
 
     from .demo import committed_model
-    from .running.runner import ARMS, BenchmarkConfig, Window, run_benchmark
+    from .running.config import BenchmarkConfig
+    from .running.runner import ARMS, Window, run_benchmark
 
     config = BenchmarkConfig(
         arms=tuple(args.strategies or ARMS),
@@ -244,8 +245,9 @@ def benchmark(args: argparse.Namespace) -> int:
 
 
 def _add_benchmark(subparsers: argparse._SubParsersAction) -> None:
-    from .running.arms import FULL_METHOD, RECIPE_ARMS
-    from .running.runner import ARMS, FULL_FINE_TUNING, KNOWN_ARMS, SSL_SETTINGS, BenchmarkConfig, Window
+    from .running.arms import ARMS, FULL_FINE_TUNING, FULL_METHOD, KNOWN_ARMS, RECIPE_ARMS, SSL_SETTINGS
+    from .running.config import BenchmarkConfig
+    from .running.preparation import Window
 
     defaults = BenchmarkConfig()
     parser = subparsers.add_parser(

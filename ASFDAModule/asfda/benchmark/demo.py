@@ -22,7 +22,7 @@ from ..errors import ASFDAError
 from ..loop import LoopSettings, RoundRecord, run_loop
 from .analysis.figures import plot_rounds
 from .datasets.dataset import DatasetConfig, build_dataset, dataset_layout
-from .running.runner import Window, prepare_model, set_threads, split_folders
+from .running.preparation import Window, prepare_model, set_threads, split_folders
 
 
 def committed_model() -> Path:

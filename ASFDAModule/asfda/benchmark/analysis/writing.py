@@ -21,7 +21,7 @@ from .report import ALL_LABELLED, RunResult
 from .statistics import write_statistics
 
 if TYPE_CHECKING:
-    from ..running.runner import BenchmarkConfig
+    from ..running.config import BenchmarkConfig
 
 
 def write_report(out: Path, config: BenchmarkConfig, run_info: dict, results: list[RunResult]) -> list[Path]:

@@ -152,8 +152,8 @@ def run_oracle(args: argparse.Namespace) -> int:
     from ..datasets.folder import as_benchmark_dataset, open_dataset
     from ..demo import committed_model
     from .arms import FULL_METHOD, KNOWN_ARMS
+    from .config import BenchmarkConfig
     from .preparation import Window, prepare_model, set_threads
-    from .runner import BenchmarkConfig
 
     out, work = Path(args.out), Path(args.work) if args.work else Path(args.out) / "work"
     layout = open_dataset(as_benchmark_dataset(args.dataset, work))

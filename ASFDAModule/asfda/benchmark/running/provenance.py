@@ -23,7 +23,7 @@ import torch
 from ... import __version__
 
 if TYPE_CHECKING:
-    from .runner import BenchmarkConfig
+    from .config import BenchmarkConfig
 
 
 def git_commit(path: Path) -> str:

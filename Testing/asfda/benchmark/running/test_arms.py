@@ -18,7 +18,7 @@ from asfda.benchmark.running.arms import (
     full_method,
     semi_supervised_arm,
 )
-from asfda.benchmark.running.runner import BenchmarkConfig
+from asfda.benchmark.running.config import BenchmarkConfig
 from asfda.cli.main import build_parser
 from asfda.config import (
     FinetuneConfig,

@@ -71,8 +71,8 @@ def test_the_oracle_command_searches_on_validation_and_scores_its_set_on_test(
     a one-step recipe: only the final set is scored on test."""
     from dataclasses import replace
 
+    from asfda.benchmark.running.config import BenchmarkConfig
     from asfda.benchmark.running.oracle import SetTrainer
-    from asfda.benchmark.running.runner import BenchmarkConfig
     from asfda.cli.main import main
     from asfda.config import FinetuneConfig
 

@@ -11,11 +11,11 @@ import pytest
 from asfda.benchmark.analysis.report import RunResult
 from asfda.benchmark.cli import command_line
 from asfda.benchmark.running.arms import DEFAULT_QUERY, QUERY_ARMS
+from asfda.benchmark.running.config import BenchmarkConfig
 from asfda.benchmark.running.runner import (
     ARMS,
     CEILING,
     KNOWN_ARMS,
-    BenchmarkConfig,
     ScoringMeter,
     Window,
     ceiling_steps_used,
