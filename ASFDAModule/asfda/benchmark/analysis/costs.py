@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .report import SOURCE_ONLY, Cell, RunResult, _markdown_table, by_arm, cell
+from ..running.results import SOURCE_ONLY, RunResult
+from .report import Cell, _markdown_table, by_arm, cell
 
 
 @dataclass

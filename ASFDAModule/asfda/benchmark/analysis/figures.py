@@ -11,7 +11,8 @@ import numpy as np
 
 from ...loop import RoundRecord
 from ..running.arms import FULL_METHOD
-from .report import ALL_LABELLED, SOURCE_ONLY, RunResult, ceiling, source_only, table_rows
+from ..running.results import ALL_LABELLED, SOURCE_ONLY, RunResult
+from .report import ceiling, source_only, table_rows
 
 HIGHLIGHT = {FULL_METHOD: "tab:red", "random": "tab:blue"}
 

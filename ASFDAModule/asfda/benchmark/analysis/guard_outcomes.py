@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .report import SOURCE_ONLY, RunResult
+from ..running.results import SOURCE_ONLY, RunResult
 
 NOT_RECORDED = "not recorded"
 

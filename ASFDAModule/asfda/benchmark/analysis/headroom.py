@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from .report import ALL_LABELLED, SOURCE_ONLY, RunResult
+from ..running.results import ALL_LABELLED, SOURCE_ONLY, RunResult
 from .site_endpoint import site_endpoint
 
 TARGET_POINTS = 0.03  # the target: ASFDA >= random + 3 Dice points with the interval above zero

@@ -1,8 +1,9 @@
 """The benchmark's tables, areas under the curve, comparisons and plots: pure functions of the run records.
 
-Nothing here runs a model. A finished (strategy, seed) run is a :class:`RunResult`: its round records (round
-0 = the source model before any label) and what its scoring cost. Everything else is computed from a list of
-them, so the report can be rebuilt from the saved JSON at any time (``asfda benchmark --report-only``).
+Nothing here runs a model. A finished (strategy, seed) run is a
+:class:`~asfda.benchmark.running.results.RunResult`: its round records (round 0 = the source model before
+any label) and what its scoring cost. Everything else is computed from a list of them, so the report can be
+rebuilt from the saved JSON at any time (``asfda benchmark --report-only``).
 
 Conventions:
 
@@ -22,66 +23,18 @@ import csv
 import io
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 
 import numpy as np
 
-from ...loop import RoundRecord
-
-SOURCE_ONLY = "source-only"
-ALL_LABELLED = "all-labelled"
+from ..running.results import ALL_LABELLED, SOURCE_ONLY, RunResult
 
 
 class Verdict(str, Enum):
     WIN = "win"
     TIE = "tie"
     LOSS = "loss"
-
-
-@dataclass
-class RoundCost:
-    """What one round's ranking cost: volumes scored (cache misses) and sliding-window passes over them."""
-
-    round: int
-    volumes: int
-    passes: int
-
-
-@dataclass
-class RunResult:
-    """One finished (strategy, seed) run."""
-
-    arm: str
-    seed: int
-    fine_tuning: str  # "semi-supervised" or "supervised"
-    records: list[RoundRecord]
-    scoring: list[RoundCost] = field(default_factory=list)
-    peak_rss_mib: float = float("nan")
-    peak_cuda_mib: float | None = None
-    seconds: float = 0.0
-    started: str = ""
-    finished: str = ""
-
-    def to_json(self) -> dict:
-        data = asdict(self)
-        data["records"] = [r.to_json() for r in self.records]
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict) -> RunResult:
-        data = dict(data)
-        records = [RoundRecord.from_json(record) for record in data.pop("records")]
-        scoring = [RoundCost(**cost) for cost in data.pop("scoring", [])]
-        known = {f for f in cls.__dataclass_fields__}
-        return cls(records=records, scoring=scoring, **{k: v for k, v in data.items() if k in known})
-
-    def at(self, n_labelled: int) -> RoundRecord | None:
-        """The record of the round that ended with ``n_labelled`` labelled cases (round 0 for 0)."""
-        for record in self.records:
-            if record.n_labelled == n_labelled:
-                return record
-        return None
 
 
 @dataclass

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
-from .report import ALL_LABELLED, SOURCE_ONLY, RunResult
+from ..running.results import ALL_LABELLED, SOURCE_ONLY, RunResult
 
 
 def pool_prevalence(case_metadata: Mapping[str, dict]) -> dict[str, float]:

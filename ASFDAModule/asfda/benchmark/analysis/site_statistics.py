@@ -30,7 +30,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from .report import ALL_LABELLED, SOURCE_ONLY, RunResult
+from ..running.results import ALL_LABELLED, SOURCE_ONLY, RunResult
 from .significance import signed_rank_p, stratified_bootstrap, weighted_sign_flip_p
 from .site_endpoint import SiteEndpoint, group_by_subpopulation, site_endpoint, subpopulation_weights
 

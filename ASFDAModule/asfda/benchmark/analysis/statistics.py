@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from ..running.arms import DEFAULT_QUERY, FULL_METHOD, LEGACY_FINE_TUNING, SSL_SETTINGS, SUPERVISED
+from ..running.results import ALL_LABELLED, SOURCE_ONLY, RunResult
 from ..running.training_noise import load_noise_runs, training_noise_markdown, training_noise_summary
 from .guard_outcomes import guard_markdown, guard_summary, guarded_rounds, source_dice
 from .headroom import TARGET_POINTS, headroom, headroom_markdown
-from .report import ALL_LABELLED, SOURCE_ONLY, RunResult
 from .significance import (
     draws_bootstrap,
     hierarchical_bootstrap,

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..running.arms import CEILING, FULL_METHOD, KNOWN_ARMS, LEGACY_FINE_TUNING, full_method
+from ..running.results import ALL_LABELLED, RunResult
 from . import report
 from .costs import costs_markdown
 from .figures import plot_curves
-from .report import ALL_LABELLED, RunResult
 from .statistics import write_statistics
 
 if TYPE_CHECKING:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ...config import LearningRateSchedule, QueryConfig, QueryStrategy
-from ..analysis.report import ALL_LABELLED
+from .results import ALL_LABELLED
 
 
 @dataclass(frozen=True)

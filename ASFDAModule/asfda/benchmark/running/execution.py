@@ -22,10 +22,10 @@ from ...models.loading import WEIGHTS_FILE
 from ...models.spec import SPEC_FILE
 from ...session.session import AdaptationSession
 from ...session.store import write_json_atomic
-from ..analysis.report import RunResult
 from ..datasets.folder import open_dataset
 from .arms import Arm
 from .preparation import ScoringMeter, peak_rss_mib, set_threads, split_folders, warm_scores
+from .results import RunResult
 
 
 @dataclass

@@ -31,7 +31,7 @@ import numpy as np
 
 from ...errors import ASFDAError
 from ...session.store import write_json_atomic
-from ..analysis.report import RunResult
+from .results import RunResult
 
 FOLDER = "oracle"
 ORACLE_ARM = "oracle"

@@ -28,8 +28,8 @@ from ...models.spec import SPEC_FILE, ModelSpec
 from ...session import session as session_module
 from ...session.session import AdaptationSession
 from ...session.store import PRETRAINED_VERSION, SessionStore, write_json_atomic
-from ..analysis.report import SOURCE_ONLY, RoundCost, RunResult
 from ..datasets.dataset import DatasetLayout
+from .results import SOURCE_ONLY, RoundCost, RunResult
 
 
 class Window(str, Enum):

@@ -47,7 +47,6 @@ from tqdm.auto import tqdm
 from ...config import config_to_dict
 from ...io.volumes import case_name
 from ...models.spec import SPEC_FILE, ModelSpec
-from ..analysis.report import ALL_LABELLED, SOURCE_ONLY, RunResult
 from ..analysis.writing import write_report
 from ..datasets.dataset import DatasetLayout
 from ..datasets.folder import as_benchmark_dataset, open_dataset
@@ -75,6 +74,7 @@ from .provenance import (
     machine,
     previous_run,
 )
+from .results import ALL_LABELLED, SOURCE_ONLY, RunResult
 from .training_noise import fixed_sets, noise_jobs
 
 # Re-exported: the pieces live in arms.py, config.py, preparation.py and execution.py.

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ...errors import ASFDAError
-from ..analysis.report import RunResult
 from .arms import FULL_METHOD, Arm
+from .results import RunResult
 
 if TYPE_CHECKING:
     from .execution import Job

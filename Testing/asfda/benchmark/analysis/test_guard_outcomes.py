@@ -9,7 +9,7 @@ from asfda.benchmark.analysis.guard_outcomes import (
     guarded_rounds,
     source_dice,
 )
-from asfda.benchmark.analysis.report import SOURCE_ONLY, RunResult
+from asfda.benchmark.running.results import SOURCE_ONLY, RunResult
 from asfda.loop import RoundRecord
 from asfda.loop_records import GuardOutcome
 

@@ -3,7 +3,7 @@ the share of the headroom each arm captures."""
 
 import pytest
 from asfda.benchmark.analysis.headroom import captured_share, headroom, headroom_markdown
-from asfda.benchmark.analysis.report import ALL_LABELLED, RunResult
+from asfda.benchmark.running.results import ALL_LABELLED, RunResult
 from asfda.loop import RoundRecord
 
 

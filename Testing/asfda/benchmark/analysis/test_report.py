@@ -9,9 +9,6 @@ import pytest
 from asfda.benchmark.analysis.costs import cost_rows, costs_markdown
 from asfda.benchmark.analysis.figures import plot_curves, plot_rounds
 from asfda.benchmark.analysis.report import (
-    ALL_LABELLED,
-    RoundCost,
-    RunResult,
     Verdict,
     compare,
     normalised_auc,
@@ -21,6 +18,7 @@ from asfda.benchmark.analysis.report import (
     table_rows,
     verdict,
 )
+from asfda.benchmark.running.results import ALL_LABELLED, RoundCost, RunResult
 from asfda.loop import RoundRecord
 
 SCHEDULE = (1, 2, 4, 8)

@@ -5,9 +5,9 @@ import json
 
 import numpy as np
 import pytest
-from asfda.benchmark.analysis.report import RunResult
 from asfda.benchmark.analysis.site_figures import principal_components, write_site_figures
 from asfda.benchmark.analysis.site_picks import picks_by_subpopulation, picks_markdown, pool_prevalence
+from asfda.benchmark.running.results import RunResult
 from asfda.loop import RoundRecord
 
 POOL = {f"tgt_{i:03d}": "routine" for i in range(6)} | {"tgt_006": "rare", "tgt_007": "rare"}

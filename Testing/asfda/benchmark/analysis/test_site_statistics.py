@@ -5,9 +5,9 @@ import json
 
 import numpy as np
 import pytest
-from asfda.benchmark.analysis.report import ALL_LABELLED, RunResult
 from asfda.benchmark.analysis.significance import stratified_bootstrap, weighted_sign_flip_p
 from asfda.benchmark.analysis.statistics import summarise, write_statistics
+from asfda.benchmark.running.results import ALL_LABELLED, RunResult
 from asfda.loop import RoundRecord
 
 # 4 routine test cases and 2 rare ones: unequal counts, so the case-weighted and sub-population means part.

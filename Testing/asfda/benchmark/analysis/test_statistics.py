@@ -6,7 +6,6 @@ import json
 
 import numpy as np
 import pytest
-from asfda.benchmark.analysis.report import ALL_LABELLED, RunResult
 from asfda.benchmark.analysis.significance import (
     draws_bootstrap,
     hierarchical_bootstrap,
@@ -23,6 +22,7 @@ from asfda.benchmark.analysis.statistics import (
     wilcoxon_p,
     write_statistics,
 )
+from asfda.benchmark.running.results import ALL_LABELLED, RunResult
 from asfda.loop import RoundRecord
 
 CASES = [f"tst_{i:03d}" for i in range(12)]

@@ -4,7 +4,6 @@ candidate whose labelled set scores best, tries only its seeded subset of candid
 import json
 
 import pytest
-from asfda.benchmark.analysis.report import RunResult
 from asfda.benchmark.running.oracle import (
     ORACLE_ARM,
     OracleStep,
@@ -12,6 +11,7 @@ from asfda.benchmark.running.oracle import (
     load_oracle_runs,
     search_cost,
 )
+from asfda.benchmark.running.results import RunResult
 from asfda.errors import ASFDAError
 
 POOL = [f"tgt_{i:03d}" for i in range(10)]

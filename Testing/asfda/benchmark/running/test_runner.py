@@ -8,10 +8,10 @@ import shutil
 from dataclasses import replace
 
 import pytest
-from asfda.benchmark.analysis.report import RunResult
 from asfda.benchmark.cli import command_line
 from asfda.benchmark.running.arms import DEFAULT_QUERY, QUERY_ARMS
 from asfda.benchmark.running.config import BenchmarkConfig
+from asfda.benchmark.running.results import RunResult
 from asfda.benchmark.running.runner import (
     ARMS,
     CEILING,

@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from asfda.benchmark.analysis.report import RunResult
+from asfda.benchmark.running.results import RunResult
 from asfda.benchmark.running.training_noise import (
     FOLDER,
     fixed_sets,
