@@ -13,7 +13,8 @@ from dataclasses import fields
 from pathlib import Path
 
 from ..errors import ASFDAError
-from .datasets.dataset import DatasetConfig, build_dataset, dataset_layout, is_built
+from .datasets.dataset import DatasetConfig, build_dataset, is_built
+from .datasets.layout import dataset_layout
 
 _DEFAULTS = {f.name: f.default for f in fields(DatasetConfig)}
 

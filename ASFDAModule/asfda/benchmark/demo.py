@@ -21,7 +21,8 @@ from ..config import FinetuneConfig, QueryConfig, QueryStrategy
 from ..errors import ASFDAError
 from ..loop import LoopSettings, RoundRecord, run_loop
 from .analysis.figures import plot_rounds
-from .datasets.dataset import DatasetConfig, build_dataset, dataset_layout
+from .datasets.dataset import DatasetConfig, build_dataset
+from .datasets.layout import dataset_layout
 from .running.preparation import Window, prepare_model, set_threads, split_folders
 
 

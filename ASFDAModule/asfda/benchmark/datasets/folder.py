@@ -19,7 +19,7 @@ import numpy as np
 from ...errors import ASFDAError
 from ...io.volumes import VOLUME_SUFFIXES, case_name, volume_suffix
 from ...session.store import write_json_atomic
-from .dataset import DATASET_FILE, DatasetLayout, Split, dataset_layout
+from .layout import DATASET_FILE, DatasetLayout, Split, dataset_layout
 
 FOLDER_PAIRS = (("images", "labels"), ("imagesTr", "labelsTr"))
 

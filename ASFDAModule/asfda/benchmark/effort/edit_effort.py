@@ -41,7 +41,7 @@ from ...proposals import CANDIDATES, Case, ProposalKind, RegistrationSettings, c
 from ...proposals.selection import foreground_dice, proposal_from_warped
 from ...session.starting_points import ProposalConfig
 from ...session.store import write_json_atomic
-from ..datasets.dataset import DATASET_FILE
+from ..datasets.layout import DATASET_FILE
 from ..datasets.subpopulations import SITE_SUBPOPULATIONS, Anatomy
 from .edit_effort_summary import (
     CORRECTED_FROM,

@@ -28,7 +28,7 @@ from ...models.spec import SPEC_FILE, ModelSpec
 from ...session import session as session_module
 from ...session.session import AdaptationSession
 from ...session.store import PRETRAINED_VERSION, SessionStore, write_json_atomic
-from ..datasets.dataset import DatasetLayout
+from ..datasets.layout import DatasetLayout
 from .results import SOURCE_ONLY, RoundCost, RunResult
 
 

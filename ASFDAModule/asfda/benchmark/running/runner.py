@@ -48,8 +48,8 @@ from ...config import config_to_dict
 from ...io.volumes import case_name
 from ...models.spec import SPEC_FILE, ModelSpec
 from ..analysis.writing import write_report
-from ..datasets.dataset import DatasetLayout
 from ..datasets.folder import as_benchmark_dataset, open_dataset
+from ..datasets.layout import DatasetLayout
 from .arms import ARMS, CANDIDATES, CEILING, FULL_METHOD, KNOWN_ARMS, QUERY_ARMS, Arm, full_method
 from .config import BenchmarkConfig
 from .execution import Job, execute, run_job

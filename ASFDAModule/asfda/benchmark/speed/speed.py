@@ -68,7 +68,8 @@ def model_folder(name: str, data: Path) -> Path:
 
 def pool_cases(data: Path, size: int) -> list[tuple[Path, Path]]:
     """``size`` target-domain (volume, label) pairs from the seeded benchmark builder (built once, reused)."""
-    from ..datasets.dataset import DatasetConfig, build_dataset, dataset_layout
+    from ..datasets.dataset import DatasetConfig, build_dataset
+    from ..datasets.layout import dataset_layout
 
     root = data / f"pool_{size}"
     build_dataset(root, DatasetConfig(n_source=0, n_pool=size, n_test=0, seed=0), progress=False)

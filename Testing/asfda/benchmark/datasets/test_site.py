@@ -3,8 +3,8 @@ the label-driven atrophy. Planning is pure (no voxels), so these run in millisec
 
 import numpy as np
 import pytest
-from asfda.benchmark.datasets.dataset import Split
 from asfda.benchmark.datasets.heterogeneous import HeterogeneousConfig, plan_heterogeneous
+from asfda.benchmark.datasets.layout import Split
 from asfda.benchmark.datasets.site import SiteConfig, plan_site, split_subpopulations
 from asfda.benchmark.datasets.sources import BrainClass
 from asfda.benchmark.datasets.subpopulations import (
