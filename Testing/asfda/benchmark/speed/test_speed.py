@@ -4,7 +4,8 @@ records merged into speed.json and the report."""
 import json
 
 import pytest
-from asfda.benchmark.speed.speed import measure, summarise
+from asfda.benchmark.speed.measure import measure
+from asfda.benchmark.speed.speed import summarise
 from asfda.benchmark.speed.speed_report import STAGES, merge_records
 from asfda.io.volumes import content_hash, read_volume
 
