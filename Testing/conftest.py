@@ -15,7 +15,8 @@ SOURCE_MODEL = REPOSITORY / "Resources" / "SourceModel"
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory):
     """2 source, 4 pool and 2 test cases at 6 mm (about 30x36x30 voxels): real anatomy, seconds to build."""
-    from asfda.benchmark.dataset import DatasetConfig, build_dataset, dataset_layout
+    from asfda.benchmark.datasets.dataset import DatasetConfig, build_dataset
+    from asfda.benchmark.datasets.layout import dataset_layout
 
     root = tmp_path_factory.mktemp("tiny_dataset")
     build_dataset(root, DatasetConfig(n_source=2, n_pool=4, n_test=2, spacing_mm=6.0, seed=1), progress=False)

@@ -85,8 +85,8 @@ class LearningRateSchedule(str, Enum):
 @dataclass
 class FinetuneConfig:
     """The shipped fine-tuning recipe: what ``asfda create``, the backend, the Slicer module and ``asfda
-    demo`` run, and what the benchmark's headline arm measures (``benchmark/arms.py``; a test keeps them
-    equal). The README's "Fine-tuning defaults" says why each default is what it is."""
+    demo`` run, and what the benchmark's headline arm measures (``benchmark/running/arms.py``; a test keeps
+    them equal). The README's "Fine-tuning defaults" says why each default is what it is."""
 
     # A round trains steps + steps_per_labelled x labelled cases (``round_steps``): the schedule the GPU
     # benchmark measured (100 + 20), so training grows with the labelled set instead of over-fitting one case.

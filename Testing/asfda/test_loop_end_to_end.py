@@ -5,7 +5,8 @@ Dice above the source model's: that is the point of the project.
 """
 
 import pytest
-from asfda.benchmark.dataset import DatasetConfig, build_dataset, dataset_layout
+from asfda.benchmark.datasets.dataset import DatasetConfig, build_dataset
+from asfda.benchmark.datasets.layout import dataset_layout
 from asfda.config import FinetuneConfig, QueryStrategy
 from asfda.loop import LoopSettings, run_loop
 

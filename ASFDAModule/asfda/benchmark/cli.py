@@ -13,13 +13,14 @@ from dataclasses import fields
 from pathlib import Path
 
 from ..errors import ASFDAError
-from .dataset import DatasetConfig, build_dataset, dataset_layout, is_built
+from .datasets.dataset import DatasetConfig, build_dataset, is_built
+from .datasets.layout import dataset_layout
 
 _DEFAULTS = {f.name: f.default for f in fields(DatasetConfig)}
 
 
 def make_heterogeneous(args: argparse.Namespace) -> int:
-    from .heterogeneous import HeterogeneousConfig, build_heterogeneous
+    from .datasets.heterogeneous import HeterogeneousConfig, build_heterogeneous
 
     config = HeterogeneousConfig(
         n_pool=args.n_pool if args.n_pool is not None else 60,
@@ -40,7 +41,7 @@ def make_heterogeneous(args: argparse.Namespace) -> int:
 
 
 def make_site(args: argparse.Namespace) -> int:
-    from .site import SiteConfig, build_site
+    from .datasets.site import SiteConfig, build_site
 
     config = SiteConfig(
         n_pool=args.n_pool if args.n_pool is not None else 60,
@@ -131,7 +132,7 @@ def _add_make_dataset(subparsers: argparse._SubParsersAction) -> None:
 def train_source(args: argparse.Namespace) -> int:
     """Train the source-domain model (the stand-in for a pretrained foundation model) on the source split."""
     from ..models.loading import resolve_device
-    from .source_model import CPU_NETWORK, GPU_NETWORK, SourceTrainingConfig, train_source_model
+    from .datasets.source_model import CPU_NETWORK, GPU_NETWORK, SourceTrainingConfig, train_source_model
 
     layout = dataset_layout(args.dataset)
     if not layout.source:
@@ -201,7 +202,8 @@ def benchmark(args: argparse.Namespace) -> int:
     import sys
 
     from .demo import committed_model
-    from .runner import ARMS, BenchmarkConfig, Window, run_benchmark
+    from .running.config import BenchmarkConfig
+    from .running.runner import ARMS, Window, run_benchmark
 
     config = BenchmarkConfig(
         arms=tuple(args.strategies or ARMS),
@@ -244,8 +246,9 @@ def benchmark(args: argparse.Namespace) -> int:
 
 
 def _add_benchmark(subparsers: argparse._SubParsersAction) -> None:
-    from .arms import FULL_METHOD, RECIPE_ARMS
-    from .runner import ARMS, FULL_FINE_TUNING, KNOWN_ARMS, SSL_SETTINGS, BenchmarkConfig, Window
+    from .running.arms import ARMS, FULL_FINE_TUNING, FULL_METHOD, KNOWN_ARMS, RECIPE_ARMS, SSL_SETTINGS
+    from .running.config import BenchmarkConfig
+    from .running.preparation import Window
 
     defaults = BenchmarkConfig()
     parser = subparsers.add_parser(
@@ -340,7 +343,7 @@ def demo(args: argparse.Namespace) -> int:
     """A small T1 -> T2 dataset, the committed source model, three rounds of ASFDA: held-out Dice per round,
     the ranking with DKD and ASD, and a plot. A few minutes on a laptop CPU."""
     from .demo import DemoConfig, run_demo
-    from .runner import Window
+    from .running.runner import Window
 
     config = DemoConfig(
         rounds=args.rounds,
@@ -356,7 +359,7 @@ def demo(args: argparse.Namespace) -> int:
 
 def _add_demo(subparsers: argparse._SubParsersAction) -> None:
     from .demo import DemoConfig
-    from .runner import Window
+    from .running.runner import Window
 
     defaults = DemoConfig()
     parser = subparsers.add_parser(

@@ -20,9 +20,10 @@ import asfda
 from ..config import FinetuneConfig, QueryConfig, QueryStrategy
 from ..errors import ASFDAError
 from ..loop import LoopSettings, RoundRecord, run_loop
-from .dataset import DatasetConfig, build_dataset, dataset_layout
-from .figures import plot_rounds
-from .runner import Window, prepare_model, set_threads, split_folders
+from .analysis.figures import plot_rounds
+from .datasets.dataset import DatasetConfig, build_dataset
+from .datasets.layout import dataset_layout
+from .running.preparation import Window, prepare_model, set_threads, split_folders
 
 
 def committed_model() -> Path:

@@ -17,10 +17,10 @@ COMMAND_MODULES = (
     "asfda.benchmark.cli",
     "asfda.server.cli",
     "asfda.models.cli",
-    "asfda.benchmark.speed",
-    "asfda.benchmark.speed_loop",
-    "asfda.benchmark.oracle",
-    "asfda.benchmark.edit_effort_cli",
+    "asfda.benchmark.speed.speed",
+    "asfda.benchmark.speed.speed_loop",
+    "asfda.benchmark.running.oracle",
+    "asfda.benchmark.effort.edit_effort_cli",
 )
 
 

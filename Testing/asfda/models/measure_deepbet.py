@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from asfda.benchmark.arms import KNOWN_ARMS  # noqa: E402
+from asfda.benchmark.running.arms import KNOWN_ARMS  # noqa: E402
 from asfda.config import FinetuneConfig, round_steps  # noqa: E402
 from asfda.evaluation import evaluate_model, paired_files  # noqa: E402
 from asfda.session.session import AdaptationSession  # noqa: E402

