@@ -268,12 +268,13 @@ def _add_benchmark(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="results folder")
     parser.add_argument("--work", type=Path, metavar="DIR", help="sessions and scratch (default: OUT/work)")
+    variants = ", ".join(a for a in KNOWN_ARMS if a not in ARMS)
     parser.add_argument(
         "--strategies",
         nargs="+",
         choices=list(KNOWN_ARMS),
         metavar="NAME",
-        help=f"default: all of {', '.join(ARMS)}; variants: {', '.join(set(KNOWN_ARMS) - set(ARMS))}",
+        help=f"default: all of {', '.join(ARMS)}; variants: {variants}",
     )
     parser.add_argument("--seeds", nargs="+", type=int, default=list(defaults.seeds))
     parser.add_argument(
