@@ -22,7 +22,7 @@ sub-populations: its interval resamples test cases within their sub-population
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from scipy.stats import mannwhitneyu, wilcoxon
@@ -36,35 +36,49 @@ def interval(means: np.ndarray, level: float) -> tuple[float, float]:
     return float(low), float(high)
 
 
-def paired_bootstrap(
-    differences: np.ndarray, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0, level: float = 0.95
+def _bootstrap(
+    differences: np.ndarray,
+    resampled_means: Callable[[np.ndarray, np.random.Generator, int], np.ndarray],
+    samples: int,
+    seed: int,
+    level: float,
 ) -> tuple[float, float, float]:
-    """Mean difference and its percentile interval, resampling rows (seeds) and columns (cases)."""
+    """Mean difference and the percentile interval of ``resampled_means`` (seeds x cases in, one mean per
+    bootstrap sample out); NaN for an empty matrix."""
     differences = np.asarray(differences, dtype=np.float64)
     if differences.size == 0:
         return float("nan"), float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
+    means = resampled_means(differences, np.random.default_rng(seed), samples)
+    return (float(differences.mean()), *interval(means, level))
+
+
+def _two_way_means(differences: np.ndarray, rng: np.random.Generator, samples: int) -> np.ndarray:
     n_seeds, n_cases = differences.shape
     rows = rng.integers(0, n_seeds, (samples, n_seeds))
     cols = rng.integers(0, n_cases, (samples, n_cases))
     # mean of the resampled submatrix = mean over resampled rows of the row means over resampled columns
-    means = np.array([differences[r][:, c].mean() for r, c in zip(rows, cols)])
-    return (float(differences.mean()), *interval(means, level))
+    return np.array([differences[r][:, c].mean() for r, c in zip(rows, cols)])
+
+
+def _nested_means(differences: np.ndarray, rng: np.random.Generator, samples: int) -> np.ndarray:
+    n_seeds, n_cases = differences.shape
+    rows = rng.integers(0, n_seeds, (samples, n_seeds))
+    cols = rng.integers(0, n_cases, (samples, n_seeds, n_cases))  # each resampled seed its own cases
+    return differences[rows[:, :, None], cols].mean(axis=(1, 2))
+
+
+def paired_bootstrap(
+    differences: np.ndarray, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0, level: float = 0.95
+) -> tuple[float, float, float]:
+    """Mean difference and its percentile interval, resampling rows (seeds) and columns (cases)."""
+    return _bootstrap(differences, _two_way_means, samples, seed, level)
 
 
 def hierarchical_bootstrap(
     differences: np.ndarray, samples: int = BOOTSTRAP_SAMPLES, seed: int = 0, level: float = 0.95
 ) -> tuple[float, float, float]:
     """Mean difference and its percentile interval, resampling seeds, then test cases within each seed."""
-    differences = np.asarray(differences, dtype=np.float64)
-    if differences.size == 0:
-        return float("nan"), float("nan"), float("nan")
-    rng = np.random.default_rng(seed)
-    n_seeds, n_cases = differences.shape
-    rows = rng.integers(0, n_seeds, (samples, n_seeds))
-    cols = rng.integers(0, n_cases, (samples, n_seeds, n_cases))  # each resampled seed its own cases
-    means = differences[rows[:, :, None], cols].mean(axis=(1, 2))
-    return (float(differences.mean()), *interval(means, level))
+    return _bootstrap(differences, _nested_means, samples, seed, level)
 
 
 def wilcoxon_p(differences: np.ndarray) -> float:
