@@ -78,10 +78,12 @@ class BenchmarkConfig:
         return tuple(c for c in counts if c <= n_pool)
 
     def endpoint(self, n_pool: int) -> int:
-        """The pre-stated endpoint's labelled count (10 % of the pool by default)."""
-        if not self.budgets:
+        """The pre-stated endpoint's labelled count (10 % of the pool by default); with a schedule of counts,
+        that count when the schedule reaches it, else the schedule's middle round."""
+        wanted = max(1, round(self.endpoint_percent / 100 * n_pool))
+        if not self.budgets and wanted not in self.schedule:
             return self.schedule[min(len(self.schedule) - 1, len(self.schedule) // 2)]
-        return max(1, round(self.endpoint_percent / 100 * n_pool))
+        return wanted
 
     @property
     def recipe(self) -> FinetuneConfig:

@@ -304,3 +304,10 @@ def test_training_noise_trains_with_the_recipe_asked_for(tmp_path, tiny_dataset)
     assert old.fixed_labelled == shipped[0].fixed_labelled
     with pytest.raises(ASFDAError, match="recipe arm"):
         BenchmarkConfig(arms=("asfda",), training_noise=(2,), training_noise_recipe="random")
+
+
+def test_the_endpoint_of_a_schedule_is_the_stated_share_when_the_schedule_reaches_it():
+    from asfda.benchmark.running.config import BenchmarkConfig
+
+    assert BenchmarkConfig(schedule=(1, 2, 3, 4), endpoint_percent=10.0).endpoint(40) == 4
+    assert BenchmarkConfig(schedule=(1, 2, 5), endpoint_percent=10.0).endpoint(40) == 2  # middle round
