@@ -52,22 +52,15 @@ def endpoint_record(run: RunResult, endpoint: int):
 
 
 def run_site_endpoint(
-    run: RunResult, endpoint: int, subpopulation_of: Mapping[str, str]
+    run: RunResult, endpoint: int, subpopulation_of: Mapping[str, str], split: str = "test"
 ) -> SiteEndpoint | None:
+    """The site endpoint of a run on the test split, or with ``split="val"`` on the validation split (what a
+    query is chosen by); None where that split has no Dice."""
     record = endpoint_record(run, endpoint)
-    if record is None or not record.per_case_dice:
+    if record is None:
         return None
-    return site_endpoint(record.per_case_dice, subpopulation_of)
-
-
-def validation_site_endpoint(
-    run: RunResult, endpoint: int, subpopulation_of: Mapping[str, str]
-) -> float | None:
-    """The primary endpoint's metric on the validation split (what a query is chosen by), or None."""
-    record = endpoint_record(run, endpoint)
-    if record is None or not record.validation_split_dice:
-        return None
-    return site_endpoint(record.validation_split_dice, subpopulation_of).subpopulation_mean
+    values = record.per_case_dice if split == "test" else record.validation_split_dice
+    return site_endpoint(values, subpopulation_of) if values else None
 
 
 def arm_site_endpoints(
@@ -78,8 +71,11 @@ def arm_site_endpoints(
     endpoint's metric on the validation split (the only split a choice between arms may read)."""
     table: dict[str, dict] = {}
     for arm in dict.fromkeys(r.arm for r in results):
-        scored = [(r.seed, run_site_endpoint(r, endpoint, subpopulation_of)) for r in results if r.arm == arm]
+        runs = [r for r in results if r.arm == arm]
+        scored = [(r.seed, run_site_endpoint(r, endpoint, subpopulation_of)) for r in runs]
         scored = [(seed, e) for seed, e in scored if e is not None]
+        validation = [run_site_endpoint(r, endpoint, subpopulation_of, split="val") for r in runs]
+        validation = [e.subpopulation_mean for e in validation if e is not None]
         if not scored:
             continue
         primary = [e.subpopulation_mean for _, e in scored]
@@ -88,10 +84,6 @@ def arm_site_endpoints(
             for name in scored[0][1].per_subpopulation
         }
         worst = min(per_subpopulation, key=lambda name: (per_subpopulation[name], name))
-        validation = [
-            validation_site_endpoint(r, endpoint, subpopulation_of) for r in results if r.arm == arm
-        ]
-        validation = [v for v in validation if v is not None]
         table[arm] = {
             PRIMARY: float(np.mean(primary)),
             "subpopulation_mean_sd": float(np.std(primary, ddof=1)) if len(primary) > 1 else None,
