@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 
 from ...config import FinetuneConfig, round_steps
 from ...errors import ASFDAError
+from ..analysis.site_endpoint import endpoint_labelled
 from .arms import (
     ARMS,
     FULL_FINE_TUNING,
@@ -80,7 +81,7 @@ class BenchmarkConfig:
     def endpoint(self, n_pool: int) -> int:
         """The pre-stated endpoint's labelled count (10 % of the pool by default); with a schedule of counts,
         that count when the schedule reaches it, else the schedule's middle round."""
-        wanted = max(1, round(self.endpoint_percent / 100 * n_pool))
+        wanted = endpoint_labelled(n_pool, self.endpoint_percent / 100)
         if not self.budgets and wanted not in self.schedule:
             return self.schedule[min(len(self.schedule) - 1, len(self.schedule) // 2)]
         return wanted
