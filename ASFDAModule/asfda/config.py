@@ -110,6 +110,9 @@ class FinetuneConfig:
     # (sd over 8 seeds of one labelled set: 0.69 and 0.41 Dice points against 1.53 and 1.21 for the last
     # weights) and gained 1.2 points of validation Dice (0.543 against 0.531).
     weight_average_decay: float = 0.95
+    # > 0: the round's result is instead the plain mean of the student's weights over this last share of the
+    # steps (stochastic weight averaging); the EMA above ramps so slowly that it averages ~12 steps.
+    tail_average_fraction: float = 0.0
     adaptation: AdaptationMode = AdaptationMode.FULL
     # The guard validates on labelled cases that no round has trained on: a set that only grows, to
     # validation_fraction of the labelled cases (1 to max_validation_cases), never the newest labelled case

@@ -50,3 +50,14 @@ def average_decay(step: int, decay: float) -> float:
     """The weight average's decay after ``step`` updates: min(decay, (1 + t) / (10 + t)), so the first steps
     move the average quickly and a short round's result is not its starting point."""
     return min(decay, (1.0 + step) / (10.0 + step))
+
+
+def tail_mean_decay(step: int, steps: int, fraction: float) -> float:
+    """The decay that makes the average the plain mean of the student's weights over the last ``fraction``
+    of a round's ``steps`` (stochastic weight averaging, Izmailov et al. 2018): 0 before the tail (the
+    average follows the student), then 1 - 1/n at the tail's n-th step."""
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"tail_average_fraction must lie in (0, 1], got {fraction}")
+    tail = max(1, round(steps * fraction))
+    n = step - (steps - tail)
+    return 0.0 if n <= 1 else 1.0 - 1.0 / n

@@ -8,8 +8,9 @@ over from the previous round (an average of every round's student); ``classwise_
 every class its own voxel threshold and an equal share of the unlabelled loss (``reliable.py``).
 
 A round trains ``round_steps`` steps (``steps`` + ``steps_per_labelled`` x labelled cases). Its result is an
-exponential moving average of the student's weights (``weight_average_decay``); the learning rate warms up
-linearly, then follows ``lr_schedule`` (``schedule.py``), the encoder at ``encoder_lr_factor`` of the rate.
+exponential moving average of the student's weights (``weight_average_decay``), or their plain mean over the
+last steps (``tail_average_fraction``); the learning rate warms up linearly, then follows ``lr_schedule``
+(``schedule.py``), the encoder at ``encoder_lr_factor`` of the rate.
 BatchNorm statistics are recomputed at the start on the training cases plus the pool volumes the caller gives
 and then frozen (``batchnorm.py``). Same seed and same cases give the same weights.
 
@@ -44,7 +45,7 @@ from ..metrics import dice_per_class, mean_of
 from ..models.loading import LoadedModel
 from .augmentation import augment_batch, strong_augmentation, weak_augmentation
 from .batchnorm import adapted_batchnorm_layers, freeze_batchnorm, recompute_batchnorm_statistics
-from .ema import average_decay, make_average, make_teacher, update_teacher
+from .ema import average_decay, make_average, make_teacher, tail_mean_decay, update_teacher
 from .guard import ValidationSignal, best_candidate
 from .layout import in_layout, to_layout, training_layout
 from .patches import draw_batch, labelled_sampler, unlabelled_sampler
@@ -79,6 +80,13 @@ def validation_dice(model: LoadedModel, cases: list[ModelSpaceCase], device) -> 
         labels = predict(model, case.image.as_tensor(), device).labels
         scores.append(mean_of(dice_per_class(labels, case.label.as_tensor()[0], model.spec.num_classes)))
     return float(np.nanmean(scores)) if scores else float("nan")
+
+
+def result_average_decay(step: int, config: FinetuneConfig) -> float:
+    """The round result's averaging decay after ``step``: the tail's plain mean when set, else the EMA."""
+    if config.tail_average_fraction > 0:
+        return tail_mean_decay(step, config.steps, config.tail_average_fraction)
+    return average_decay(step, config.weight_average_decay)
 
 
 def teacher_start_step(config: FinetuneConfig) -> int:
@@ -187,7 +195,8 @@ def finetune_round(
     weak, strong = (None, None)
     if config.augment:  # weak view for labelled patches, strong view for the student on unlabelled ones
         weak, strong = weak_augmentation(config.seed), strong_augmentation(config.seed + 1)
-    averaged = make_average(student) if config.weight_average_decay > 0 else None
+    averages = config.weight_average_decay > 0 or config.tail_average_fraction > 0
+    averaged = make_average(student) if averages else None
     result = dataclasses.replace(model, network=averaged) if averaged is not None else model
     best: tuple[int, dict[str, torch.Tensor]] | None = None
     history: list[dict] = []
@@ -230,7 +239,7 @@ def finetune_round(
         if teacher is not None:
             update_teacher(teacher, student, config.ema_decay)
         if averaged is not None:
-            update_teacher(averaged, student, average_decay(step, config.weight_average_decay))
+            update_teacher(averaged, student, result_average_decay(step, config))
         record = {
             "step": step,
             "loss": loss.detach().item(),

@@ -8,7 +8,7 @@ import pytest
 import torch
 from asfda.config import FinetuneConfig, LearningRateSchedule, round_steps
 from asfda.finetune import trainer
-from asfda.finetune.ema import average_decay
+from asfda.finetune.ema import average_decay, tail_mean_decay
 from asfda.finetune.guard import best_candidate
 from asfda.finetune.peft import parameter_groups, select_trainable
 from asfda.finetune.schedule import learning_rate_factor
@@ -50,6 +50,28 @@ def test_the_anneal_holds_the_peak_then_falls_linearly_over_its_last_steps():
 def test_the_weight_average_moves_fast_first_then_at_its_decay():
     assert average_decay(0, 0.95) == 0.1 and average_decay(1, 0.95) == pytest.approx(2 / 11)
     assert average_decay(1000, 0.95) == 0.95 and average_decay(20, 0.5) == 0.5
+
+
+def test_the_tail_average_is_the_plain_mean_of_the_last_steps():
+    steps, values = 10, [float(v) ** 2 for v in range(1, 11)]  # the student's weight after each step
+    average = 0.0
+    for step, value in enumerate(values, start=1):
+        decay = tail_mean_decay(step, steps, 0.3)
+        average = decay * average + (1 - decay) * value
+    assert average == pytest.approx(sum(values[-3:]) / 3)
+    with pytest.raises(ValueError, match="tail_average_fraction"):
+        tail_mean_decay(1, steps, 1.5)
+
+
+def test_a_tail_of_one_step_is_the_last_weights_and_a_longer_tail_is_not(one_class_model):
+    def weights(**change) -> dict:
+        config = replace(SMALL, steps_per_labelled=0, **change)
+        return trainer.finetune_round(load_model(one_class_model), [case(0)], [], config).state_dict
+
+    last = weights(weight_average_decay=0.0)
+    one_step, half = weights(tail_average_fraction=0.25), weights(tail_average_fraction=0.5)
+    assert all(torch.equal(last[k], one_step[k]) for k in last)
+    assert any(not torch.allclose(last[k], half[k]) for k in last if last[k].is_floating_point())
 
 
 def test_a_round_trains_steps_plus_steps_per_labelled_case_counting_the_held_out_ones(one_class_model):

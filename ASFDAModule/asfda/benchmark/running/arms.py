@@ -108,6 +108,11 @@ RECIPE_VARIANTS: dict[str, tuple[str, tuple[tuple[str, object], ...]]] = {
         "the shipped recipe, the student's last weights as the round's result (shipped before recipe_noise)",
         (("weight_average_decay", 0.0),),
     ),
+    "recipe-tail-average": (
+        "the shipped recipe, the round's result the plain mean of the student's weights over the last half of"
+        " the steps (stochastic weight averaging) instead of the EMA",
+        (("tail_average_fraction", 0.5),),
+    ),
     "recipe-anneal": (
         "the shipped recipe, the rate annealed linearly to near zero over the last 20 % of the steps",
         (("lr_schedule", LearningRateSchedule.ANNEAL),),
