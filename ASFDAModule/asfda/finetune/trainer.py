@@ -43,11 +43,11 @@ from ..inference.predictor import predict
 from ..io.preprocessing import IMAGE, LABEL, ModelSpaceCase
 from ..metrics import dice_per_class, mean_of
 from ..models.loading import LoadedModel
+from ..models.memory_layout import in_layout, network_layout, to_layout
 from .augmentation import augment_batch, strong_augmentation, weak_augmentation
 from .batchnorm import adapted_batchnorm_layers, freeze_batchnorm, recompute_batchnorm_statistics
 from .ema import average_decay, make_average, make_teacher, tail_mean_decay, update_teacher
 from .guard import ValidationSignal, best_candidate
-from .layout import in_layout, to_layout, training_layout
 from .patches import draw_batch, labelled_sampler, unlabelled_sampler
 from .peft import freeze_statistics, parameter_groups, select_trainable
 from .reliable import class_balanced_cross_entropy, masked_cross_entropy, unlabelled_weight
@@ -159,7 +159,7 @@ def finetune_round(
     rng = np.random.default_rng(config.seed)
     patch = tuple(config.patch_size or model.spec.roi_size)
     activation = model.spec.activation
-    layout = training_layout(device, len(patch))
+    layout = network_layout(device, len(patch))
     student: nn.Module = to_layout(model.network.to(device), layout)
     candidates: dict[int, float] = {}
     if validation:  # the parent is step 0's candidate

@@ -29,6 +29,7 @@ from monai.inferers import sliding_window_inference
 from ..errors import CancelledError
 from ..models.devices import on_device_or_cpu
 from ..models.loading import LoadedModel
+from ..models.memory_layout import network_layout, running_in_layout
 from ..scoring.dkd import PrototypeAccumulator
 from ..scoring.entropy import normalized_entropy
 from .activation import to_probabilities
@@ -311,6 +312,7 @@ def _predict_once(
 
     with ExitStack() as stack:
         stack.enter_context(torch.no_grad())
+        stack.enter_context(running_in_layout(network, network_layout(device, len(roi))))
         has_dropout = stack.enter_context(mc_dropout_mode(network, mc_dropout_rate > 0))
         feature_dropout = mc_dropout_rate if (mc_dropout_rate > 0 and not has_dropout) else 0.0
         stack.enter_context(feature_hook(layer, store, feature_dropout))

@@ -28,6 +28,7 @@ from ..running.results import ALL_LABELLED, SOURCE_ONLY, RunResult
 from ..running.training_noise import load_noise_runs, training_noise_markdown, training_noise_summary
 from .guard_outcomes import guard_markdown, guard_summary, guarded_rounds, source_dice
 from .headroom import TARGET_POINTS, headroom, headroom_markdown
+from .set_predictors import set_predictors, set_predictors_markdown
 from .significance import (
     draws_bootstrap,
     hierarchical_bootstrap,
@@ -228,6 +229,7 @@ def summarise(
             "comparisons_case_weighted": comparisons,
             "picks": picks_by_subpopulation(results, subpopulation_of),
             "pool_prevalence": pool_prevalence(run_info.get("case_metadata") or {}),
+            "set_predictors": set_predictors(results, endpoint, subpopulation_of),
         }
         comparisons = [site_compare(results, FULL_METHOD, b, endpoint, subpopulation_of) for b in baselines]
     random = next((c for c in comparisons if c["strategy"] == "random"), None)
@@ -311,6 +313,7 @@ def statistics_markdown(summary: dict) -> str:
             "Wilcoxon over the per-seed differences of the sub-population mean (site_statistics.py).",
         ]
         lines += site_markdown(summary)
+        lines += set_predictors_markdown(summary["site"].get("set_predictors"))
         lines += picks_markdown(summary["site"]["picks"], summary["site"]["pool_prevalence"])
     draws = summary.get("random_all_draws")
     if draws:
