@@ -10,6 +10,7 @@ there). A network goes back to its layout after a round or a prediction, so save
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -28,7 +29,13 @@ def in_layout(tensor: torch.Tensor, layout: torch.memory_format) -> torch.Tensor
 
 
 def to_layout(network: nn.Module, layout: torch.memory_format) -> nn.Module:
-    return network.to(memory_format=layout)
+    """``network`` with its volumetric (5-D) weights and buffers in ``layout``, in place. Unlike
+    ``Module.to(memory_format=...)`` it leaves other 4-D tensors (a transformer's position embedding) as
+    they are instead of refusing the network."""
+    for tensor in itertools.chain(network.parameters(), network.buffers()):
+        if tensor.dim() == 5:
+            tensor.data = tensor.data.contiguous(memory_format=layout)
+    return network
 
 
 def current_layout(network: nn.Module) -> torch.memory_format:

@@ -92,3 +92,12 @@ def test_a_torchscript_network_predicts_in_channels_last_too(tmp_path, monkeypat
     plain = predict(model, image)
     torch.testing.assert_close(fast.probabilities, plain.probabilities, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(fast.prototypes, plain.prototypes, rtol=1e-4, atol=1e-5)
+
+
+def test_a_network_with_other_four_dimensional_weights_takes_the_layout_too():
+    network = torch.nn.Sequential(torch.nn.Conv3d(2, 4, 3))
+    network.register_parameter("position", torch.nn.Parameter(torch.zeros(1, 3, 4, 5)))  # a 4-D embedding
+    with running_in_layout(network, torch.channels_last_3d):
+        assert current_layout(network) is torch.channels_last_3d
+        assert network.position.is_contiguous()
+    assert current_layout(network) is torch.contiguous_format
