@@ -58,5 +58,6 @@ def augment_batch(images: torch.Tensor, transform: Compose) -> torch.Tensor:
     for image in images:
         low = image.min()
         augmented = transform({IMAGE: (image - low).detach().cpu()})[IMAGE]
-        out.append(torch.as_tensor(augmented).to(images.device, images.dtype) + low)
+        # a plain tensor: a MetaTensor batch makes every training step ~30 % slower on the CPU
+        out.append(torch.as_tensor(augmented).as_subclass(torch.Tensor).to(images.device, images.dtype) + low)
     return torch.stack(out)

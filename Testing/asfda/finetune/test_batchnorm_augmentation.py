@@ -23,6 +23,7 @@ def test_augmentation_keeps_shape_and_changes_intensity_only():
     for transform in (weak_augmentation(0), strong_augmentation(1)):
         out = augment_batch(images, transform)
         assert out.shape == images.shape and torch.isfinite(out).all()
+        assert type(out) is torch.Tensor  # not MetaTensor: it would slow every training step
     assert not torch.allclose(augment_batch(images, strong_augmentation(1)), images)
 
 
