@@ -2,10 +2,11 @@
 
 A model whose spec sets ``whole_volume`` has a volume that fits the device's voxel budget predicted whole,
 in one call (padded to a size the network takes): 0.27 s instead of 0.45 s for the 8 overlapping 48^3
-windows of a 59x72x59 volume on 2 CPU cores (the windows take about 0.32 s since the network predicts in
-channels-last on the CPU, ``models/memory_layout.py``; a single volume gains nothing from it). It is off by default because it is not the same prediction:
-overlapping windows average two phases of the network's downsampling grid, and the committed SegResNet's
-single pass disagrees with its windows on 4-6 % of the voxels (target Dice 0.242 against 0.287 on 8 cases).
+windows of a 59x72x59 volume on 2 CPU cores (since the network predicts in channels-last on the CPU,
+``models/memory_layout.py``, the windows take about 0.32 s; a single volume gains nothing from it). It is
+off by default because it is not the same prediction: overlapping windows average two phases of the
+network's downsampling grid, and the committed SegResNet's single pass disagrees with its windows on 4-6 %
+of the voxels (target Dice 0.242 against 0.287 on 8 cases).
 A larger volume, or a network that refuses the padded size, goes through MONAI's sliding windows.
 
 Besides the blended probabilities, the pass accumulates the class prototypes window by window (from a hook
