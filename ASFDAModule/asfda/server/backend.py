@@ -222,12 +222,14 @@ class Backend(CaseFiles, CaseServing, ModelVersions):
     def _rechoose_starting_point(self) -> None:
         """A new mask changes the evidence: with one labelled case a choice that serves the model (no
         leave-one-out, nothing to build) is recorded at once; a proposal to build, or from two cases on the
-        leave-one-out, runs as a job."""
+        leave-one-out, runs as a job. The job builds the next case's proposal only: it runs before the
+        round the mask starts, and the cases after it are built with the round's model once it lands (a
+        proposal is kept per model version, so building them now would be done twice)."""
         single_case = self.session.proposal_config.single_case
         if len(self.store.labelled_ids()) < 2 and single_case is ProposalKind.MODEL:
             self.session.choose_starting_point()
         else:
-            self.jobs.ensure_proposal()
+            self.jobs.ensure_proposal(tuple(self.session.cases_ahead(1)))
 
     def remove_case(self, case_id: str) -> schemas.Case:
         """Take a case out of the pool (a volume the model cannot use, or added by mistake)."""

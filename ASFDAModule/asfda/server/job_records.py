@@ -111,6 +111,12 @@ class WorkerTask:
         return JobFiles(Path(self.jobs_folder), self.job_id)
 
 
+def proposes_ahead(options: dict) -> bool:
+    """Whether a proposal job also builds the next cases' proposals besides those it names: asked for, or,
+    for a job recorded before the flag, when it names none."""
+    return bool(options.get("ahead", not options.get("cases")))
+
+
 def committed_round(job: Job, journal: list[dict]) -> dict | None:
     """The ``round_completed`` event of the round a fine-tuning job ran, when that round committed: the
     journal decides what a job achieved, whatever its record said when its backend died. The round is found

@@ -41,6 +41,7 @@ from .job_records import (
     WorkerTask,
     jobs_folder,
     load_jobs,
+    proposes_ahead,
     read_report,
 )
 from .job_recovery import close_open_rounds, recover_jobs, stop_leftover_workers, worker_death_message
@@ -124,19 +125,21 @@ class JobManager:
             return self._submit(JobKind.SCORE, {}, model_version=version)
 
     def ensure_proposal(self, cases: tuple[str, ...] = ()) -> Job:
-        """A job that will remake the starting-segmentation choice (and build the proposals of ``cases``, or
-        of the next cases): the one waiting, given these cases too, else a new one."""
+        """A job that will remake the starting-segmentation choice and build the proposals of ``cases``, or
+        with none given of the next cases (``ahead``): the one waiting, given these too, else a new one."""
+        ahead = not cases
         with self._changed:
             for job in self.active(JobKind.PROPOSE):
                 wanted = job.options.get("cases", [])
                 if job.state is JobState.QUEUED:
                     stored = self._jobs[job.id]
                     stored.options["cases"] = list(dict.fromkeys([*wanted, *cases]))
+                    stored.options["ahead"] = proposes_ahead(job.options) or ahead
                     self._save(stored)
                     return self._copy(stored)
                 if cases and set(cases) <= set(wanted):
                     return job
-            return self._submit(JobKind.PROPOSE, {"cases": list(cases)})
+            return self._submit(JobKind.PROPOSE, {"cases": list(cases), "ahead": ahead})
 
     def _submit(self, kind: JobKind, options: dict, model_version: str | None = None) -> Job:
         job = Job(self._next_id(), kind, options=dict(options), model_version=model_version)

@@ -17,7 +17,7 @@ import traceback
 from ..finetune.settings import round_steps_given
 from ..session.files import write_json_atomic
 from ..session.lease import bind_to_parent
-from .job_records import JobKind, JobState, WorkerTask
+from .job_records import JobKind, JobState, WorkerTask, proposes_ahead
 from .processes import exit_when_parent_dies, lead_own_process_group
 
 REPORT_INTERVAL_SECONDS = 0.25
@@ -152,7 +152,10 @@ def run_task(task: WorkerTask, report: ProgressReport) -> dict:
         }
     if task.kind is JobKind.PROPOSE:
         point = session.refresh_starting_points(
-            progress=report, cancelled=report.cancelled, cases=tuple(task.options.get("cases") or ())
+            progress=report,
+            cancelled=report.cancelled,
+            cases=tuple(task.options.get("cases") or ()),
+            ahead=proposes_ahead(task.options),
         )
         return {
             "message": point.choice.summary(),

@@ -290,10 +290,11 @@ class StartingSegmentations:
         progress: Progress | None = None,
         cancelled: Cancelled | None = None,
         cases: Sequence[str] = (),
+        ahead: bool | None = None,
     ) -> StartingPoint:
         """Remake the choice when the labelled cases changed since it was made (carry it to a new active
-        version otherwise), then build the chosen proposal for ``cases`` (default: the next ``ahead`` cases)
-        when it is not the model."""
+        version otherwise), then build the chosen proposal, when it is not the model, for ``cases`` and,
+        with ``ahead`` (default: when no case is given), for the next ``config.ahead`` cases."""
         config = config or self.proposal_config
         point = self.starting_point()
         labelled = tuple(self.store.labelled_ids())
@@ -303,7 +304,9 @@ class StartingSegmentations:
         elif point.model_version != active:
             point = self._carried_to(point, active)
         pool = {r.id for r in self.store.cases()}  # a case asked for may have left the pool since
-        targets = [c for c in (list(cases) or self.cases_ahead(config.ahead)) if c in pool - set(point.cases)]
+        ahead = not cases if ahead is None else ahead
+        wanted = dict.fromkeys([*cases, *(self.cases_ahead(config.ahead) if ahead else [])])
+        targets = [c for c in wanted if c in pool - set(point.cases)]
         if point.proposes:
             share = (1.0 - CHOOSING_SHARE) / max(len(targets), 1)
             for index, case_id in enumerate(targets):

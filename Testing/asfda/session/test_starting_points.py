@@ -100,6 +100,19 @@ def test_propagation_is_served_when_it_validates_better_than_a_bad_model(session
     assert not served.exists()  # a case taken out of the pool takes its proposal with it
 
 
+def test_named_cases_are_built_and_the_cases_ahead_only_when_asked(session, tiny_dataset):
+    session.store.update_settings(proposals={**FAST, "ahead": 2})
+    (labelled,) = label_cases(session, tiny_dataset, 1)
+    unlabelled = [r.id for r in session.store.cases() if r.id != labelled]
+    last = unlabelled[-1]  # not among the two cases ahead (the pool's order: there is no ranking yet)
+    assert session.cases_ahead(2) == unlabelled[:2]
+
+    point = session.refresh_starting_points(cases=[last])
+    assert [c for c in unlabelled if session.proposal_path(c, point).is_file()] == [last]
+    point = session.refresh_starting_points(cases=[last], ahead=True)
+    assert all(session.proposal_path(c, point).is_file() for c in unlabelled[:2] + [last])
+
+
 def test_one_labelled_case_serves_the_model_when_the_rule_says_so(session, tiny_dataset):
     session.store.update_settings(proposals={**FAST, "single_case": "model"})
     label_cases(session, tiny_dataset, 1)
