@@ -52,6 +52,9 @@ def running_in_layout(network: nn.Module, layout: torch.memory_format) -> Iterat
     """``network`` in ``layout`` for the block, and back in the layout it had after it (a round's student
     stays channels-last while its averaged weights are validated)."""
     before = current_layout(network)
+    if before == layout:  # nothing to move (a CUDA prediction, a round's student being validated)
+        yield network
+        return
     try:
         yield to_layout(network, layout)
     finally:
