@@ -2,8 +2,8 @@
 
 It starts ``asfda serve`` in a subprocess as the module does, adds a pool folder and asks for the first case
 (``POST /next``, then the case's image and prediction, as the module fetches them). Each round then plays
-Save and next: the served case's reference label is uploaded as the saved mask, a fine-tune round of
-``--steps`` steps is started, and the next case is asked for and fetched while the round runs; the clock
+Save and next: the served case's reference label is uploaded as the saved mask, a fine-tune round with the
+shipped options is started (``round_steps``: 100 + 20 steps per labelled case; ``--steps`` fixes a count), and the next case is asked for and fetched while the round runs; the clock
 runs on until the ranking of the new model version is in hand (an annotator takes longer than a round, so
 the next round starts from there). The clock is the client's (job records stamp whole seconds):
 
@@ -70,7 +70,7 @@ class LoopSettings:
     model_name: str
     device: str
     rounds: int
-    steps: int
+    steps: int | None  # None: the shipped schedule, as the module's Save starts it
     work: Path
     timeout: float
 
@@ -80,6 +80,12 @@ def say(text: str) -> None:
 
 
 # -- the loop -------------------------------------------------------------------------------------------
+def round_options(steps: int | None) -> dict:
+    """The fine-tune request of a Save: the shipped schedule, or ``steps`` steps every round."""
+    options = {"seed": 0, "accept_worse": True}  # accept_worse: every round makes a new version
+    return options if steps is None else {**options, "steps": steps}
+
+
 def run_round(client: httpx.Client, case: dict, labels: dict[str, Path], settings: LoopSettings, folder):
     """Save and next: the served case's mask uploaded, the round started, the next case fetched while it
     runs; then the wait for the refreshed ranking. Its timings and the next case."""
@@ -87,8 +93,7 @@ def run_round(client: httpx.Client, case: dict, labels: dict[str, Path], setting
     start = time.perf_counter()
     upload_mask(client, case["id"], labels[case["name"]])
     uploaded = time.perf_counter()
-    options = {"steps": settings.steps, "seed": 0, "accept_worse": True}  # every round makes a new version
-    job = answer(client.post("/finetune", json=options))
+    job = answer(client.post("/finetune", json=round_options(settings.steps)))
     following = fetch_case(client, folder)
     in_hand = time.perf_counter()
     finetuned = wait_for_job(client, job["id"], settings.timeout)
@@ -106,6 +111,7 @@ def run_round(client: httpx.Client, case: dict, labels: dict[str, Path], setting
         "upload_s": round(uploaded - start, 3),
         "save_to_next_case_s": round(in_hand - start, 3),
         "finetune_s": round(trained - uploaded, 3),
+        "steps": finetuned["result"]["metrics"]["steps"],
         "rescoring_s": round(end - trained, 3),
         "save_to_ranking_s": round(end - start, 3),
     }
@@ -209,7 +215,7 @@ def loop_record(settings: LoopSettings, pool_size: int, times: dict, rounds, inf
         "device": device,
         "model": settings.model_name,
         "pool_size": pool_size,
-        "steps": settings.steps,
+        "steps": shipped_steps() if settings.steps is None else settings.steps,
         **{name: round(seconds, 3) for name, seconds in times.items()},
         "rounds": rounds,
         "median_save_to_next_case_s": round(statistics.median(r["save_to_next_case_s"] for r in rounds), 3),
@@ -221,6 +227,11 @@ def loop_record(settings: LoopSettings, pool_size: int, times: dict, rounds, inf
         "commit": git_commit(REPOSITORY),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+
+
+def shipped_steps() -> str:
+    config = FinetuneConfig()
+    return f"{config.steps} + {config.steps_per_labelled} x labelled"
 
 
 def speed_loop(args: argparse.Namespace) -> int:
@@ -259,9 +270,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--steps",
         type=int,
-        default=FinetuneConfig().steps,
+        default=None,
         metavar="S",
-        help=f"steps of a round (default {FinetuneConfig().steps}, the shipped fine-tuning default)",
+        help=f"steps of every round (default: the shipped schedule, {shipped_steps()})",
     )
     parser.add_argument("--device", choices=("cpu", "cuda", "mps", "auto"), default="auto")
     parser.add_argument(

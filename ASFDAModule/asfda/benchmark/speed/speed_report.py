@@ -171,7 +171,8 @@ PREVIOUS_FIELDS = (
 
 
 def backend_loop_key(record: dict) -> tuple:
-    return (record["device"], record["model"], record["pool_size"], record["steps"])
+    # str: a count of steps, or the shipped schedule's rule ("100 + 20 x labelled")
+    return (record["device"], record["model"], record["pool_size"], str(record["steps"]))
 
 
 def merge_backend_loop(records: list[dict], record: dict) -> list[dict]:
@@ -216,14 +217,14 @@ def render_backend_loop(records: list[dict]) -> list[str]:
         lines += [f"## {r['device']}, {r['model']}, pool of {r['pool_size']}, {r['steps']} steps", ""]
         lines += [backend_loop_summary(r), ""]
         lines += [
-            "| round | mask upload s | save to next case s | fine-tune s | rescoring s | save to ranking s |",
-            "|---|---|---|---|---|---|",
+            "| round | mask upload s | save to next case s | steps | fine-tune s | rescoring s | save to ranking s |",
+            "|---|---|---|---|---|---|---|",
         ]
         for n, t in enumerate(r["rounds"], 1):
             next_case = t.get("save_to_next_case_s")
             lines.append(
                 f"| {n} | {t['upload_s']:.2f} | {'-' if next_case is None else f'{next_case:.2f}'} | "
-                f"{t['finetune_s']:.2f} | {t['rescoring_s']:.2f} | "
+                f"{t.get('steps', r['steps'])} | {t['finetune_s']:.2f} | {t['rescoring_s']:.2f} | "
                 f"{t.get('save_to_ranking_s', t.get('mask_to_ranking_s')):.2f} |"
             )
         lines.append("")

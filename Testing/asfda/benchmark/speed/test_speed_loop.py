@@ -5,7 +5,8 @@ import json
 import shutil
 
 import pytest
-from asfda.benchmark.speed.speed_loop import LoopSettings, run_backend_loop
+from asfda.config import FinetuneConfig
+from asfda.benchmark.speed.speed_loop import LoopSettings, round_options, run_backend_loop, shipped_steps
 from asfda.benchmark.speed.speed_report import add_backend_loop_record, merge_backend_loop
 
 
@@ -48,6 +49,7 @@ def test_a_round_through_the_backend_is_timed(record):
     for field in ("upload_s", "save_to_next_case_s", "finetune_s", "rescoring_s", "save_to_ranking_s"):
         assert timings[field] > 0
     assert timings["save_to_ranking_s"] >= timings["finetune_s"] + timings["rescoring_s"]
+    assert timings["steps"] == 2  # what the round trained, from its job
     assert timings["save_to_next_case_s"] >= timings["upload_s"]
     assert (timings["model_version_before"], timings["model_version_after"]) == ("v0000", "v0001")
     # the next case came while the round ran: from the ranking of the version before it, prediction too
@@ -74,6 +76,12 @@ def test_the_record_goes_to_speed_json_and_the_report(record, tmp_path):
     assert "## cpu, segresnet, pool of 3, 2 steps" in report and "| 1 |" in report
 
 
+def test_a_save_starts_the_shipped_schedule_unless_steps_are_fixed():
+    assert "steps" not in round_options(None)  # the backend then trains round_steps, as the module's Save
+    assert round_options(7)["steps"] == 7
+    assert shipped_steps() == f"{FinetuneConfig().steps} + {FinetuneConfig().steps_per_labelled} x labelled"
+
+
 def test_backend_loop_records_merge_by_device_model_pool_size_and_steps():
     old = {"device": "cpu", "model": "segresnet", "pool_size": 20, "steps": 60, "commit": "a"}
     others = [{**old, "steps": 5}, {**old, "device": "cuda"}, {**old, "model": "swinunetr48"}]
@@ -81,6 +89,8 @@ def test_backend_loop_records_merge_by_device_model_pool_size_and_steps():
     assert len(merged) == 4
     assert [r["commit"] for r in merged if r["commit"] != "a"] == ["b"]
     assert merge_backend_loop([], old) == [old]
+    shipped = {**old, "steps": shipped_steps()}  # a rule beside counts: its own record, sortable
+    assert len(merge_backend_loop([old, *others], shipped)) == 5
     # the record a new one replaces leaves its figures beside it, for the comparison
     timed = {**old, "first_ranking_s": 20.2, "median_mask_to_ranking_s": 42.2}
     (newer,) = merge_backend_loop([timed], {**old, "commit": "b", "first_ranking_s": 9.0})
