@@ -217,7 +217,8 @@ def render_backend_loop(records: list[dict]) -> list[str]:
         lines += [f"## {r['device']}, {r['model']}, pool of {r['pool_size']}, {r['steps']} steps", ""]
         lines += [backend_loop_summary(r), ""]
         lines += [
-            "| round | mask upload s | save to next case s | steps | fine-tune s | rescoring s | save to ranking s |",
+            "| round | mask upload s | save to next case s | steps | fine-tune s | rescoring s "
+            "| save to ranking s |",
             "|---|---|---|---|---|---|---|",
         ]
         for n, t in enumerate(r["rounds"], 1):

@@ -5,9 +5,9 @@ import json
 import shutil
 
 import pytest
-from asfda.config import FinetuneConfig
 from asfda.benchmark.speed.speed_loop import LoopSettings, round_options, run_backend_loop, shipped_steps
 from asfda.benchmark.speed.speed_report import add_backend_loop_record, merge_backend_loop
+from asfda.config import FinetuneConfig
 
 
 @pytest.fixture(scope="module")
