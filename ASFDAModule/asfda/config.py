@@ -113,6 +113,9 @@ class FinetuneConfig:
     # > 0: the round's result is instead the plain mean of the student's weights over this last share of the
     # steps (stochastic weight averaging); the EMA above ramps so slowly that it averages ~12 steps.
     tail_average_fraction: float = 0.0
+    # > 1: the round is a soup of this many students (each its own seed and its share of the steps, their
+    # results averaged; ``finetune/trainer.train_soup``): the same compute, less of one seed's patch order.
+    students: int = 1
     adaptation: AdaptationMode = AdaptationMode.FULL
     # The guard validates on labelled cases that no round has trained on: a set that only grows, to
     # validation_fraction of the labelled cases (1 to max_validation_cases), never the newest labelled case

@@ -61,3 +61,19 @@ def tail_mean_decay(step: int, steps: int, fraction: float) -> float:
     tail = max(1, round(steps * fraction))
     n = step - (steps - tail)
     return 0.0 if n <= 1 else 1.0 - 1.0 / n
+
+
+@torch.no_grad()
+def average_states(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The element-wise mean of state dicts of one network (a model soup); a tensor that is not floating
+    point (BatchNorm's batch count) is the first state's."""
+    if not states:
+        raise ValueError("no state to average")
+    mean = {}
+    for name, first in states[0].items():
+        if first.is_floating_point():
+            stacked = torch.stack([state[name].to(first.device) for state in states])
+            mean[name] = stacked.mean(0).to(first.dtype)
+        else:
+            mean[name] = first.clone()
+    return mean

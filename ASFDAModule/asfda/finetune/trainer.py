@@ -46,7 +46,14 @@ from ..models.loading import LoadedModel
 from ..models.memory_layout import in_layout, network_layout, to_layout
 from .augmentation import augment_batch, strong_augmentation, weak_augmentation
 from .batchnorm import adapted_batchnorm_layers, freeze_batchnorm, recompute_batchnorm_statistics
-from .ema import average_decay, make_average, make_teacher, tail_mean_decay, update_teacher
+from .ema import (
+    average_decay,
+    average_states,
+    make_average,
+    make_teacher,
+    tail_mean_decay,
+    update_teacher,
+)
 from .guard import ValidationSignal, best_candidate
 from .patches import draw_batch, labelled_sampler, unlabelled_sampler
 from .peft import freeze_statistics, parameter_groups, select_trainable
@@ -152,9 +159,65 @@ def finetune_round(
     """
     if not labelled:
         raise ValueError("a fine-tuning round needs at least one labelled case")
+    if config.students < 1:
+        raise ValueError(f"a round trains at least one student, got students={config.students}")
     validation = list(validation or [])
     config = dataclasses.replace(config, steps=round_steps(config, len(labelled) + len(validation)))
     device = torch.device(device)
+    started = time.perf_counter()
+    train = train_soup if config.students > 1 else train_student
+    run = train(
+        model, labelled, unlabelled, config, device, progress, cancelled, validation, teacher_state,
+        statistics_volumes,
+    )  # fmt: skip
+    model.network.load_state_dict(run.state)
+    # Nothing held out: the Dice reported is the fit of the round's weights (``model`` holds them now), which
+    # the guard never compares with the parent (it has no parent Dice).
+    signal, dice = ValidationSignal.HELD_OUT, run.candidates.get(run.best_step)
+    if not validation:
+        signal, dice = ValidationSignal.FIT, fit_dice(model, labelled, device)
+    return RoundResult(
+        state_dict=cpu_copy(run.state),
+        validation_dice=dice,
+        steps=config.steps,
+        seconds=time.perf_counter() - started,
+        n_labelled=len(labelled),
+        n_unlabelled=len(unlabelled) if config.semi_supervised and unlabelled else 0,
+        best_step=run.best_step,
+        history=run.history,
+        parent_validation_dice=run.candidates.get(0),
+        validation=signal.value,
+        teacher_state_dict=run.teacher_state,
+        candidates=run.candidates,
+        batchnorm_volumes=run.batchnorm_volumes,
+    )
+
+
+@dataclass
+class StudentRun:
+    """What training gave, before the round's fit or validation Dice is reported."""
+
+    state: dict[str, torch.Tensor]  # the round's result: the best validated or the last averaged weights
+    best_step: int
+    candidates: dict[int, float]  # step -> validation Dice (0: the parent)
+    history: list[dict]
+    teacher_state: dict[str, torch.Tensor] | None  # the teacher to carry on, when it persists
+    batchnorm_volumes: int
+
+
+def train_student(
+    model: LoadedModel,
+    labelled: list[ModelSpaceCase],
+    unlabelled: list[ModelSpaceCase],
+    config: FinetuneConfig,
+    device: torch.device,
+    progress: RoundProgress | None,
+    cancelled: Callable[[], bool] | None,
+    validation: list[ModelSpaceCase],
+    teacher_state: dict[str, torch.Tensor] | None,
+    statistics_volumes: list[torch.Tensor] | None,
+) -> StudentRun:
+    """Train ``model.network`` in place for ``config.steps`` steps (the round's, already counted)."""
     set_determinism(config.seed)
     rng = np.random.default_rng(config.seed)
     patch = tuple(config.patch_size or model.spec.roi_size)
@@ -200,7 +263,6 @@ def finetune_round(
     result = dataclasses.replace(model, network=averaged) if averaged is not None else model
     best: tuple[int, dict[str, torch.Tensor]] | None = None
     history: list[dict] = []
-    started = time.perf_counter()
     for step in range(1, config.steps + 1):
         if cancelled is not None and cancelled():
             raise CancelledError(f"fine-tuning cancelled at step {step - 1} of {config.steps}")
@@ -261,27 +323,80 @@ def finetune_round(
             to_layout(network, torch.contiguous_format)
     student.eval()
     best_step, state = best if best is not None else (config.steps, result.network.state_dict())
-    student.load_state_dict(state)
-    # Nothing held out: the Dice reported is the fit of the round's weights (``model`` holds them now), which
-    # the guard never compares with the parent (it has no parent Dice).
-    signal, dice = ValidationSignal.HELD_OUT, candidates.get(best_step)
-    if not validation:
-        signal, dice = ValidationSignal.FIT, fit_dice(model, labelled, device)
-    return RoundResult(
-        state_dict=cpu_copy(state),
-        validation_dice=dice,
-        steps=config.steps,
-        seconds=time.perf_counter() - started,
-        n_labelled=len(labelled),
-        n_unlabelled=len(unlabelled) if semi_supervised else 0,
+    return StudentRun(
+        state=state,
         best_step=best_step,
-        history=history,
-        parent_validation_dice=candidates.get(0),
-        validation=signal.value,
-        teacher_state_dict=cpu_copy(teacher.state_dict()) if persists_teacher(config) else None,
         candidates=candidates,
+        history=history,
+        teacher_state=cpu_copy(teacher.state_dict()) if persists_teacher(config) else None,
         batchnorm_volumes=statistics_from,
     )
+
+
+def train_soup(
+    model: LoadedModel,
+    labelled: list[ModelSpaceCase],
+    unlabelled: list[ModelSpaceCase],
+    config: FinetuneConfig,
+    device: torch.device,
+    progress: RoundProgress | None,
+    cancelled: Callable[[], bool] | None,
+    validation: list[ModelSpaceCase],
+    teacher_state: dict[str, torch.Tensor] | None,
+    statistics_volumes: list[torch.Tensor] | None,
+) -> StudentRun:
+    """A soup of ``config.students`` students (Wortsman et al. 2022): each trains from the round's starting
+    weights with its own seed (``student_seed``) for its share of the round's steps, and the round's result
+    is the mean of their results. The same compute as one student, and less of any one seed's patch order in
+    the result. With validation cases, the parent and the soup are validated (the students are not)."""
+    start = cpu_copy(model.network.state_dict())
+    candidates = {0: validation_dice(model, validation, device)} if validation else {}
+    shares = student_steps(config.steps, config.students)
+    runs, history, done = [], [], 0
+    for index, steps in enumerate(shares):
+        model.network.load_state_dict(start)
+        student = dataclasses.replace(
+            config, students=1, steps=steps, seed=student_seed(config.seed, index, config.students)
+        )
+        run = train_student(
+            model, labelled, unlabelled, student, device, offset_progress(progress, done, config.steps,
+            f"student {index + 1}/{config.students}: "), cancelled, [], teacher_state, statistics_volumes,
+        )  # fmt: skip
+        history += [{**record, "step": done + record["step"], "student": index} for record in run.history]
+        runs.append(dataclasses.replace(run, state=cpu_copy(run.state)))  # the next student moves the network
+        done += steps
+    model.network.load_state_dict(average_states([run.state for run in runs]))
+    if validation:
+        model.network.eval()
+        candidates[config.steps] = validation_dice(model, validation, device)
+    teachers = [run.teacher_state for run in runs if run.teacher_state is not None]
+    return StudentRun(
+        state=model.network.state_dict(),
+        best_step=config.steps,
+        candidates=candidates,
+        history=history,
+        teacher_state=average_states(teachers) if teachers else None,
+        batchnorm_volumes=runs[0].batchnorm_volumes,
+    )
+
+
+def student_steps(steps: int, students: int) -> list[int]:
+    """The round's steps shared among its students as evenly as whole steps allow (each at least one)."""
+    share, extra = divmod(max(steps, students), students)
+    return [share + (index < extra) for index in range(students)]
+
+
+def student_seed(seed: int, index: int, students: int) -> int:
+    """Student ``index``'s seed: distinct from every student of every other round seed (seed k's students
+    are k x students ... k x students + students - 1), and student 0 of seed 0 trains with seed 0."""
+    return seed * students + index
+
+
+def offset_progress(progress: RoundProgress | None, done: int, steps: int, prefix: str):
+    """A student's progress as the round's: its step after the ``done`` steps of the students before."""
+    if progress is None:
+        return None
+    return lambda step, _, message: progress(done + step, steps, prefix + message)
 
 
 def fit_dice(model: LoadedModel, labelled: list[ModelSpaceCase], device, limit: int = 3) -> float:

@@ -117,6 +117,11 @@ RECIPE_VARIANTS: dict[str, tuple[str, tuple[tuple[str, object], ...]]] = {
         "the shipped recipe, the rate annealed linearly to near zero over the last 20 % of the steps",
         (("lr_schedule", LearningRateSchedule.ANNEAL),),
     ),
+    "recipe-soup2": (
+        "the shipped recipe as a soup of 2 students, each with its own seed and half the round's steps, the"
+        " round's result the mean of their weights (the same compute)",
+        (("students", 2),),
+    ),
     "recipe-pool-batchnorm": (
         "the shipped recipe, BatchNorm statistics from the training cases and up to 32 pool cases",
         (("batchnorm_pool_cases", 32),),
