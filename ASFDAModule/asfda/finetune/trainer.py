@@ -12,7 +12,9 @@ exponential moving average of the student's weights (``weight_average_decay``), 
 last steps (``tail_average_fraction``); the learning rate warms up linearly, then follows ``lr_schedule``
 (``schedule.py``), the encoder at ``encoder_lr_factor`` of the rate.
 BatchNorm statistics are recomputed at the start on the training cases plus the pool volumes the caller gives
-and then frozen (``batchnorm.py``). Same seed and same cases give the same weights.
+and then frozen (``batchnorm.py``). Same seed and same cases give the same weights. With ``students`` > 1
+the round is a soup: that many students share its steps, each with its own seed, and their results are
+averaged (``train_soup``).
 
 With held-out validation cases, the parent's Dice on them is measured first (step 0) and the averaged weights
 are validated every ``validate_every`` steps and at the end; the best validated step is the round's result and
@@ -349,6 +351,8 @@ def train_soup(
     weights with its own seed (``student_seed``) for its share of the round's steps, and the round's result
     is the mean of their results. The same compute as one student, and less of any one seed's patch order in
     the result. With validation cases, the parent and the soup are validated (the students are not)."""
+    if config.steps < config.students:
+        raise ValueError(f"a soup of {config.students} students needs as many steps, got {config.steps}")
     start = cpu_copy(model.network.state_dict())
     candidates = {0: validation_dice(model, validation, device)} if validation else {}
     shares = student_steps(config.steps, config.students)
@@ -381,8 +385,8 @@ def train_soup(
 
 
 def student_steps(steps: int, students: int) -> list[int]:
-    """The round's steps shared among its students as evenly as whole steps allow (each at least one)."""
-    share, extra = divmod(max(steps, students), students)
+    """The round's steps shared among its students as evenly as whole steps allow."""
+    share, extra = divmod(steps, students)
     return [share + (index < extra) for index in range(students)]
 
 

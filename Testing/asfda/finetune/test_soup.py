@@ -15,7 +15,6 @@ from test_recipe import SMALL, case
 def test_the_round_s_steps_are_shared_evenly_and_every_student_trains():
     assert trainer.student_steps(7, 2) == [4, 3]
     assert trainer.student_steps(120, 3) == [40, 40, 40]
-    assert trainer.student_steps(1, 2) == [1, 1]  # a student never trains 0 steps
 
 
 def test_every_student_of_every_round_seed_has_its_own_seed():
@@ -65,6 +64,9 @@ def test_a_validated_soup_has_the_parent_and_the_soup_as_its_candidates(one_clas
     assert steps[-1][2].startswith("student 2/2: ")
 
 
-def test_a_round_needs_a_student():
+def test_a_round_needs_a_student_and_a_soup_a_step_for_each(one_class_model):
     with pytest.raises(ValueError, match="at least one student"):
         trainer.finetune_round(None, [case(0)], [], replace(FinetuneConfig(), students=0))
+    one_step = replace(SMALL, steps=1, steps_per_labelled=0, students=2)
+    with pytest.raises(ValueError, match="needs as many steps"):
+        trainer.finetune_round(load_model(one_class_model), [case(0)], [], one_step)
