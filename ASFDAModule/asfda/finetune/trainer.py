@@ -167,11 +167,19 @@ def finetune_round(
     config = dataclasses.replace(config, steps=round_steps(config, len(labelled) + len(validation)))
     device = torch.device(device)
     started = time.perf_counter()
-    train = train_soup if config.students > 1 else train_student
-    run = train(
-        model, labelled, unlabelled, config, device, progress, cancelled, validation, teacher_state,
-        statistics_volumes,
-    )  # fmt: skip
+
+    def train(
+        student: FinetuneConfig, student_progress: RoundProgress | None, held_out: list[ModelSpaceCase]
+    ) -> StudentRun:
+        return train_student(
+            model, labelled, unlabelled, student, device, student_progress, cancelled, held_out,
+            teacher_state, statistics_volumes,
+        )  # fmt: skip
+
+    if config.students > 1:
+        run = train_soup(model, config, device, progress, validation, train)
+    else:
+        run = train(config, progress, validation)
     model.network.load_state_dict(run.state)
     # Nothing held out: the Dice reported is the fit of the round's weights (``model`` holds them now), which
     # the guard never compares with the parent (it has no parent Dice).
@@ -337,20 +345,17 @@ def train_student(
 
 def train_soup(
     model: LoadedModel,
-    labelled: list[ModelSpaceCase],
-    unlabelled: list[ModelSpaceCase],
     config: FinetuneConfig,
     device: torch.device,
     progress: RoundProgress | None,
-    cancelled: Callable[[], bool] | None,
     validation: list[ModelSpaceCase],
-    teacher_state: dict[str, torch.Tensor] | None,
-    statistics_volumes: list[torch.Tensor] | None,
+    train: Callable[[FinetuneConfig, RoundProgress | None, list[ModelSpaceCase]], StudentRun],
 ) -> StudentRun:
     """A soup of ``config.students`` students (Wortsman et al. 2022): each trains from the round's starting
     weights with its own seed (``student_seed``) for its share of the round's steps, and the round's result
     is the mean of their results. The same compute as one student, and less of any one seed's patch order in
-    the result. With validation cases, the parent and the soup are validated (the students are not)."""
+    the result. With validation cases, the parent and the soup are validated (the students are not).
+    ``train(config, progress, validation)`` trains ``model.network`` as one student (``train_student``)."""
     if config.steps < config.students:
         raise ValueError(f"a soup of {config.students} students needs as many steps, got {config.steps}")
     start = cpu_copy(model.network.state_dict())
@@ -362,10 +367,8 @@ def train_soup(
         student = dataclasses.replace(
             config, students=1, steps=steps, seed=student_seed(config.seed, index, config.students)
         )
-        run = train_student(
-            model, labelled, unlabelled, student, device, offset_progress(progress, done, config.steps,
-            f"student {index + 1}/{config.students}: "), cancelled, [], teacher_state, statistics_volumes,
-        )  # fmt: skip
+        prefix = f"student {index + 1}/{config.students}: "
+        run = train(student, offset_progress(progress, done, config.steps, prefix), [])
         history += [{**record, "step": done + record["step"], "student": index} for record in run.history]
         runs.append(dataclasses.replace(run, state=cpu_copy(run.state)))  # the next student moves the network
         done += steps
