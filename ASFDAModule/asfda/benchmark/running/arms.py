@@ -105,6 +105,11 @@ RECIPE_VARIANTS: dict[str, tuple[str, tuple[tuple[str, object], ...]]] = {
     ),
     "recipe-lr5e-4": ("the shipped recipe at a rate of 5e-4", (("learning_rate", 5e-4),)),
     "recipe-lr2e-3": ("the shipped recipe at a rate of 2e-3", (("learning_rate", 2e-3),)),
+    "recipe-lr2e-3-anneal": (
+        "the shipped recipe at a rate of 2e-3, annealed linearly to near zero over the last 20 % of the"
+        " steps",
+        (("learning_rate", 2e-3), ("lr_schedule", LearningRateSchedule.ANNEAL)),
+    ),
     "recipe-last-weights": (
         "the shipped recipe, the student's last weights as the round's result (shipped before recipe_noise)",
         (("weight_average_decay", 0.0),),
