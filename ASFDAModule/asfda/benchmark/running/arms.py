@@ -144,6 +144,20 @@ RECIPE_VARIANTS: dict[str, tuple[str, tuple[tuple[str, object], ...]]] = {
         "the shipped recipe, the encoder at a tenth of the rate",
         (("encoder_lr_factor", 0.1),),
     ),
+    "recipe-no-augment": (
+        "the shipped recipe without intensity augmentation of the labelled patches",
+        (("augment", False),),
+    ),
+    "recipe-batch4-half": (
+        "the shipped recipe at 4 patches a step and half the steps (50 + 10 per labelled case): the same"
+        " patches and compute, half as many updates, each from a gradient of twice as many patches",
+        (("batch_size", 4), ("steps", 50), ("steps_per_labelled", 10)),
+    ),
+    "recipe-pool-batchnorm-no-augment": (
+        "the shipped recipe, BatchNorm statistics from the training cases and up to 32 pool cases, without"
+        " intensity augmentation",
+        (("batchnorm_pool_cases", 32), ("augment", False)),
+    ),
 }
 
 _QUERY_ARMS = (
