@@ -153,6 +153,14 @@ RECIPE_VARIANTS: dict[str, tuple[str, tuple[tuple[str, object], ...]]] = {
         " patches and compute, half as many updates, each from a gradient of twice as many patches",
         (("batch_size", 4), ("steps", 50), ("steps_per_labelled", 10)),
     ),
+    "recipe-batch4": (
+        "the shipped recipe at 4 patches a step (twice the compute)",
+        (("batch_size", 4),),
+    ),
+    "recipe-double-steps": (
+        "the shipped recipe with twice the steps (200 + 40 per labelled case; twice the compute)",
+        (("steps", 200), ("steps_per_labelled", 40)),
+    ),
     "recipe-pool-batchnorm-no-augment": (
         "the shipped recipe, BatchNorm statistics from the training cases and up to 32 pool cases, without"
         " intensity augmentation",
