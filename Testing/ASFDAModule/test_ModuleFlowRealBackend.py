@@ -116,6 +116,6 @@ def test_the_whole_flow_with_the_real_backend(moduleFile, mrml, tmp_path):
     assert next(v for v in versions if v.id == newVersion).active
     assert rolledBack.modelVersion == info.modelVersion and againFiles.modelVersion == info.modelVersion
     assert removed == remaining.id and remaining.id not in casesLeft
-    assert offered.strategy == "typiclust" and {"random", "epistemic"} <= set(offered.strategies)
+    assert offered.strategy == "clasp" and {"random", "epistemic"} <= set(offered.strategies)
     assert chosen.strategy == "random" and chosenLater == "random"
     assert process.state.value == "stopped" and waitGone(process.pid)

@@ -249,14 +249,14 @@ def test_removing_a_case_untags_its_scene_volume(builtWidget, fakeBackend, mrml,
 
 def test_the_strategy_tooltip_names_the_engines_real_default(builtWidget, monkeypatch):  # noqa: F811
     """Defect: the tooltip said "asfda by default", a literal in the .ui file; the default is the engine's
-    ``QueryConfig().strategy`` (typiclust), and the tooltip must follow it."""
+    ``QueryConfig().strategy`` (clasp), and the tooltip must follow it."""
     import asfda.config
     from module_paths import MODULE_DIR
 
     widget, ui, shown = builtWidget
     widget.setup()
-    assert "(typiclust by default;" in ui.strategyComboBox.toolTip
-    assert asfda.config.QueryConfig().strategy.value == "typiclust"
+    assert "(clasp by default;" in ui.strategyComboBox.toolTip
+    assert asfda.config.QueryConfig().strategy.value == "clasp"
 
     class OtherDefault:
         strategy = asfda.config.QueryStrategy.CORESET

@@ -121,7 +121,7 @@ def test_the_site_query_candidates_are_arms_the_validation_choice_can_take(name,
     assert (arm.strategy, arm.semi_supervised, arm.finetune_overrides) == (strategy, False, ())
     assert name in CANDIDATES and ARMS[name] is arm
     assert full_method(name).strategy is strategy
-    assert ARMS[FULL_METHOD].strategy is QueryConfig().strategy is QueryStrategy.TYPICLUST
+    assert ARMS[FULL_METHOD].strategy is QueryConfig().strategy is QueryStrategy.CLASP
     with pytest.raises(SystemExit):
         build_parser().parse_args(["benchmark", "--help"])
     assert name in capsys.readouterr().out.replace("\n", " ").replace("  ", "")
