@@ -239,7 +239,8 @@ class PoolLogic:
             return _("How the next case is chosen; kept in the session.")
         return _(
             "How the next case is chosen ({default} by default; random and the other baselines for "
-            "comparison). Kept in the session."
+            "comparison). Kept in the session. clasp, stochastic and typical-stochastic draw the next case "
+            "in proportion to its score, so it need not have the highest score."
         ).format(default=default)
 
     def fetchQuerySettings(self) -> QuerySettings:

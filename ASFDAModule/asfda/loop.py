@@ -194,7 +194,7 @@ def run_loop(
             by_id = case_names(session)
             scores = pool_scores(ranking, seen, by_id)
             if number == 1:
-                report(ranking_table(ranking, by_id))
+                report(ranking_table(ranking, by_id, settings.strategy))
         for case_id in picked:  # the annotator: the reference mask stands in for the corrected prediction
             session.submit_label(case_id, reference_by_name[session.store.case(case_id).name])
         n_labelled = len(session.store.labelled_ids())

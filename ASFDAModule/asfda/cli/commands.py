@@ -140,7 +140,7 @@ def run_rank(args) -> int:
     for reason in session.skipped.values():
         print(f"skipped {reason}", file=sys.stderr)
     print(f"model version {session.store.active_version}, strategy {config.strategy.value}")
-    print(ranking_table(ranking, {r.id: r.name for r in session.store.cases()}))
+    print(ranking_table(ranking, {r.id: r.name for r in session.store.cases()}, config.strategy))
     if args.output:
         rows = [{**row.__dict__, "name": session.store.case(row.case_id).name} for row in ranking]
         Path(args.output).write_text(json.dumps(rows, indent=2))

@@ -22,6 +22,7 @@ from asfda.benchmark.analysis.statistics import (
     wilcoxon_p,
     write_statistics,
 )
+from asfda.benchmark.running.arms import DEFAULT_QUERY
 from asfda.benchmark.running.results import ALL_LABELLED, RunResult
 from asfda.loop import RoundRecord
 
@@ -111,15 +112,16 @@ def test_summary_lists_a_comparison_per_baseline_and_the_ssl_twin(tmp_path):
 def test_a_supervised_full_method_is_the_twin_of_the_semi_supervised_arm():
     ssl = [run("ssl-late-teacher", s, 0.01, pseudo=2, fine_tuning="semi-supervised") for s in range(3)]
     supervised = [run("asfda", s, 0.04) for s in range(3)]
-    info = {"full_method": {"query": "typiclust", "chosen_by": "test", "fine_tuning": "supervised"}}
+    info = {"full_method": {"query": DEFAULT_QUERY, "chosen_by": "test", "fine_tuning": "supervised"}}
     semi = summarise(supervised + ssl, 2, info)["semi_supervised_vs_supervised_twin"]
     assert (semi["arm"], semi["strategy"]) == ("ssl-late-teacher", "asfda")
     assert semi["difference"] == pytest.approx(-0.03)
     assert semi["pseudo_labelled_per_round_by_seed"][0] == [2, 2, 2]
-    # with the query's own arm in the run, that arm is the twin
-    typiclust = [run("typiclust", s, 0.02) for s in range(3)]
-    semi = summarise(supervised + ssl + typiclust, 2, info)["semi_supervised_vs_supervised_twin"]
-    assert semi["strategy"] == "typiclust" and semi["difference"] == pytest.approx(-0.01)
+    # with the default query's own arm in the run, that arm is the twin
+    default_query = [run(DEFAULT_QUERY, s, 0.02) for s in range(3)]
+    semi = summarise(supervised + ssl + default_query, 2, info)["semi_supervised_vs_supervised_twin"]
+    assert semi["strategy"] == DEFAULT_QUERY and semi["difference"] == pytest.approx(-0.01)
+    # the semi-supervised arms follow the default query's picks: a full method of another query has no twin
     info["full_method"]["query"] = "density"
     assert summarise(supervised + ssl, 2, info)["semi_supervised_vs_supervised_twin"] is None
 
