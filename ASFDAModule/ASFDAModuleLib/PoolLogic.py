@@ -34,14 +34,15 @@ from .WorkflowTypes import VolumeExport, VolumeOutcome
 VOLUME_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
 
 
-def defaultQueryStrategy() -> str | None:
-    """The engine's default query strategy, from its ``QueryConfig`` (plain dataclasses and enums: importing
-    the config loads neither torch nor the rest of the engine); None without the engine beside the module."""
+def engineQueryStrategies() -> tuple[str, tuple[str, ...]] | None:
+    """The engine's default query strategy (its ``QueryConfig``) and the strategies that draw their picks
+    (plain dataclasses and enums: importing the config loads neither torch nor the rest of the engine); None
+    without the engine beside the module."""
     try:
-        from asfda.config import QueryConfig
+        from asfda.config import DRAWN_QUERIES, QueryConfig
     except ImportError:
         return None
-    return QueryConfig().strategy.value
+    return QueryConfig().strategy.value, tuple(strategy.value for strategy in DRAWN_QUERIES)
 
 
 class PoolLogic:
@@ -234,14 +235,15 @@ class PoolLogic:
 
     def queryStrategyToolTip(self) -> str:
         """The strategy box's tooltip, naming the engine's real default (``asfda.config.QueryConfig``)."""
-        default = defaultQueryStrategy()
-        if default is None:
+        strategies = engineQueryStrategies()
+        if strategies is None:
             return _("How the next case is chosen; kept in the session.")
+        default, drawn = strategies
         return _(
             "How the next case is chosen ({default} by default; random and the other baselines for "
-            "comparison). Kept in the session. clasp, stochastic and typical-stochastic draw the next case "
-            "in proportion to its score, so it need not have the highest score."
-        ).format(default=default)
+            "comparison). Kept in the session. {drawn} draw the next case in proportion to its score, so "
+            "it need not have the highest score."
+        ).format(default=default, drawn=", ".join(drawn))
 
     def fetchQuerySettings(self) -> QuerySettings:
         """*network*: the strategy in use and the ones the engine offers."""

@@ -34,6 +34,11 @@ class QueryStrategy(str, Enum):
     RELATIVE_DKD = "relative-dkd"  # knowledge gap x distance to the labelled cases and picks, greedy
 
 
+# Queries whose picks are a Gumbel-top-k draw in proportion to the score (scoring/stochastic.py), not its
+# maximum: a pick can score below a case ranked after it.
+DRAWN_QUERIES = (QueryStrategy.STOCHASTIC, QueryStrategy.TYPICAL_STOCHASTIC, QueryStrategy.CLASP)
+
+
 class AdaptationMode(str, Enum):
     """Which weights a fine-tuning round changes (``finetune/peft.py``)."""
 

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from .config import QueryStrategy
+from .config import DRAWN_QUERIES, QueryStrategy
 from .scoring.query import RankedCase
-
-# Queries whose picks are a Gumbel-top-k draw in proportion to the score, not its maximum.
-DRAWN_QUERIES = (QueryStrategy.CLASP, QueryStrategy.STOCHASTIC, QueryStrategy.TYPICAL_STOCHASTIC)
 
 
 def ranking_table(ranking: list[RankedCase], names: dict[str, str], strategy: QueryStrategy) -> str:
