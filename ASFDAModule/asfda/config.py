@@ -29,7 +29,7 @@ class QueryStrategy(str, Enum):
     STOCHASTIC = "stochastic"  # Gumbel-top-k on the foreground difficulty, noise annealed over rounds
     TYPICAL_STOCHASTIC = "typical-stochastic"  # typicality cold start, then stochastic density picks
     CLASP = "clasp"  # class-stratified foreground entropy (missing class = 1), Gumbel-top-k annealed
-    # Candidates for pools with rare hard modes (scoring/coverage.py), not measured yet:
+    # Candidates for pools with rare hard modes (scoring/coverage.py); both lost to random in the site loop:
     CLUSTER_DIFFICULTY = "cluster-difficulty"  # typiclust's clusters, the most difficult case of each
     RELATIVE_DKD = "relative-dkd"  # knowledge gap x distance to the labelled cases and picks, greedy
 
