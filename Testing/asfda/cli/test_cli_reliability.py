@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import SimpleITK as sitk
 from asfda.cli.main import build_parser, main
+from asfda.config import FinetuneConfig
 from asfda.session.lock import session_lock
 from asfda.session.session import AdaptationSession
 
@@ -158,4 +159,5 @@ def test_help_texts_say_the_defaults():
     actions = {a.dest: a for a in parser._subparsers._group_actions[0].choices["loop"]._actions}
     assert all(actions[name].help for name in ("steps", "rounds", "budget", "strategy", "model"))
     finetune = {a.dest: a for a in parser._subparsers._group_actions[0].choices["finetune"]._actions}
-    assert "100 + 20 per labelled case" in finetune["steps"].help
+    shipped = FinetuneConfig()
+    assert f"{shipped.steps} + {shipped.steps_per_labelled} per labelled case" in finetune["steps"].help

@@ -3,7 +3,7 @@
 It starts ``asfda serve`` in a subprocess as the module does, adds a pool folder and asks for the first case
 (``POST /next``, then the case's image and prediction, as the module fetches them). Each round then plays
 Save and next: the served case's reference label is uploaded as the saved mask, a fine-tune round with the
-shipped options is started (``round_steps``: 100 + 20 steps per labelled case; ``--steps`` fixes a count),
+shipped options is started (``round_steps``: steps plus steps per labelled case; ``--steps`` fixes a count),
 and the next case is asked for and fetched while the round runs; the clock runs on until the ranking of the
 new model version is in hand (an annotator takes longer than a round, so the next round starts from there).
 The clock is the client's (job records stamp whole seconds):

@@ -171,7 +171,7 @@ PREVIOUS_FIELDS = (
 
 
 def backend_loop_key(record: dict) -> tuple:
-    # str: a count of steps, or the shipped schedule's rule ("100 + 20 x labelled")
+    # str: a count of steps, or the shipped schedule's rule ("200 + 40 x labelled")
     return (record["device"], record["model"], record["pool_size"], str(record["steps"]))
 
 
