@@ -47,6 +47,12 @@ class Evaluation:
         classes = sorted({k for c in self.cases for k in c.dice})
         return {k: float(np.nanmean([c.dice.get(k, np.nan) for c in self.cases])) for k in classes}
 
+    def per_class_hd95(self) -> dict[int, float]:
+        """Per class, the mean HD95 over the cases whose prediction and reference both hold it. A class the
+        model starts to predict enters ``mean_hd95`` with its distances; this keeps the classes apart."""
+        classes = sorted({k for c in self.cases for k in c.hd95})
+        return {k: mean_of({i: c.hd95[k] for i, c in enumerate(self.cases) if k in c.hd95}) for k in classes}
+
 
 def paired_files(images: Path, references: Path) -> list[tuple[Path, Path]]:
     """(image, reference) pairs matched by case name; an image without a reference is skipped."""

@@ -67,6 +67,7 @@ class RoundRecord:
     activated: bool = True  # False: the round validated worse than its parent, which stayed active
     query_scores: PoolScores | None = None  # what the query saw for every pool case (None: no query)
     guard: GuardOutcome | None = None  # the guard's decision and the test Dice of both versions
+    per_class_hd95: dict[int, float] = field(default_factory=dict)  # over the test cases holding the class
 
     def to_json(self) -> dict:
         return asdict(self)
@@ -74,7 +75,8 @@ class RoundRecord:
     @classmethod
     def from_json(cls, data: dict) -> RoundRecord:
         data = dict(data)
-        data["per_class_dice"] = {int(k): v for k, v in data.get("per_class_dice", {}).items()}
+        for key in ("per_class_dice", "per_class_hd95"):
+            data[key] = {int(k): v for k, v in data.get(key, {}).items()}
         data["query_scores"] = PoolScores.from_json(data.get("query_scores"))
         data["guard"] = GuardOutcome.from_json(data.get("guard"))
         return cls(**data)
@@ -92,11 +94,17 @@ def open_or_create(
 
 def evaluate_round(
     session: AdaptationSession, test_pairs, known: dict | None = None
-) -> tuple[float | None, float | None, dict]:
+) -> tuple[float | None, float | None, dict, dict]:
+    """Mean Dice, mean HD95, and both per class, of the active version (None and empty without cases)."""
     evaluation = evaluate_cases(session, test_pairs, known)
     if not evaluation.cases:
-        return None, None, {}
-    return evaluation.mean_dice, evaluation.mean_hd95, evaluation.per_class_dice()
+        return None, None, {}, {}
+    return (
+        evaluation.mean_dice,
+        evaluation.mean_hd95,
+        evaluation.per_class_dice(),
+        evaluation.per_class_hd95(),
+    )
 
 
 def evaluate_cases(session: AdaptationSession, pairs, known: dict | None = None) -> Evaluation:
@@ -154,7 +162,9 @@ def run_loop(
     scores_in_hand = None  # (version, scores) of the ranking the previous round's pick came from
     known: dict = {}  # evaluations by model version, reused while a version stays active
 
-    dice, hd95, per_class = evaluate_round(session, test_pairs if settings.evaluate_start else [], known)
+    dice, hd95, per_class, per_class_hd95 = evaluate_round(
+        session, test_pairs if settings.evaluate_start else [], known
+    )
     records = [
         RoundRecord(
             0,
@@ -167,6 +177,7 @@ def run_loop(
             0.0,
             0.0,
             per_class,
+            per_class_hd95=per_class_hd95,
         )
     ]
     report(format_round(records[-1]))
@@ -233,6 +244,7 @@ def run_loop(
                 version.metrics.get("accepted", True),
                 scores,
                 guard,
+                test.per_class_hd95(),
             )
         )
         report(format_round(records[-1]))

@@ -3,6 +3,7 @@ decision with the test Dice of both versions (on a tiny dataset, with the guard 
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -87,3 +88,9 @@ def test_a_held_back_round_records_the_test_dice_of_both_versions(
         session.model(after.model_version), paired_files(test_images, test_references), "cpu"
     )
     assert guard.candidate_test_dice == pytest.approx(candidate.mean_dice)
+    source = evaluate_model(
+        session.model(before.model_version), paired_files(test_images, test_references), "cpu"
+    )
+    assert before.per_class_hd95 and before.per_class_hd95 == pytest.approx(source.per_class_hd95())
+    saved = json.loads(json.dumps(before.to_json()))  # JSON keys are strings
+    assert RoundRecord.from_json(saved).per_class_hd95 == before.per_class_hd95

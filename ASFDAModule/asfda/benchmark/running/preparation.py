@@ -204,6 +204,7 @@ def evaluate_source(model: Path, layout: DatasetLayout, device: str, out: Path) 
         evaluation.per_class_dice(),
         per_case_dice={c.name: c.mean_dice for c in evaluation.cases},  # the site endpoint's floor
         per_case_hd95={c.name: c.mean_hd95 for c in evaluation.cases},
+        per_class_hd95=evaluation.per_class_hd95(),
     )
     result = RunResult(
         SOURCE_ONLY,
