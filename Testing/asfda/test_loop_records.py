@@ -1,6 +1,6 @@
 """What a loop round records for later analyses: the query's scores of every pool case, the guard's decision
-with the test Dice of both versions (on a tiny dataset, with the guard made to hold a round back), and the test
-HD95 per class."""
+with the test Dice of both versions (on a tiny dataset, with the guard made to hold a round back), and the
+test HD95 per class."""
 
 from __future__ import annotations
 
