@@ -162,6 +162,10 @@ RECIPE_VARIANTS: dict[str, tuple[str, tuple[tuple[str, object], ...]]] = {
         " (Resources/Benchmark/; its arm recipe-double-steps, 200 + 40, is the shipped recipe now)",
         (("steps", 100), ("steps_per_labelled", 20)),
     ),
+    "recipe-steps-400-80": (
+        "the shipped recipe at 400 + 80 steps per labelled case: twice the shipped steps (twice the compute)",
+        (("steps", 400), ("steps_per_labelled", 80)),
+    ),
     "recipe-pool-batchnorm-no-augment": (
         "the shipped recipe, BatchNorm statistics from the training cases and up to 32 pool cases, without"
         " intensity augmentation",
