@@ -17,7 +17,8 @@ the all-draws comparison (:func:`draws_bootstrap`, :func:`mann_whitney_p`) takes
 draw as the reference and resamples each arm's runs on its own. The site endpoint averages over
 sub-populations: its interval resamples test cases within their sub-population
 (:func:`stratified_bootstrap`) and its case-level test flips the signs of weighted per-case differences
-(:func:`weighted_sign_flip_p`).
+(:func:`weighted_sign_flip_p`). The training noise is a standard deviation over seeds; its interval is
+the chi-square one (:func:`sd_interval`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from scipy.stats import mannwhitneyu, wilcoxon
+from scipy.stats import chi2, mannwhitneyu, wilcoxon
 
 BOOTSTRAP_SAMPLES = 10_000
 
@@ -186,3 +187,16 @@ def weighted_sign_flip_p(values: np.ndarray, weights: np.ndarray, samples: int =
     signs = np.random.default_rng(0).choice((-1.0, 1.0), (samples, values.size))
     hits = int(np.sum(np.abs(signs @ (values * weights)) >= observed - tolerance))
     return (1 + hits) / (1 + samples)
+
+
+def sd_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float]:
+    """The chi-square confidence interval of the standard deviation of ``values`` (needs two or more):
+    exact for normal values, a guide otherwise. With 8 values it spans about 0.66x to 2.0x the sample sd,
+    so one set's sd of 0.51 does not tell a true 0.4 from a true 0.7."""
+    values = np.asarray(values, dtype=np.float64)
+    dof = len(values) - 1
+    if dof < 1:
+        raise ValueError("an interval of a standard deviation needs two or more values")
+    spread = dof * float(np.var(values, ddof=1))
+    tail = (1 - level) / 2
+    return float(np.sqrt(spread / chi2.ppf(1 - tail, dof))), float(np.sqrt(spread / chi2.ppf(tail, dof)))

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ...errors import ASFDAError
+from ..analysis.significance import sd_interval
 from .arms import FULL_METHOD, Arm
 from .results import RunResult
 
@@ -93,8 +94,8 @@ def load_noise_runs(
 
 def training_noise_summary(runs: Sequence[RunResult], recipe: str = FULL_METHOD) -> dict | None:
     """summary.json's ``training_noise``: per set size its cases, the mean test Dice, the sd over seeds in
-    Dice points, the number of seeds and every seed's Dice; ``recipe``: the arm whose fine-tuning trained
-    them (the full method's unless ``--training-noise-recipe`` said otherwise)."""
+    Dice points with its 95 % interval, the number of seeds and every seed's Dice; ``recipe``: the arm whose
+    fine-tuning trained them (the full method's unless ``--training-noise-recipe`` said otherwise)."""
     by_size: dict[int, list[RunResult]] = {}
     for run in runs:
         if run.records and run.records[-1].test_dice is not None:
@@ -106,10 +107,12 @@ def training_noise_summary(runs: Sequence[RunResult], recipe: str = FULL_METHOD)
         own = sorted(own, key=lambda r: r.seed)
         dice = np.array([r.records[-1].test_dice for r in own], dtype=np.float64)
         sd = float(100 * np.std(dice, ddof=1)) if len(dice) > 1 else None
+        sd_ci = list(sd_interval(100 * dice)) if len(dice) > 1 else None
         sets[str(n)] = {
             "cases": list(own[0].records[-1].picked),
             "dice_mean": float(dice.mean()),
             "sd_points": sd,
+            "sd_ci_points": sd_ci,  # 95 %, chi-square: 8 seeds pin an sd down to about 0.66x-2.0x
             "range_points": float(100 * (dice.max() - dice.min())),
             "n_seeds": len(own),
             "per_seed": {str(r.seed): float(r.records[-1].test_dice) for r in own},
@@ -134,6 +137,8 @@ def training_noise_markdown(summary: dict | None) -> list[str]:
     parts = []
     for n, s in summary["sets"].items():
         sd = "n/a" if s["sd_points"] is None else f"{s['sd_points']:.2f}"
+        if s.get("sd_ci_points"):  # summaries written before the interval have none
+            sd += " [{:.2f}, {:.2f}]".format(*s["sd_ci_points"])
         held = f", {s['held_back']} held back by the guard" if s["held_back"] else ""
         parts.append(
             f"{n} cases ({', '.join(s['cases'])}): {s['dice_mean']:.4f}, sd {sd} points, range "

@@ -10,6 +10,7 @@ from asfda.benchmark.analysis.significance import (
     draws_bootstrap,
     hierarchical_bootstrap,
     mann_whitney_p,
+    sd_interval,
     wilcoxon_seeds_p,
 )
 from asfda.benchmark.analysis.statistics import (
@@ -219,3 +220,18 @@ def test_the_draws_bootstrap_resamples_each_arm_on_its_own():
     assert low == pytest.approx(-0.1) and high == pytest.approx(0.1)  # both draws twice at the tails
     assert draws_bootstrap(arm, reference + 0.2)[0] == pytest.approx(-0.2)
     assert mann_whitney_p([1, 2, 3], [4, 5, 6, 7]) == pytest.approx(2 / 35)  # exact: 1 of C(7,3) each side
+
+
+def test_sd_interval_covers_the_true_sd_of_eight_seeds_95_times_in_100():
+    rng = np.random.default_rng(0)
+    true_sd = 0.5
+    intervals = [sd_interval(rng.normal(60.0, true_sd, 8)) for _ in range(4000)]
+    coverage = np.mean([low <= true_sd <= high for low, high in intervals])
+    assert 0.93 < coverage < 0.97
+    values = np.array([52.0, 57.6, 57.1, 59.0, 56.2, 53.8, 58.7, 58.8])
+    low, high = sd_interval(values)
+    sd = np.std(values, ddof=1)
+    assert low / sd == pytest.approx(0.661, abs=1e-3) and high / sd == pytest.approx(2.035, abs=1e-3)
+    assert sd_interval(values, level=0.5)[1] < high
+    with pytest.raises(ValueError, match="two or more"):
+        sd_interval([1.0])

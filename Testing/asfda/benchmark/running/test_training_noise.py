@@ -51,10 +51,12 @@ def test_summary_gives_the_sd_over_seeds_in_dice_points():
     assert three["met"] is False and six["met"] is True and six["sd_points"] == pytest.approx(0.2)
     assert six["held_back"] == 1 and summary["target_sd_points"] == 0.5
     text = "".join(training_noise_markdown(summary))
-    assert "3 cases (tgt_000, tgt_001, tgt_002): 0.6100, sd 1.00 points" in text and "1 held back" in text
+    low, high = three["sd_ci_points"]
+    assert low < 1.0 < high and high > 2 * low  # three seeds barely pin an sd down
+    assert f"0.6100, sd 1.00 [{low:.2f}, {high:.2f}] points" in text and "1 held back" in text
     assert training_noise_summary([]) is None and training_noise_markdown(None) == []
     one = training_noise_summary([noise_run(3, 0, 0.6)])["sets"]["3"]
-    assert one["sd_points"] is None and one["met"] is None
+    assert one["sd_points"] is None and one["sd_ci_points"] is None and one["met"] is None
 
 
 def test_saved_runs_load_by_size_and_seed(tmp_path):
