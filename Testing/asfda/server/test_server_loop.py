@@ -53,6 +53,12 @@ def journal(session: Path) -> list[dict]:
     return [json.loads(line) for line in (session / "journal.jsonl").read_text().splitlines()]
 
 
+def last_round_event(session: Path, event: str = "") -> dict:
+    """The journal's last event of a round (``round_<event>`` when ``event`` is given): proposal jobs log
+    events of their own in between."""
+    return [e for e in journal(session) if e["event"].startswith(f"round_{event}")][-1]
+
+
 def finished_jobs(client, timeout: float = 60.0) -> list[dict]:
     """Every job once none is running: a ranking is complete as soon as its scores are on disk, a moment
     before the backend marks the scoring job finished."""
@@ -217,7 +223,7 @@ def test_second_round_refused_then_cancelled(loop):
         assert busy.status_code == 409 and job["id"] in busy.json()["detail"]
         late_mask = submit_mask(client, loop.second["id"], reference_mask(loop, loop.second))
         assert late_mask.status_code == 200, late_mask.text
-        started = [e for e in journal(loop.session) if e["event"] == "round_started"][-1]
+        started = last_round_event(loop.session, "started")
         assert started["round"] == 2 and started["labelled"] == [loop.first["id"]]
         cancel_sent = time.perf_counter()
         cancelled = client.post(f"/jobs/{job['id']}/cancel").json()
@@ -225,7 +231,7 @@ def test_second_round_refused_then_cancelled(loop):
         info = client.get("/info").json()
     assert cancelled["state"] == "cancelled", cancelled
     assert not psutil.pid_exists(job["worker_pid"]) or psutil.Process(job["worker_pid"]).status() == "zombie"
-    assert journal(loop.session)[-1]["event"] == "round_cancelled"
+    assert last_round_event(loop.session)["event"] == "round_cancelled"
     assert info["model_version"] == "v0001"
     assert not list((loop.session / "models").glob(".partial-*"))
 
@@ -255,7 +261,7 @@ def test_killed_backend_restarts_with_nothing_lost(loop):
         assert (loop.session / "labels" / "final" / f"{case['id']}.nii.gz").is_file()
     assert ranking["complete"] and ranking["model_version"] == "v0001"
     assert any(e["event"] == "round_interrupted" and e["round"] == 3 for e in journal(loop.session))
-    started = [e for e in journal(loop.session) if e["event"] == "round_started"][-1]
+    started = last_round_event(loop.session, "started")
     assert started["round"] == 3  # the mask sent while round 2 trained is used now
     assert set(started["labelled"]) == {loop.first["id"], loop.second["id"]}
     assert not list((loop.session / "models").glob(".partial-*"))
