@@ -92,19 +92,9 @@ def open_or_create(
     )
 
 
-def evaluate_round(
-    session: AdaptationSession, test_pairs, known: dict | None = None
-) -> tuple[float | None, float | None, dict, dict]:
-    """Mean Dice, mean HD95, and both per class, of the active version (None and empty without cases)."""
-    evaluation = evaluate_cases(session, test_pairs, known)
-    if not evaluation.cases:
-        return None, None, {}, {}
-    return (
-        evaluation.mean_dice,
-        evaluation.mean_hd95,
-        evaluation.per_class_dice(),
-        evaluation.per_class_hd95(),
-    )
+def headline_means(evaluation: Evaluation) -> tuple[float | None, float | None]:
+    """A round's mean test Dice and HD95 (None for both without test cases)."""
+    return (evaluation.mean_dice, evaluation.mean_hd95) if evaluation.cases else (None, None)
 
 
 def evaluate_cases(session: AdaptationSession, pairs, known: dict | None = None) -> Evaluation:
@@ -162,9 +152,8 @@ def run_loop(
     scores_in_hand = None  # (version, scores) of the ranking the previous round's pick came from
     known: dict = {}  # evaluations by model version, reused while a version stays active
 
-    dice, hd95, per_class, per_class_hd95 = evaluate_round(
-        session, test_pairs if settings.evaluate_start else [], known
-    )
+    start = evaluate_cases(session, test_pairs if settings.evaluate_start else [], known)
+    dice, hd95 = headline_means(start)
     records = [
         RoundRecord(
             0,
@@ -176,8 +165,8 @@ def run_loop(
             None,
             0.0,
             0.0,
-            per_class,
-            per_class_hd95=per_class_hd95,
+            start.per_class_dice(),
+            per_class_hd95=start.per_class_hd95(),
         )
     ]
     report(format_round(records[-1]))
@@ -216,7 +205,7 @@ def run_loop(
         held_back = version.id != session.store.active_version  # the guard kept the parent active
         candidate = version_test_dice(session, version.id, test_pairs) if held_back else None
         test = evaluate_cases(session, test_pairs, known)
-        dice, hd95 = (test.mean_dice, test.mean_hd95) if test.cases else (None, None)
+        dice, hd95 = headline_means(test)
         validation = evaluate_cases(session, validation_pairs, known)
         guard = guard_outcome(
             version.metrics,
